@@ -1,0 +1,365 @@
+"""Backend resolution: the only module that knows NumPy, CuPy and array-api-strict by name.
+
+Everything else in mlpx receives an Array API namespace ``xp`` (and a ``device``) that
+was resolved here once, at a public entry point, and passes it down as a keyword-only
+argument.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import array_api_compat
+
+__all__ = [
+    "Backend",
+    "resolve_backend",
+    "backend_of",
+    "array_namespace",
+    "to_numpy",
+    "to_device",
+    "is_numpy_namespace",
+    "is_cupy_namespace",
+    "host_rng",
+    "resolve_dtype",
+    "dtype_name",
+    "eps",
+    "synchronize",
+    "device_name",
+    "BACKENDS",
+]
+
+#: Backend names accepted by ``backend=`` (a namespace module is accepted too).
+BACKENDS = ("numpy", "cupy", "array_api_strict")
+
+_FLOAT_DTYPES = ("float32", "float64")
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A resolved backend: an Array API namespace plus the device arrays live on.
+
+    Attributes
+    ----------
+    name : str
+        ``"numpy"``, ``"cupy"``, ``"array_api_strict"`` or the namespace's module name.
+    xp : module
+        The Array API compatible namespace (``array_api_compat.numpy`` for NumPy).
+    device : object
+        The device every array of a model on this backend is created on.
+    """
+
+    name: str
+    xp: ModuleType
+    device: Any
+
+    def __reduce__(self):
+        # Namespaces are modules and cannot be pickled: rebuild from the name.
+        return (resolve_backend, (self.name,))
+
+
+def _import_cupy():
+    try:
+        cupy = importlib.import_module("cupy")
+    except ImportError as exc:  # pragma: no cover - depends on the machine
+        raise ImportError(
+            "backend='cupy' needs CuPy, which is not installed. Install it with the extra "
+            "that matches your CUDA toolkit: pip install 'mlpx[cuda12]' or "
+            "pip install 'mlpx[cuda13]'."
+        ) from exc
+    try:
+        n = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        raise RuntimeError(
+            f"backend='cupy': CuPy is installed but no CUDA device was found ({exc}). "
+            "Use backend='numpy' on this machine."
+        ) from exc
+    if n < 1:  # pragma: no cover - depends on the machine
+        raise RuntimeError(
+            "backend='cupy': CuPy is installed but no CUDA device was found. "
+            "Use backend='numpy' on this machine."
+        )
+    return cupy
+
+
+def cuda_available() -> bool:
+    """Return True when CuPy imports and at least one CUDA device answers."""
+    try:
+        _import_cupy()
+    except (ImportError, RuntimeError):
+        return False
+    return True
+
+
+def resolve_backend(backend: Any = "numpy") -> Backend:
+    """Resolve a backend name or namespace module into a :class:`Backend`.
+
+    Parameters
+    ----------
+    backend : {"numpy", "cupy", "array_api_strict"}, module or Backend, default="numpy"
+        The array library to compute with. A module must be an Array API namespace
+        (anything :func:`array_api_compat.array_namespace` recognises).
+
+    Returns
+    -------
+    Backend
+
+    Raises
+    ------
+    ValueError
+        For an unknown name (the message lists the valid ones).
+    ImportError
+        ``"cupy"`` without CuPy installed (the message names the extra to install).
+    RuntimeError
+        ``"cupy"`` with CuPy installed but no CUDA device.
+
+    Examples
+    --------
+    >>> from mlpx._backend import resolve_backend
+    >>> resolve_backend("numpy").name
+    'numpy'
+    """
+    if isinstance(backend, Backend):
+        return backend
+    if backend is None:
+        backend = "numpy"
+    if isinstance(backend, str):
+        key = backend.lower().replace("-", "_")
+        if key in ("numpy", "np"):
+            xp = array_api_compat.array_namespace(np.empty(0))
+            return Backend("numpy", xp, "cpu")
+        if key == "cupy":
+            cupy = _import_cupy()
+            xp = array_api_compat.array_namespace(cupy.empty(0))
+            return Backend("cupy", xp, cupy.cuda.Device())
+        if key in ("array_api_strict", "strict"):
+            try:
+                strict = importlib.import_module("array_api_strict")
+            except ImportError as exc:
+                raise ImportError(
+                    "backend='array_api_strict' needs the array-api-strict package: "
+                    "pip install 'mlpx[test]'."
+                ) from exc
+            x = strict.asarray(0.0)
+            return Backend("array_api_strict", strict, x.device)
+        raise ValueError(
+            f"The 'backend' parameter must be one of {list(BACKENDS)} or an Array API "
+            f"namespace module. Got {backend!r} instead."
+        )
+    if isinstance(backend, ModuleType):
+        name = backend.__name__
+        if name in ("numpy", "array_api_compat.numpy"):
+            return resolve_backend("numpy")
+        if name in ("cupy", "array_api_compat.cupy"):
+            return resolve_backend("cupy")
+        if name == "array_api_strict":
+            return resolve_backend("array_api_strict")
+        if not hasattr(backend, "asarray") or not hasattr(backend, "matmul"):
+            raise ValueError(
+                f"The 'backend' parameter must be an Array API namespace; module {name!r} "
+                "has no asarray/matmul."
+            )
+        x = backend.asarray(0.0)
+        return Backend(name, array_api_compat.array_namespace(x), array_api_compat.device(x))
+    raise ValueError(
+        f"The 'backend' parameter must be one of {list(BACKENDS)} or an Array API namespace "
+        f"module. Got {backend!r} of type {type(backend).__name__} instead."
+    )
+
+
+def backend_of(x) -> Backend:
+    """Return the :class:`Backend` an array belongs to."""
+    xp = array_namespace(x)
+    return Backend(_namespace_name(xp), xp, array_api_compat.device(x))
+
+
+def _namespace_name(xp) -> str:
+    if array_api_compat.is_numpy_namespace(xp):
+        return "numpy"
+    if array_api_compat.is_cupy_namespace(xp):
+        return "cupy"
+    if array_api_compat.is_array_api_strict_namespace(xp):
+        return "array_api_strict"
+    return getattr(xp, "__name__", repr(xp))
+
+
+def array_namespace(*arrays):
+    """Return the Array API namespace of ``arrays`` (they must agree)."""
+    return array_api_compat.array_namespace(*arrays)
+
+
+def is_numpy_namespace(xp) -> bool:
+    """The predicate that guards every NumPy-specific fast path."""
+    return array_api_compat.is_numpy_namespace(xp)
+
+
+def is_cupy_namespace(xp) -> bool:
+    """The predicate that guards every CuPy-specific fast path."""
+    return array_api_compat.is_cupy_namespace(xp)
+
+
+def is_host_array(x) -> bool:
+    """True for NumPy arrays and plain Python sequences (data on the host)."""
+    return isinstance(x, (np.ndarray, np.generic, list, tuple, int, float))
+
+
+def to_numpy(x) -> np.ndarray:
+    """Move an array to the host as a NumPy array (an explicit device->host copy).
+
+    Parameters
+    ----------
+    x : array of any supported namespace, or array_like
+
+    Returns
+    -------
+    numpy.ndarray
+
+    Examples
+    --------
+    >>> import mlpx
+    >>> mlpx.to_numpy([1, 2]).tolist()
+    [1, 2]
+    """
+    if isinstance(x, np.ndarray):
+        return x
+    if array_api_compat.is_cupy_array(x):
+        return x.get()
+    if array_api_compat.is_array_api_obj(x) and not isinstance(x, np.generic):
+        if array_api_compat.is_array_api_strict_namespace(array_namespace(x)):
+            # array-api-strict exposes the buffer protocol through DLPack / __array__.
+            return np.asarray(np.from_dlpack(x))
+        try:
+            return np.from_dlpack(x)
+        except Exception:
+            return np.asarray(x)
+    return np.asarray(x)
+
+
+def to_device(x, *, backend: Backend, dtype=None, copy: bool | None = None):
+    """Move host data (NumPy / Python sequences) into ``backend``'s namespace and device.
+
+    Arrays already in the backend's namespace are returned (cast to ``dtype`` if given).
+    Arrays from another namespace raise a ValueError that says how to move them.
+    """
+    xp = backend.xp
+    if is_host_array(x):
+        arr = np.asarray(x)
+        if dtype is not None:
+            arr = arr.astype(dtype_name(dtype), copy=False)
+        if backend.name == "numpy":
+            return arr
+        return xp.asarray(arr, device=backend.device, copy=copy)
+    if not array_api_compat.is_array_api_obj(x):
+        return to_device(np.asarray(x), backend=backend, dtype=dtype)
+    other = backend_of(x)
+    if other.name != backend.name:
+        raise ValueError(
+            f"Got an array from the {other.name!r} backend, but this model lives on "
+            f"{backend.name!r}. Move the data explicitly: pass mlpx.to_numpy(x) (host "
+            "data is moved to the model's device once), or build the model with "
+            f"backend={other.name!r}."
+        )
+    if str(other.device) != str(backend.device):
+        raise ValueError(
+            f"Got an array on device {other.device!r}, but this model lives on "
+            f"{backend.device!r}. Move it with mlpx.to_numpy(x) or to the model's device "
+            "first."
+        )
+    if dtype is not None:
+        target = resolve_dtype(dtype, xp)
+        if x.dtype != target:
+            x = xp.astype(x, target)
+    return x
+
+
+def host_rng(seed=None) -> np.random.Generator:
+    """Return a NumPy Generator: mlpx never touches global random state.
+
+    Parameters
+    ----------
+    seed : None, int, or numpy.random.Generator
+    """
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if seed is not None and not isinstance(seed, (int, np.integer)):
+        raise ValueError(
+            f"The 'seed' parameter must be None, an int or a numpy.random.Generator. "
+            f"Got {seed!r} instead."
+        )
+    return np.random.default_rng(seed)
+
+
+def resolve_dtype(dtype, xp):
+    """Return ``xp``'s floating dtype for ``dtype`` ("float32", "float64" or a dtype)."""
+    name = dtype_name(dtype)
+    return getattr(xp, name)
+
+
+def dtype_name(dtype) -> str:
+    """Return "float32" or "float64" for a dtype spec; raise a ValueError otherwise."""
+    if isinstance(dtype, str):
+        name = dtype
+    else:
+        try:
+            name = np.dtype(dtype).name
+        except TypeError:
+            name = str(dtype).rsplit(".", 1)[-1]
+    if name not in _FLOAT_DTYPES:
+        raise ValueError(
+            f"The 'dtype' parameter must be one of {list(_FLOAT_DTYPES)}. Got {dtype!r} "
+            "instead."
+        )
+    return name
+
+
+def eps(dtype, xp) -> float:
+    """Machine epsilon of ``dtype`` in ``xp`` (never float64's for float32 data)."""
+    return float(xp.finfo(dtype).eps)
+
+
+def synchronize(backend: Backend) -> None:
+    """Block until queued device work is done (no-op on CPU backends)."""
+    if backend.name == "cupy":  # pragma: no cover - GPU only
+        import cupy
+
+        cupy.cuda.get_current_stream().synchronize()
+
+
+def device_name(backend: Backend) -> str:
+    """A human readable device name, e.g. ``"cpu"`` or ``"NVIDIA H100 (cuda:0)"``."""
+    if backend.name == "cupy":  # pragma: no cover - GPU only
+        import cupy
+
+        dev = cupy.cuda.Device()
+        props = cupy.cuda.runtime.getDeviceProperties(dev.id)
+        name = props["name"]
+        if isinstance(name, bytes):
+            name = name.decode()
+        return f"{name} (cuda:{dev.id})"
+    return "cpu"
+
+
+def noise_rng(backend: Backend, rng: np.random.Generator):
+    """Return the generator used for per-step noise (dropout masks) on ``backend``.
+
+    On CuPy this is CuPy's own device generator, seeded from ``rng``, so that no host
+    data crosses the bus per step; elsewhere it is ``rng`` itself (draw on the host,
+    move once per step).
+    """
+    if backend.name == "cupy":  # pragma: no cover - GPU only
+        import cupy
+
+        return cupy.random.default_rng(int(rng.integers(2**63)))
+    return rng
+
+
+def random_uniform(shape, *, backend: Backend, dtype, rng):
+    """Draw uniform [0, 1) numbers of ``shape`` with a generator from :func:`noise_rng`."""
+    if isinstance(rng, np.random.Generator):
+        arr = rng.random(shape, dtype=np.float64).astype(dtype_name(dtype))
+        return to_device(arr, backend=backend)
+    return rng.random(shape, dtype=dtype_name(dtype))  # pragma: no cover - GPU only
