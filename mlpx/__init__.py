@@ -1,7 +1,37 @@
-"""mlpx: multilayer perceptrons on any Array API backend (NumPy, CuPy, array-api-strict)."""
+"""mlpx: multilayer perceptrons on any Array API backend (NumPy, CuPy, array-api-strict).
 
-from ._backend import to_numpy, resolve_backend, BACKENDS
+The public API, re-exported from the modules that hold it.
+"""
+
+from . import datasets
+from ._backend import BACKENDS, resolve_backend, to_numpy
+from .activations import ACTIVATIONS, get_activation
+from .initializers import INITIALIZERS, get_initializer
+from .layers import LAYERS, ActivationLayer, Dense, Dropout, Layer, Maxout, PReLU, get_layer
+from .losses import LOSSES, get_loss
+from .model import (
+    MLP,
+    Callback,
+    EarlyStopping,
+    Evaluation,
+    History,
+    NonFiniteLossError,
+    Sequential,
+    model_from_config,
+)
+from .optimizers import OPTIMIZERS, SCHEDULES, get_optimizer, get_schedule
 
 __version__ = "0.1.0"
 
-__all__ = ["to_numpy", "resolve_backend", "BACKENDS", "__version__"]
+__all__ = [
+    "BACKENDS", "resolve_backend", "to_numpy",
+    "ACTIVATIONS", "get_activation",
+    "INITIALIZERS", "get_initializer",
+    "LAYERS", "Layer", "Dense", "ActivationLayer", "Dropout", "PReLU", "Maxout", "get_layer",
+    "LOSSES", "get_loss",
+    "OPTIMIZERS", "SCHEDULES", "get_optimizer", "get_schedule",
+    "MLP", "Sequential", "History", "EarlyStopping", "Callback", "Evaluation",
+    "NonFiniteLossError", "model_from_config",
+    "datasets",
+    "__version__",
+]

@@ -192,6 +192,11 @@ def array_namespace(*arrays):
     return array_api_compat.array_namespace(*arrays)
 
 
+def device_of(x):
+    """Return the device an array lives on."""
+    return array_api_compat.device(x)
+
+
 def is_numpy_namespace(xp) -> bool:
     """The predicate that guards every NumPy-specific fast path."""
     return array_api_compat.is_numpy_namespace(xp)

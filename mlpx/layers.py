@@ -1,0 +1,359 @@
+"""Layers: parameters plus pure forward/backward math.
+
+Every layer follows one contract (see ``docs/internals.md``)::
+
+    n_out = layer.build(n_in, backend=backend, dtype=dtype, rng=rng)
+    y, cache = layer.forward(x, xp=xp, training=False, rng=None)
+    dx, grads = layer.backward(dy, cache, xp=xp, need_dx=True)
+
+Gradients are returned (aligned with ``layer.params`` by position), never accumulated on
+the layer, and ``backward`` never recomputes the forward pass: what it needs travels in
+``cache``. The first layer of a network is called with ``need_dx=False`` and skips the
+input-gradient product.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _backend
+from .activations import get_activation
+from .initializers import get_initializer
+
+__all__ = [
+    "Layer",
+    "Dense",
+    "ActivationLayer",
+    "Dropout",
+    "PReLU",
+    "Maxout",
+    "LAYERS",
+    "get_layer",
+]
+
+
+def _check_int(value, name, owner, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(
+            f"The {name!r} parameter of {owner} must be an int >= {minimum}. "
+            f"Got {value!r} instead."
+        )
+    return int(value)
+
+
+class Layer:
+    """Base class of all layers.
+
+    Attributes
+    ----------
+    params : list of arrays
+        Trainable parameters in the model's namespace (empty before :meth:`build`).
+    decay : list of bool
+        Aligned with ``params``: which parameters are weights that L2 regularisation and
+        weight decay apply to (biases and slopes are not).
+    """
+
+    #: Names of the parameters, aligned with ``params`` (used in saved files).
+    param_names: tuple = ()
+
+    def __init__(self):
+        self.params = []
+        self.decay = []
+        self.n_in = None
+        self.n_out = None
+
+    @property
+    def built(self) -> bool:
+        return self.n_in is not None
+
+    def build(self, n_in, *, backend, dtype, rng):
+        """Create parameters for inputs of width ``n_in``; return the output width."""
+        self.n_in = self.n_out = int(n_in)
+        return self.n_out
+
+    def forward(self, x, *, xp, training=False, rng=None):
+        """Return ``(y, cache)`` for a batch ``x`` of shape (n_samples, n_in)."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def backward(self, dy, cache, *, xp, need_dx=True):
+        """Return ``(dx, grads)`` given ``dy = dL/dy``; ``dx`` is None if not needed."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def get_config(self) -> dict:
+        """Return a JSON-serialisable description that :func:`get_layer` rebuilds."""
+        return {"name": type(self).__name__}
+
+    def __repr__(self):
+        cfg = self.get_config()
+        args = ", ".join(f"{k}={v!r}" for k, v in cfg.items() if k != "name")
+        return f"{cfg['name']}({args})"
+
+
+class Dense(Layer):
+    """Fully connected layer ``y = x @ W + b``.
+
+    Parameters
+    ----------
+    units : int
+        Output width.
+    init : str, dict or Initializer, default="glorot_uniform"
+        Weight initializer (biases start at zero).
+    bias : bool, default=True
+        Whether to learn a bias vector.
+
+    Notes
+    -----
+    ``W`` has shape (n_in, units), so batches are rows. Backward computes
+    ``dW = x.T @ dy``, ``db = sum(dy, axis=0)`` and, unless ``need_dx=False``,
+    ``dx = dy @ W.T``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mlpx._backend import resolve_backend
+    >>> from mlpx.layers import Dense
+    >>> b = resolve_backend("numpy")
+    >>> layer = Dense(3)
+    >>> layer.build(2, backend=b, dtype="float32", rng=np.random.default_rng(0))
+    3
+    >>> y, _ = layer.forward(np.ones((4, 2), dtype=np.float32), xp=b.xp)
+    >>> y.shape, y.dtype
+    ((4, 3), dtype('float32'))
+    """
+
+    param_names = ("W", "b")
+
+    def __init__(self, units, *, init="glorot_uniform", bias=True):
+        super().__init__()
+        self.units = _check_int(units, "units", "Dense")
+        self.init = get_initializer(init)
+        self.bias = bool(bias)
+
+    def build(self, n_in, *, backend, dtype, rng):
+        n_in = _check_int(n_in, "n_in", "Dense")
+        W = self.init((n_in, self.units), rng=rng, dtype=_backend.dtype_name(dtype))
+        self.params = [_backend.to_device(W, backend=backend)]
+        self.decay = [True]
+        if self.bias:
+            b = np.zeros(self.units, dtype=_backend.dtype_name(dtype))
+            self.params.append(_backend.to_device(b, backend=backend))
+            self.decay.append(False)
+        self.n_in, self.n_out = n_in, self.units
+        return self.units
+
+    def forward(self, x, *, xp, training=False, rng=None):
+        y = x @ self.params[0]
+        if self.bias:
+            y = y + self.params[1]
+        return y, x
+
+    def backward(self, dy, cache, *, xp, need_dx=True):
+        x = cache
+        grads = [x.T @ dy]
+        if self.bias:
+            grads.append(xp.sum(dy, axis=0))
+        dx = dy @ self.params[0].T if need_dx else None
+        return dx, grads
+
+    def get_config(self):
+        return {"name": "Dense", "units": self.units, "init": self.init.get_config(),
+                "bias": self.bias}
+
+
+class ActivationLayer(Layer):
+    """Apply an element-wise activation (see :mod:`mlpx.activations`).
+
+    Parameters
+    ----------
+    activation : str, dict or Activation
+        e.g. ``"relu"``, ``{"name": "leaky_relu", "alpha": 0.1}``.
+    **params
+        Parameters of the activation when given by name.
+    """
+
+    def __init__(self, activation, **params):
+        super().__init__()
+        self.activation = get_activation(activation, **params)
+
+    def forward(self, x, *, xp, training=False, rng=None):
+        y = self.activation.forward(x, xp=xp)
+        return y, (x, y)
+
+    def backward(self, dy, cache, *, xp, need_dx=True):
+        x, y = cache
+        return self.activation.backward(dy, x, y, xp=xp), []
+
+    def get_config(self):
+        return {"name": "ActivationLayer", "activation": self.activation.get_config()}
+
+
+class Dropout(Layer):
+    """Inverted dropout: zero each input with probability ``p`` while training.
+
+    Kept inputs are scaled by ``1 / (1 - p)`` so inference is the identity.
+
+    Parameters
+    ----------
+    p : float in [0, 1), default=0.5
+        Drop probability.
+    """
+
+    def __init__(self, p=0.5):
+        super().__init__()
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+            raise ValueError(
+                f"The 'p' parameter of Dropout must be a float in [0, 1). Got {p!r} instead."
+            )
+        self.p = float(p)
+        self._backend = None
+
+    def build(self, n_in, *, backend, dtype, rng):
+        self._backend = backend
+        self._dtype = _backend.dtype_name(dtype)
+        return super().build(n_in, backend=backend, dtype=dtype, rng=rng)
+
+    def forward(self, x, *, xp, training=False, rng=None):
+        if not training or self.p == 0.0:
+            return x, None
+        if rng is None:
+            raise ValueError("Dropout needs an rng while training (the model passes one).")
+        u = _backend.random_uniform(x.shape, backend=self._backend, dtype=self._dtype, rng=rng)
+        mask = xp.astype(u >= self.p, x.dtype) * (1.0 / (1.0 - self.p))
+        return x * mask, mask
+
+    def backward(self, dy, cache, *, xp, need_dx=True):
+        if cache is None:
+            return dy, []
+        return dy * cache, []
+
+    def get_config(self):
+        return {"name": "Dropout", "p": self.p}
+
+
+class PReLU(Layer):
+    """Parametric ReLU with one learnable slope per unit: ``y = max(x, 0) + a * min(x, 0)``.
+
+    Parameters
+    ----------
+    alpha_init : float, default=0.25
+        Initial slope for negative inputs (He et al., 2015).
+    """
+
+    param_names = ("alpha",)
+
+    def __init__(self, alpha_init=0.25):
+        super().__init__()
+        if isinstance(alpha_init, bool) or not isinstance(alpha_init, (int, float)):
+            raise ValueError(
+                f"The 'alpha_init' parameter of PReLU must be a float. Got {alpha_init!r} "
+                "instead."
+            )
+        self.alpha_init = float(alpha_init)
+
+    def build(self, n_in, *, backend, dtype, rng):
+        n_in = _check_int(n_in, "n_in", "PReLU")
+        a = np.full(n_in, self.alpha_init, dtype=_backend.dtype_name(dtype))
+        self.params = [_backend.to_device(a, backend=backend)]
+        self.decay = [False]
+        self.n_in = self.n_out = n_in
+        return n_in
+
+    def forward(self, x, *, xp, training=False, rng=None):
+        pos = x > 0
+        return xp.where(pos, x, self.params[0] * x), (x, pos)
+
+    def backward(self, dy, cache, *, xp, need_dx=True):
+        x, pos = cache
+        da = xp.sum(xp.where(pos, xp.zeros_like(x), x * dy), axis=0)
+        dx = xp.where(pos, dy, self.params[0] * dy) if need_dx else None
+        return dx, [da]
+
+    def get_config(self):
+        return {"name": "PReLU", "alpha_init": self.alpha_init}
+
+
+class Maxout(Layer):
+    """Maxout units (Goodfellow et al., 2013): the max over ``k`` affine pieces.
+
+    Parameters
+    ----------
+    units : int
+        Output width.
+    k : int, default=2
+        Pieces per unit.
+    init : str, dict or Initializer, default="glorot_uniform"
+
+    Notes
+    -----
+    ``z = x @ W + b`` with ``W`` of shape (n_in, units * k); columns ``j*k .. j*k+k-1``
+    belong to unit ``j`` and ``y[:, j] = max_p z[:, j*k + p]``. The gradient flows to the
+    winning piece only (the first one on ties).
+    """
+
+    param_names = ("W", "b")
+
+    def __init__(self, units, k=2, *, init="glorot_uniform"):
+        super().__init__()
+        self.units = _check_int(units, "units", "Maxout")
+        self.k = _check_int(k, "k", "Maxout")
+        self.init = get_initializer(init)
+
+    def build(self, n_in, *, backend, dtype, rng):
+        n_in = _check_int(n_in, "n_in", "Maxout")
+        name = _backend.dtype_name(dtype)
+        W = self.init((n_in, self.units * self.k), rng=rng, dtype=name)
+        b = np.zeros(self.units * self.k, dtype=name)
+        self.params = [_backend.to_device(W, backend=backend),
+                       _backend.to_device(b, backend=backend)]
+        self.decay = [True, False]
+        self.n_in, self.n_out = n_in, self.units
+        return self.units
+
+    def forward(self, x, *, xp, training=False, rng=None):
+        n = x.shape[0]
+        z = xp.reshape(x @ self.params[0] + self.params[1], (n, self.units, self.k))
+        winner = xp.argmax(z, axis=-1)
+        pieces = xp.arange(self.k, device=_backend.device_of(x))
+        mask = xp.astype(pieces == winner[..., None], x.dtype)
+        return xp.max(z, axis=-1), (x, mask)
+
+    def backward(self, dy, cache, *, xp, need_dx=True):
+        x, mask = cache
+        dz = xp.reshape(mask * dy[..., None], (x.shape[0], self.units * self.k))
+        grads = [x.T @ dz, xp.sum(dz, axis=0)]
+        dx = dz @ self.params[0].T if need_dx else None
+        return dx, grads
+
+    def get_config(self):
+        return {"name": "Maxout", "units": self.units, "k": self.k,
+                "init": self.init.get_config()}
+
+
+#: Registry of layer classes by name (used to rebuild models from configs).
+LAYERS = {cls.__name__: cls for cls in (Dense, ActivationLayer, Dropout, PReLU, Maxout)}
+
+
+def get_layer(config) -> Layer:
+    """Build a layer from :meth:`Layer.get_config` output (or return a Layer as is).
+
+    Raises
+    ------
+    ValueError
+        If the config names an unknown layer (the message lists the valid ones) or
+        carries parameters the layer does not take.
+    """
+    if isinstance(config, Layer):
+        return config
+    if not isinstance(config, dict) or "name" not in config:
+        raise ValueError(
+            f"A layer config must be a dict with a 'name' key. Got {config!r} instead."
+        )
+    cfg = dict(config)
+    name = cfg.pop("name")
+    cls = LAYERS.get(name)
+    if cls is None:
+        raise ValueError(f"Unknown layer {name!r}. Valid layers: {sorted(LAYERS)}.")
+    try:
+        return cls(**cfg)
+    except TypeError as exc:
+        raise ValueError(f"Bad config for layer {name!r}: {exc}") from None

@@ -1,0 +1,971 @@
+"""Models: :class:`Sequential` (any stack of layers) and :class:`MLP` (the usual builder).
+
+A model is bound to one backend (namespace + device) when it is built; its parameters
+live there for its whole life. ``fit`` takes host (NumPy) data or arrays already in the
+model's namespace, moves host data to the device once, and trains without host
+synchronisation inside the epoch: losses accumulate on the device and are read once per
+epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+
+from . import _backend
+from .activations import get_activation
+from .initializers import default_initializer
+from .layers import ActivationLayer, Dense, Dropout, Layer, Maxout, PReLU, get_layer
+from .losses import get_loss, l2_penalty, one_hot
+from .optimizers import Optimizer, get_optimizer
+
+__all__ = [
+    "Sequential",
+    "MLP",
+    "History",
+    "EarlyStopping",
+    "Callback",
+    "Evaluation",
+    "NonFiniteLossError",
+    "model_from_config",
+]
+
+_CLASSIFIER_OUTPUTS = ("softmax", "sigmoid")
+_PREDICT_BATCH = 8192
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or infinite loss; the last good weights were kept."""
+
+
+class Evaluation(NamedTuple):
+    """Result of :meth:`Sequential.evaluate`: mean loss and accuracy (None for regression)."""
+
+    loss: float
+    accuracy: float | None
+
+
+@dataclass
+class History:
+    """What :meth:`Sequential.fit` recorded, one entry per epoch.
+
+    Attributes
+    ----------
+    history : dict of str to list of float
+        ``"loss"`` (mean training loss, L2 penalty included), ``"accuracy"`` (training
+        accuracy, classifiers only), ``"val_loss"`` and ``"val_accuracy"`` (when
+        validation data was given), ``"seconds"`` (wall time of the epoch) and ``"lr"``.
+    epochs : list of int
+        Epoch numbers (1-based, continuing across calls to ``fit``).
+    stopped_early : bool
+        True when early stopping or a callback ended training.
+    best_epoch : int or None
+        The epoch whose weights were restored by early stopping.
+    """
+
+    history: dict = field(default_factory=dict)
+    epochs: list = field(default_factory=list)
+    stopped_early: bool = False
+    best_epoch: int | None = None
+
+    def append(self, epoch: int, logs: dict) -> None:
+        self.epochs.append(epoch)
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
+
+    def __getitem__(self, key):
+        return self.history[key]
+
+    def __contains__(self, key):
+        return key in self.history
+
+
+@dataclass
+class EarlyStopping:
+    """Stop training when a monitored metric stops improving.
+
+    Parameters
+    ----------
+    patience : int, default=5
+        Epochs without improvement before stopping.
+    min_delta : float, default=0.0
+        Smallest change that counts as an improvement.
+    restore_best : bool, default=True
+        Put back the weights of the best epoch when training ends.
+    monitor : {"val_loss", "val_accuracy", "loss", "accuracy"} or None, default=None
+        None picks ``"val_loss"`` when there is validation data, else ``"loss"``.
+    """
+
+    patience: int = 5
+    min_delta: float = 0.0
+    restore_best: bool = True
+    monitor: str | None = None
+
+    def __post_init__(self):
+        if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 1:
+            raise ValueError(
+                f"The 'patience' parameter of EarlyStopping must be an int >= 1. "
+                f"Got {self.patience!r} instead."
+            )
+        if not isinstance(self.min_delta, (int, float)) or self.min_delta < 0:
+            raise ValueError(
+                f"The 'min_delta' parameter of EarlyStopping must be a float >= 0. "
+                f"Got {self.min_delta!r} instead."
+            )
+        valid = (None, "val_loss", "val_accuracy", "loss", "accuracy")
+        if self.monitor not in valid:
+            raise ValueError(
+                f"The 'monitor' parameter of EarlyStopping must be one of {list(valid)}. "
+                f"Got {self.monitor!r} instead."
+            )
+
+
+class Callback:
+    """Base class for training callbacks; override what you need.
+
+    Set ``model.stop_training = True`` inside a hook to end training after the epoch.
+    A plain function ``f(model, epoch, logs)`` is accepted as an ``on_epoch_end`` hook.
+    """
+
+    def on_train_begin(self, model) -> None:
+        """Called once before the first epoch."""
+
+    def on_epoch_end(self, model, epoch: int, logs: dict) -> None:
+        """Called after each epoch with that epoch's logs (python floats)."""
+
+    def on_train_end(self, model, history: History) -> None:
+        """Called once when training ends (also after early stopping)."""
+
+
+class _FunctionCallback(Callback):
+    def __init__(self, fn):
+        self.fn = fn
+
+    def on_epoch_end(self, model, epoch, logs):
+        self.fn(model, epoch, logs)
+
+
+def _check_float(value, name, owner, *, low=None, high=None, low_open=False):
+    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.floating, np.integer))
+    if ok:
+        value = float(value)
+        ok = math.isfinite(value)
+        if ok and low is not None:
+            ok = value > low if low_open else value >= low
+        if ok and high is not None:
+            ok = value < high
+    if not ok:
+        cond = []
+        if low is not None:
+            cond.append(f"{'>' if low_open else '>='} {low}")
+        if high is not None:
+            cond.append(f"< {high}")
+        raise ValueError(
+            f"The {name!r} parameter of {owner} must be a float {' and '.join(cond)}. "
+            f"Got {value!r} instead."
+        )
+    return value
+
+
+class Sequential:
+    """A stack of layers followed by an output activation and a loss.
+
+    Parameters
+    ----------
+    layers : list of Layer or layer config dicts
+        The hidden stack; the last layer produces the logits.
+    loss : str, dict or Loss, default="cross_entropy"
+        See :mod:`mlpx.losses`.
+    output : str, dict, Activation or None, default=None
+        Output activation; None picks the loss's natural one (softmax for cross-entropy,
+        sigmoid for binary cross-entropy, identity for squared error).
+    alpha : float, default=0.0
+        L2 penalty ``alpha / 2 * sum ||W||^2`` over weights (never biases).
+    n_features : int or None, default=None
+        Input width; None builds the model on the first call to ``fit``.
+    backend : {"numpy", "cupy", "array_api_strict"} or namespace, default="numpy"
+    dtype : {"float32", "float64"}, default="float32"
+    seed : int, numpy.random.Generator or None, default=None
+        Seeds weight initialisation, shuffling and dropout. Same seed, same result.
+
+    Attributes
+    ----------
+    backend : mlpx._backend.Backend
+    history_ : History or None
+        What the last ``fit`` recorded.
+    """
+
+    def __init__(self, layers, *, loss="cross_entropy", output=None, alpha=0.0,
+                 n_features=None, backend="numpy", dtype="float32", seed=None):
+        self.backend = _backend.resolve_backend(backend)
+        self.dtype = _backend.dtype_name(dtype)
+        self.loss = get_loss(loss)
+        self.output = get_activation(output if output is not None else self.loss.default_output)
+        self.alpha = _check_float(alpha, "alpha", type(self).__name__, low=0.0)
+        if not isinstance(layers, (list, tuple)) or len(layers) == 0:
+            raise ValueError(
+                f"The 'layers' parameter of {type(self).__name__} must be a non-empty list "
+                f"of layers. Got {layers!r} instead."
+            )
+        self.layers = [get_layer(layer) for layer in layers]
+        _backend.host_rng(seed)  # validates the type
+        self.seed = seed if not isinstance(seed, np.random.Generator) else None
+        init_seed, train_seed = np.random.SeedSequence(
+            None if isinstance(seed, np.random.Generator) else seed
+        ).spawn(2)
+        if isinstance(seed, np.random.Generator):
+            self._init_rng = seed
+            self._train_rng = np.random.default_rng(seed.integers(2**63))
+        else:
+            self._init_rng = np.random.default_rng(init_seed)
+            self._train_rng = np.random.default_rng(train_seed)
+        self._noise_rng = None
+        self.n_features = None
+        self.optimizer_ = None
+        self.optimizer_state_ = None
+        self.history_ = None
+        self.epoch_ = 0
+        self.stop_training = False
+        if n_features is not None:
+            self.build(n_features)
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def built(self) -> bool:
+        return self.n_features is not None
+
+    def build(self, n_features: int) -> "Sequential":
+        """Create every parameter for inputs of width ``n_features`` (on the device)."""
+        if isinstance(n_features, bool) or not isinstance(n_features, (int, np.integer)) \
+                or n_features < 1:
+            raise ValueError(
+                f"The 'n_features' parameter of {type(self).__name__} must be an int >= 1. "
+                f"Got {n_features!r} instead."
+            )
+        width = int(n_features)
+        for layer in self.layers:
+            width = layer.build(width, backend=self.backend, dtype=self.dtype,
+                                rng=self._init_rng)
+        self.n_features = int(n_features)
+        self.n_outputs = width
+        return self
+
+    @property
+    def params(self) -> list:
+        """All trainable parameters, layer by layer (arrays in the model's namespace)."""
+        return [p for layer in self.layers for p in layer.params]
+
+    def set_params(self, params) -> None:
+        """Replace all parameters with copies of ``params`` (aligned with :attr:`params`).
+
+        Host arrays are moved to the model's device; shapes and dtypes must match.
+        """
+        params = list(params)
+        current = self.params
+        if len(params) != len(current):
+            raise ValueError(f"Expected {len(current)} parameters, got {len(params)}.")
+        xp = self.backend.xp
+        new = []
+        for i, (p, old) in enumerate(zip(params, current)):
+            p = _backend.to_device(p, backend=self.backend, dtype=self.dtype)
+            if tuple(p.shape) != tuple(old.shape):
+                raise ValueError(f"Parameter {i} must have shape {tuple(old.shape)}; got "
+                                 f"{tuple(p.shape)}.")
+            new.append(_copy(p, xp))
+        self._assign_params(new)
+
+    def _assign_params(self, params) -> None:
+        """Install ``params`` as they are (no copy): the model now owns them."""
+        params = list(params)
+        i = 0
+        for layer in self.layers:
+            n = len(layer.params)
+            layer.params = params[i:i + n]
+            i += n
+        if i != len(params):
+            raise ValueError(f"Expected {i} parameters, got {len(params)}.")
+
+    @property
+    def decay_mask(self) -> list:
+        return [d for layer in self.layers for d in layer.decay]
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.output.name in _CLASSIFIER_OUTPUTS
+
+    @property
+    def n_params(self) -> int:
+        return int(sum(math.prod(p.shape) for p in self.params))
+
+    def __repr__(self):
+        inner = ",\n  ".join(repr(layer) for layer in self.layers)
+        return (f"{type(self).__name__}([\n  {inner}\n], loss={self.loss.name!r}, "
+                f"output={self.output.name!r}, backend={self.backend.name!r}, "
+                f"dtype={self.dtype!r})")
+
+    def get_config(self) -> dict:
+        """JSON-serialisable description; :func:`model_from_config` rebuilds the model."""
+        return {
+            "class": "Sequential",
+            "layers": [layer.get_config() for layer in self.layers],
+            "loss": self.loss.get_config(),
+            "output": self.output.get_config(),
+            "alpha": self.alpha,
+            "n_features": self.n_features,
+            "dtype": self.dtype,
+        }
+
+    # ------------------------------------------------------------------ input checks
+    def _to_device_X(self, X, what="X"):
+        """Validate a feature matrix and return it on the device in the model's dtype."""
+        X = _as_numeric(X, what, self.backend)
+        xp = self.backend.xp
+        if X.ndim != 2:
+            hint = " Reshape a single feature with X.reshape(-1, 1) or a single sample " \
+                   "with X.reshape(1, -1)." if X.ndim == 1 else ""
+            raise ValueError(f"{what} must be a 2-D array of shape (n_samples, n_features); "
+                             f"got an array of shape {tuple(X.shape)}.{hint}")
+        if X.shape[0] == 0 or X.shape[1] == 0:
+            raise ValueError(f"{what} is empty (shape {tuple(X.shape)}); it needs at least one "
+                             "sample and one feature.")
+        if self.built and X.shape[1] != self.n_features:
+            raise ValueError(f"{what} has {X.shape[1]} features, but this model expects "
+                             f"{self.n_features}.")
+        X = _backend.to_device(X, backend=self.backend, dtype=self.dtype)
+        if not bool(xp.all(xp.isfinite(X))):
+            raise ValueError(f"{what} contains NaN or infinity; clean or impute it first.")
+        return X
+
+    def _to_device_y(self, y, n_samples, what="y"):
+        """Validate targets; return (float targets of shape (n, k), int labels or None)."""
+        xp = self.backend.xp
+        y = _as_numeric(y, what, self.backend)
+        k = self.n_outputs if self.built else None
+        if y.ndim == 0 or y.shape[0] != n_samples:
+            raise ValueError(f"{what} has {y.shape[0] if y.ndim else 0} samples but X has "
+                             f"{n_samples}; they must match.")
+        if y.ndim not in (1, 2):
+            raise ValueError(f"{what} must be 1-D or 2-D; got shape {tuple(y.shape)}.")
+        yd = _backend.to_device(y, backend=self.backend)
+        if not bool(xp.all(xp.isfinite(xp.astype(yd, xp.float64 if _has_f64(xp) else xp.float32)))):
+            raise ValueError(f"{what} contains NaN or infinity.")
+        name = self.output.name
+        if name == "softmax" and yd.ndim == 1:
+            if k is None:
+                raise ValueError("Build the model (n_features=...) before passing integer "
+                                 "labels, or pass one-hot targets.")
+            yf = xp.astype(yd, xp.float64 if _has_f64(xp) else xp.float32)
+            if not bool(xp.all(yf == xp.round(yf))):
+                raise ValueError(f"{what} holds class labels and must be integers; got "
+                                 "non-integer values.")
+            lo, hi = float(xp.min(yf)), float(xp.max(yf))
+            if lo < 0 or hi >= k:
+                raise ValueError(f"{what} labels must lie in [0, {k}) for a model with {k} "
+                                 f"outputs; got labels from {lo:g} to {hi:g}.")
+            labels = xp.astype(yd, xp.int64)
+            Y = one_hot(labels, k, xp=xp, dtype=_backend.resolve_dtype(self.dtype, xp),
+                        device=self.backend.device)
+            return Y, labels
+        if yd.ndim == 1:
+            yd = xp.reshape(yd, (n_samples, 1))
+        if k is not None and yd.shape[1] != k:
+            raise ValueError(f"{what} has {yd.shape[1]} columns, but the model has {k} "
+                             "outputs.")
+        Y = xp.astype(yd, _backend.resolve_dtype(self.dtype, xp))
+        if name in _CLASSIFIER_OUTPUTS:
+            lo, hi = float(xp.min(Y)), float(xp.max(Y))
+            if lo < 0 or hi > 1:
+                raise ValueError(f"{what} must hold probabilities in [0, 1] for a {name} "
+                                 f"output; got values from {lo:g} to {hi:g}.")
+            labels = xp.argmax(Y, axis=1) if name == "softmax" else None
+            return Y, labels
+        return Y, None
+
+    def _to_device_weights(self, sample_weight, n_samples):
+        if sample_weight is None:
+            return None
+        xp = self.backend.xp
+        w = _as_numeric(sample_weight, "sample_weight", self.backend)
+        if w.ndim != 1 or w.shape[0] != n_samples:
+            raise ValueError(f"sample_weight must be 1-D with {n_samples} entries; got shape "
+                             f"{tuple(w.shape)}.")
+        w = _backend.to_device(w, backend=self.backend, dtype=self.dtype)
+        if not bool(xp.all(xp.isfinite(w))) or bool(xp.any(w < 0)):
+            raise ValueError("sample_weight must be finite and >= 0.")
+        if not bool(xp.any(w > 0)):
+            raise ValueError("sample_weight must have at least one positive entry.")
+        return w
+
+    # ------------------------------------------------------------------ math
+    def _forward(self, x, *, training):
+        caches = []
+        for layer in self.layers:
+            x, cache = layer.forward(x, xp=self.backend.xp, training=training,
+                                     rng=self._noise_rng if training else None)
+            caches.append(cache)
+        return x, caches
+
+    def _backward(self, dz, caches):
+        xp = self.backend.xp
+        grads = [None] * len(self.layers)
+        for i in range(len(self.layers) - 1, -1, -1):
+            dz, grads[i] = self.layers[i].backward(dz, caches[i], xp=xp, need_dx=i > 0)
+        return [g for gs in grads for g in gs]
+
+    def loss_and_grads(self, X, Y, sample_weight=None, *, training=True):
+        """Return ``(loss, grads, logits)`` for one batch already on the device.
+
+        ``loss`` is a 0-d array (L2 penalty included) and ``grads`` is aligned with
+        :attr:`params`. This is the whole of backprop; :meth:`fit` adds the update.
+        """
+        xp = self.backend.xp
+        z, caches = self._forward(X, training=training)
+        loss, dz = self.loss.value_and_grad(z, Y, output=self.output, xp=xp,
+                                            sample_weight=sample_weight)
+        grads = self._backward(dz, caches)
+        if self.alpha > 0:
+            params = self.params
+            weights = [p for p, d in zip(params, self.decay_mask) if d]
+            loss = loss + l2_penalty(weights, self.alpha, xp=xp)
+            grads = [g + self.alpha * p if d else g
+                     for g, p, d in zip(grads, params, self.decay_mask)]
+        return loss, grads, z
+
+    def train_step(self, X, Y, sample_weight=None):
+        """One step of forward, loss gradient, backward and optimizer update.
+
+        ``X`` and ``Y`` (float targets of shape (n, n_outputs)) must already be on the
+        device; :meth:`compile` or :meth:`fit` sets the optimizer first. Returns the loss
+        and the logits as device arrays (no host synchronisation).
+        """
+        if self.optimizer_ is None:
+            raise RuntimeError("Call compile(optimizer) or fit(...) before train_step.")
+        loss, grads, z = self.loss_and_grads(X, Y, sample_weight)
+        new = self.optimizer_.step(self.params, grads, self.optimizer_state_,
+                                   xp=self.backend.xp, decay_mask=self.decay_mask)
+        self._assign_params(new)
+        return loss, z
+
+    def compile(self, optimizer="sgd", **params) -> "Sequential":
+        """Set the optimizer (name, config dict or instance) and fresh optimizer state.
+
+        Parameters
+        ----------
+        optimizer : str, dict or Optimizer, default="sgd"
+        **params
+            Optimizer parameters when given by name, e.g. ``lr=0.1``.
+        """
+        if not self.built:
+            raise RuntimeError("Build the model (n_features=... or fit) before compile().")
+        self.optimizer_ = get_optimizer(optimizer, **params)
+        self.optimizer_state_ = self.optimizer_.init_state(self.params, xp=self.backend.xp)
+        if self._noise_rng is None:
+            self._noise_rng = _backend.noise_rng(self.backend, self._train_rng)
+        return self
+
+    # ------------------------------------------------------------------ training
+    def fit(self, X, y, *, epochs=10, batch_size=32, optimizer=None, validation_data=None,
+            validation_split=0.0, shuffle=True, early_stopping=None, callbacks=(),
+            sample_weight=None, verbose=1) -> History:
+        """Train with minibatch gradient descent.
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, n_features)
+            NumPy (moved to the device once) or an array of the model's namespace.
+        y : array of shape (n_samples,) or (n_samples, n_outputs)
+            Integer class labels or one-hot / probability rows for a softmax output,
+            0/1 targets for a sigmoid output, real values for regression.
+        epochs : int, default=10
+        batch_size : int or None, default=32
+            1 is online SGD; None uses the whole training set per step.
+        optimizer : str, dict, Optimizer or None, default=None
+            None keeps the optimizer (and its state) of a previous ``fit`` or
+            :meth:`compile`, else uses ``"sgd"``. A name or config starts fresh state.
+        validation_data : tuple (X_val, y_val), optional
+        validation_split : float in [0, 1), default=0.0
+            Fraction of the training data held out at random (seeded) for validation
+            when ``validation_data`` is not given.
+        shuffle : bool, default=True
+            Reshuffle the training set every epoch (permutation drawn on the host).
+        early_stopping : None, int, dict or EarlyStopping, default=None
+            An int is the patience; a dict holds EarlyStopping's parameters.
+        callbacks : sequence of Callback or callables, default=()
+        sample_weight : array of shape (n_samples,), optional
+            Per-sample weights for the loss (a weighted mean per batch).
+        verbose : int, default=1
+            0 silent, 1 a progress bar over epochs, 2 also a bar over batches.
+
+        Returns
+        -------
+        History
+
+        Raises
+        ------
+        ValueError
+            For bad data or parameters; the model is left unchanged.
+        NonFiniteLossError
+            When the loss becomes NaN or infinite; the weights of the last good epoch
+            are restored.
+        """
+        owner = type(self).__name__
+        epochs = _check_count(epochs, "epochs", owner, minimum=0)
+        if batch_size is not None:
+            batch_size = _check_count(batch_size, "batch_size", owner)
+        validation_split = _check_float(validation_split, "validation_split", owner,
+                                        low=0.0, high=1.0)
+        stopper = _as_early_stopping(early_stopping)
+        cbs = _as_callbacks(callbacks)
+        opt = None if optimizer is None else get_optimizer(optimizer)
+
+        # Validate everything before changing anything.
+        X_probe = _as_numeric(X, "X", self.backend)
+        if not self.built and X_probe.ndim == 2:
+            self.build(int(X_probe.shape[1]))
+        Xd = self._to_device_X(X)
+        n = int(Xd.shape[0])
+        Yd, labels = self._to_device_y(y, n)
+        Wd = self._to_device_weights(sample_weight, n)
+        val = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError("validation_data must be a tuple (X_val, y_val).")
+            Xv = self._to_device_X(validation_data[0], "X_val")
+            Yv, lv = self._to_device_y(validation_data[1], int(Xv.shape[0]), "y_val")
+            val = (Xv, Yv, lv)
+        elif validation_split > 0:
+            n_val = int(round(n * validation_split))
+            if n_val < 1 or n - n_val < 1:
+                raise ValueError(f"validation_split={validation_split} leaves an empty "
+                                 f"training or validation set for {n} samples.")
+            perm = self._train_rng.permutation(n)
+            xp = self.backend.xp
+            vi = _backend.to_device(perm[:n_val], backend=self.backend)
+            ti = _backend.to_device(np.sort(perm[n_val:]), backend=self.backend)
+            val = (xp.take(Xd, vi, axis=0), xp.take(Yd, vi, axis=0),
+                   None if labels is None else xp.take(labels, vi, axis=0))
+            Xd, Yd = xp.take(Xd, ti, axis=0), xp.take(Yd, ti, axis=0)
+            labels = None if labels is None else xp.take(labels, ti, axis=0)
+            Wd = None if Wd is None else xp.take(Wd, ti, axis=0)
+            n = n - n_val
+        if stopper is not None:
+            monitor = stopper.monitor or ("val_loss" if val is not None else "loss")
+            if monitor.startswith("val_") and val is None:
+                raise ValueError(f"EarlyStopping monitors {monitor!r} but there is no "
+                                 "validation data; pass validation_data or "
+                                 "validation_split.")
+            if monitor.endswith("accuracy") and not self.is_classifier:
+                raise ValueError(f"EarlyStopping cannot monitor {monitor!r} for a "
+                                 "regression model.")
+        if opt is not None or self.optimizer_ is None:
+            self.compile(opt if opt is not None else "sgd")
+        return self._fit_loop(Xd, Yd, labels, Wd, val, epochs=epochs,
+                              batch_size=batch_size or n, shuffle=shuffle, stopper=stopper,
+                              callbacks=cbs, verbose=int(verbose))
+
+    def _fit_loop(self, X, Y, labels, W, val, *, epochs, batch_size, shuffle, stopper,
+                  callbacks, verbose):
+        from tqdm.auto import tqdm
+
+        xp = self.backend.xp
+        n = int(X.shape[0])
+        batch_size = min(batch_size, n)
+        n_batches = -(-n // batch_size)
+        history = History()
+        self.history_ = history
+        self.stop_training = False
+        monitor = None
+        if stopper is not None:
+            monitor = stopper.monitor or ("val_loss" if val is not None else "loss")
+            sign = -1.0 if monitor.endswith("accuracy") else 1.0
+            best, best_params, best_epoch, wait = math.inf, None, None, 0
+        good_params = [_copy(p, xp) for p in self.params]
+        for cb in callbacks:
+            cb.on_train_begin(self)
+        bar = tqdm(total=epochs, unit="epoch", disable=verbose < 1, leave=True,
+                   desc=f"{type(self).__name__} [{self.backend.name}]")
+        # A diverging run is reported once, as NonFiniteLossError, not as a stream of
+        # NumPy overflow warnings.
+        quiet = np.errstate(over="ignore", invalid="ignore", divide="ignore")
+        quiet.__enter__()
+        try:
+            for _ in range(epochs):
+                epoch = self.epoch_ + 1
+                t0 = time.perf_counter()
+                perm = None
+                if shuffle:
+                    perm = _backend.to_device(self._train_rng.permutation(n),
+                                              backend=self.backend)
+                total = 0.0
+                correct = 0.0
+                lr = self.optimizer_.current_lr(self.optimizer_state_["step"])
+                inner = tqdm(total=n_batches, unit="batch", leave=False,
+                             disable=verbose < 2, desc=f"epoch {epoch}")
+                for start in range(0, n, batch_size):
+                    stop = min(start + batch_size, n)
+                    if perm is None:
+                        xb, yb = X[start:stop, ...], Y[start:stop, ...]
+                        wb = None if W is None else W[start:stop, ...]
+                        lb = None if labels is None else labels[start:stop, ...]
+                    else:
+                        idx = perm[start:stop]
+                        xb, yb = xp.take(X, idx, axis=0), xp.take(Y, idx, axis=0)
+                        wb = None if W is None else xp.take(W, idx, axis=0)
+                        lb = None if labels is None else xp.take(labels, idx, axis=0)
+                    loss, z = self.train_step(xb, yb, wb)
+                    nb = stop - start
+                    total = total + loss * nb
+                    if self.is_classifier:
+                        correct = correct + self._count_correct(z, yb, lb)
+                    inner.update(1)
+                inner.close()
+                train_loss = float(total) / n
+                if not math.isfinite(train_loss):
+                    self._assign_params(good_params)
+                    raise NonFiniteLossError(
+                        f"The training loss became {train_loss} in epoch {epoch}; the "
+                        f"weights of epoch {epoch - 1} were restored. Lower the learning "
+                        f"rate (now {lr:g}), scale the inputs, or add gradient-friendly "
+                        "regularisation."
+                    )
+                good_params = [_copy(p, xp) for p in self.params]
+                self.epoch_ = epoch
+                logs = {"loss": train_loss}
+                if self.is_classifier:
+                    logs["accuracy"] = float(correct) / n
+                if val is not None:
+                    vl, va = self._evaluate_device(*val)
+                    logs["val_loss"] = vl
+                    if va is not None:
+                        logs["val_accuracy"] = va
+                seconds = time.perf_counter() - t0
+                logs["seconds"] = seconds
+                logs["lr"] = lr
+                history.append(epoch, logs)
+                bar.update(1)
+                bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()
+                                 if k not in ("seconds", "lr")} | {"samples/s": f"{n / seconds:.3g}"})
+                for cb in callbacks:
+                    cb.on_epoch_end(self, epoch, logs)
+                if stopper is not None:
+                    value = sign * logs[monitor]
+                    if value < best - stopper.min_delta:
+                        best, best_epoch, wait = value, epoch, 0
+                        if stopper.restore_best:
+                            best_params = [_copy(p, xp) for p in self.params]
+                    else:
+                        wait += 1
+                        if wait >= stopper.patience:
+                            self.stop_training = True
+                if self.stop_training:
+                    history.stopped_early = True
+                    break
+        finally:
+            quiet.__exit__(None, None, None)
+            bar.close()
+        if stopper is not None:
+            history.best_epoch = best_epoch
+            if stopper.restore_best and best_params is not None:
+                self._assign_params(best_params)
+        for cb in callbacks:
+            cb.on_train_end(self, history)
+        return history
+
+    def _count_correct(self, z, Y, labels):
+        """Correct predictions in a batch as a device scalar (no host sync)."""
+        xp = self.backend.xp
+        if self.output.name == "softmax":
+            if labels is None:
+                labels = xp.argmax(Y, axis=1)
+            hit = xp.argmax(z, axis=1) == labels
+        else:  # sigmoid: a row counts when every output is right
+            hit = xp.all((z > 0) == (Y > 0.5), axis=1)
+        return xp.sum(xp.astype(hit, z.dtype))
+
+    # ------------------------------------------------------------------ inference
+    def _logits(self, X, batch_size=None):
+        xp = self.backend.xp
+        n = int(X.shape[0])
+        step = batch_size or _PREDICT_BATCH
+        if n <= step:
+            return self._forward(X, training=False)[0]
+        parts = [self._forward(X[i:min(i + step, n), ...], training=False)[0]
+                 for i in range(0, n, step)]
+        return xp.concat(parts, axis=0)
+
+    def _check_ready(self):
+        if not self.built:
+            raise RuntimeError(f"This {type(self).__name__} is not built yet; call fit() "
+                               "first or pass n_features.")
+
+    def decision_function(self, X, *, batch_size=None):
+        """Logits (pre-output-activation values) of shape (n_samples, n_outputs)."""
+        self._check_ready()
+        return self._logits(self._to_device_X(X), batch_size)
+
+    def predict_proba(self, X, *, batch_size=None):
+        """Output activations of shape (n_samples, n_outputs), in the model's namespace.
+
+        Class probabilities for softmax / sigmoid outputs; predictions for regression.
+        """
+        z = self.decision_function(X, batch_size=batch_size)
+        return self.output.forward(z, xp=self.backend.xp)
+
+    def predict(self, X, *, batch_size=None):
+        """Predictions in the model's namespace.
+
+        Softmax outputs give integer class labels of shape (n_samples,); a single sigmoid
+        output gives 0/1 labels of shape (n_samples,), several give a 0/1 matrix;
+        regression gives the outputs of shape (n_samples, n_outputs).
+        """
+        xp = self.backend.xp
+        z = self.decision_function(X, batch_size=batch_size)
+        name = self.output.name
+        if name == "softmax":
+            return xp.argmax(z, axis=1)
+        if name == "sigmoid":
+            hit = xp.astype(z > 0, xp.int64)
+            return hit[:, 0] if hit.shape[1] == 1 else hit
+        return self.output.forward(z, xp=xp)
+
+    def _evaluate_device(self, X, Y, labels, sample_weight=None):
+        xp = self.backend.xp
+        z = self._logits(X)
+        loss = self.loss.value(z, Y, output=self.output, xp=xp, sample_weight=sample_weight)
+        if self.alpha > 0:
+            weights = [p for p, d in zip(self.params, self.decay_mask) if d]
+            loss = loss + l2_penalty(weights, self.alpha, xp=xp)
+        acc = None
+        if self.is_classifier:
+            acc = float(self._count_correct(z, Y, labels)) / int(X.shape[0])
+        return float(loss), acc
+
+    def evaluate(self, X, y, *, sample_weight=None) -> Evaluation:
+        """Mean loss (L2 penalty included) and accuracy (None for regression).
+
+        Returns
+        -------
+        Evaluation
+            A named tuple ``(loss, accuracy)`` of Python floats.
+        """
+        self._check_ready()
+        Xd = self._to_device_X(X)
+        Yd, labels = self._to_device_y(y, int(Xd.shape[0]))
+        Wd = self._to_device_weights(sample_weight, int(Xd.shape[0]))
+        return Evaluation(*self._evaluate_device(Xd, Yd, labels, Wd))
+
+    # ------------------------------------------------------------------ pickling
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        layers = []
+        for layer in self.layers:
+            c = copy.copy(layer)
+            c.params = [_backend.to_numpy(p) for p in layer.params]
+            layers.append(c)
+        state["layers"] = layers
+        if self.optimizer_state_ is not None:
+            state["optimizer_state_"] = _map_arrays(self.optimizer_state_, _backend.to_numpy)
+        state["backend"] = self.backend.name
+        state["_noise_rng"] = None
+        return state
+
+    def __setstate__(self, state):
+        backend = _backend.resolve_backend(state["backend"])
+        state["backend"] = backend
+        move = lambda a: _backend.to_device(a, backend=backend)  # noqa: E731
+        for layer in state["layers"]:
+            layer.params = [move(p) for p in layer.params]
+        if state.get("optimizer_state_") is not None:
+            state["optimizer_state_"] = _map_arrays(state["optimizer_state_"], move)
+        self.__dict__.update(state)
+        if self.optimizer_ is not None:
+            self._noise_rng = _backend.noise_rng(backend, self._train_rng)
+
+
+class MLP(Sequential):
+    """A multilayer perceptron built from a list of layer widths.
+
+    Parameters
+    ----------
+    layer_sizes : list of int
+        ``[n_features, hidden_1, ..., n_outputs]``, e.g. ``[784, 512, 512, 10]``.
+    activation : str, dict or Activation, default="relu"
+        Hidden activation (see :mod:`mlpx.activations`), or ``"prelu"`` for learnable
+        per-unit slopes, or ``"maxout"`` for maxout units with ``maxout_k`` pieces.
+    loss : str, dict or Loss, default="cross_entropy"
+    output : str or None, default=None
+        None picks the loss's natural output activation.
+    init : str, dict or None, default=None
+        Weight initializer; None picks He for the ReLU family, Glorot otherwise.
+    dropout : float in [0, 1), default=0.0
+        Dropout after every hidden activation.
+    alpha : float, default=0.0
+        L2 penalty ``alpha / 2 * sum ||W||^2``.
+    maxout_k : int, default=2
+        Pieces per unit when ``activation="maxout"``.
+    backend, dtype, seed
+        As for :class:`Sequential`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mlpx import MLP
+    >>> X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
+    >>> y = np.array([0, 1, 1, 0])
+    >>> model = MLP([2, 16, 2], activation="tanh", seed=0)
+    >>> history = model.fit(X, y, epochs=300, batch_size=4, optimizer={"name": "adam",
+    ...                     "lr": 0.05}, verbose=0)
+    >>> model.predict(X).tolist()
+    [0, 1, 1, 0]
+    """
+
+    def __init__(self, layer_sizes, activation="relu", loss="cross_entropy", output=None, *,
+                 init=None, dropout=0.0, alpha=0.0, maxout_k=2, backend="numpy",
+                 dtype="float32", seed=None):
+        if not isinstance(layer_sizes, (list, tuple)) or len(layer_sizes) < 2 or any(
+                isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1
+                for s in layer_sizes):
+            raise ValueError(
+                "The 'layer_sizes' parameter of MLP must be a list of at least two ints "
+                f">= 1 ([n_features, hidden..., n_outputs]). Got {layer_sizes!r} instead."
+            )
+        dropout = _check_float(dropout, "dropout", "MLP", low=0.0, high=1.0)
+        self.layer_sizes = [int(s) for s in layer_sizes]
+        self.activation = activation
+        self.init = init
+        self.dropout = dropout
+        self.maxout_k = maxout_k
+        act_name = activation if isinstance(activation, str) else None
+        hidden_init = init or default_initializer(act_name or get_activation(activation).name)
+        loss_obj = get_loss(loss)
+        out = get_activation(output if output is not None else loss_obj.default_output)
+        layers = []
+        for width in self.layer_sizes[1:-1]:
+            if act_name == "maxout":
+                layers.append(Maxout(width, maxout_k, init=init or "glorot_uniform"))
+            else:
+                layers.append(Dense(width, init=hidden_init))
+                if act_name == "prelu":
+                    layers.append(PReLU())
+                else:
+                    layers.append(ActivationLayer(activation))
+            if dropout > 0:
+                layers.append(Dropout(dropout))
+        layers.append(Dense(self.layer_sizes[-1], init=init or default_initializer(out.name)))
+        super().__init__(layers, loss=loss_obj, output=out, alpha=alpha,
+                         n_features=self.layer_sizes[0], backend=backend, dtype=dtype,
+                         seed=seed)
+
+    def get_config(self) -> dict:
+        act = self.activation
+        if not isinstance(act, (str, dict)):
+            act = act.get_config()
+        return {
+            "class": "MLP",
+            "layer_sizes": list(self.layer_sizes),
+            "activation": act,
+            "loss": self.loss.get_config(),
+            "output": self.output.get_config(),
+            "init": self.init if not hasattr(self.init, "get_config") else self.init.get_config(),
+            "dropout": self.dropout,
+            "alpha": self.alpha,
+            "maxout_k": self.maxout_k,
+            "dtype": self.dtype,
+        }
+
+
+def model_from_config(config: dict, *, backend="numpy", seed=None) -> Sequential:
+    """Rebuild an (untrained) model from :meth:`Sequential.get_config` output."""
+    if not isinstance(config, dict) or config.get("class") not in ("MLP", "Sequential"):
+        raise ValueError("A model config must be a dict with 'class' 'MLP' or 'Sequential'; "
+                         f"got {config!r}.")
+    cfg = dict(config)
+    cls = cfg.pop("class")
+    if cls == "MLP":
+        sizes = cfg.pop("layer_sizes")
+        return MLP(sizes, backend=backend, seed=seed, **cfg)
+    layers = [get_layer(c) for c in cfg.pop("layers")]
+    return Sequential(layers, backend=backend, seed=seed, **cfg)
+
+
+# ---------------------------------------------------------------------- helpers
+def _has_f64(xp) -> bool:
+    return hasattr(xp, "float64")
+
+
+def _as_numeric(a, what, backend):
+    """Return ``a`` as an array (host NumPy or the model's namespace) of numeric dtype."""
+    import array_api_compat
+
+    if array_api_compat.is_array_api_obj(a) and not isinstance(a, (np.ndarray, np.generic)):
+        other = _backend.backend_of(a)
+        if other.name != backend.name:
+            _backend.to_device(a, backend=backend)  # raises the "how to move it" error
+        xp = other.xp
+        if not xp.isdtype(a.dtype, ("bool", "integral", "real floating")):
+            raise ValueError(f"{what} must be numeric; got dtype {a.dtype}.")
+        return a
+    try:
+        arr = np.asarray(a)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{what} could not be read as a numeric array: {exc}") from None
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{what} must be numeric; got dtype {arr.dtype}. Encode strings or "
+                         "objects as numbers first.")
+    return arr
+
+
+def _check_count(value, name, owner, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"The {name!r} parameter of {owner}.fit must be an int >= {minimum}. "
+                         f"Got {value!r} instead.")
+    return int(value)
+
+
+def _as_early_stopping(spec):
+    if spec is None or spec is False:
+        return None
+    if isinstance(spec, EarlyStopping):
+        return spec
+    if isinstance(spec, bool):
+        return EarlyStopping()
+    if isinstance(spec, int):
+        return EarlyStopping(patience=spec)
+    if isinstance(spec, dict):
+        try:
+            return EarlyStopping(**spec)
+        except TypeError as exc:
+            raise ValueError(f"Bad early_stopping parameters: {exc}") from None
+    raise ValueError("The 'early_stopping' parameter of fit must be None, an int patience, a "
+                     f"dict or an EarlyStopping. Got {spec!r} instead.")
+
+
+def _as_callbacks(callbacks):
+    out = []
+    for cb in callbacks or ():
+        if isinstance(cb, Callback):
+            out.append(cb)
+        elif callable(cb):
+            out.append(_FunctionCallback(cb))
+        else:
+            raise ValueError(f"Callbacks must be Callback instances or callables; got {cb!r}.")
+    return out
+
+
+def _copy(a, xp):
+    return xp.asarray(a, copy=True)
+
+
+def _map_arrays(tree, fn):
+    if isinstance(tree, dict):
+        return {k: _map_arrays(v, fn) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_map_arrays(v, fn) for v in tree)
+    if isinstance(tree, (int, float, str, bool)) or tree is None:
+        return tree
+    return fn(tree)
