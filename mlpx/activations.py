@@ -32,9 +32,9 @@ log_softmax           ``x - log(sum(exp(x)))``, last axis
 from __future__ import annotations
 
 import math
-import numbers
 
 from . import _backend
+from ._validation import check_float, check_options
 
 __all__ = [
     "Activation",
@@ -66,34 +66,6 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
 # --------------------------------------------------------------------------- validation
-def _check_float(value, param, owner, *, low=None, constraint=None):
-    """Return ``value`` as a finite float, or raise the house-style ValueError.
-
-    ``low`` is an inclusive lower bound. The message reads "The 'alpha' parameter of
-    leaky_relu must be a float >= 0. Got -1 instead."
-    """
-    if constraint is None:
-        constraint = "a float" if low is None else f"a float >= {low:g}"
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if ok:
-        value_f = float(value)
-        ok = math.isfinite(value_f) and (low is None or value_f >= low)
-    if not ok:
-        raise ValueError(
-            f"The {param!r} parameter of {owner} must be {constraint}. Got {value!r} instead."
-        )
-    return value_f
-
-
-def _check_options(value, param, owner, options):
-    if not isinstance(value, str) or value not in options:
-        raise ValueError(
-            f"The {param!r} parameter of {owner} must be one of {list(options)}. "
-            f"Got {value!r} instead."
-        )
-    return value
-
-
 # --------------------------------------------------------------------------- functions
 def sigmoid(x, *, xp):
     """Logistic sigmoid, computed without overflow for any finite input.
@@ -429,8 +401,8 @@ class Affine(Activation):
     _params = ("slope", "intercept")
 
     def __init__(self, slope=1.0, intercept=0.0):
-        self.slope = _check_float(slope, "slope", self.name)
-        self.intercept = _check_float(intercept, "intercept", self.name)
+        self.slope = check_float(slope, "slope", self.name)
+        self.intercept = check_float(intercept, "intercept", self.name)
 
     def forward(self, x, *, xp):
         return self.slope * x + self.intercept
@@ -516,7 +488,7 @@ class LeakyReLU(Activation):
     _params = ("alpha",)
 
     def __init__(self, alpha=0.01):
-        self.alpha = _check_float(alpha, "alpha", self.name, low=0)
+        self.alpha = check_float(alpha, "alpha", self.name, low=0)
 
     def forward(self, x, *, xp):
         return xp.where(x > 0, x, self.alpha * x)
@@ -548,7 +520,7 @@ class ELU(Activation):
     _params = ("alpha",)
 
     def __init__(self, alpha=1.0):
-        self.alpha = _check_float(alpha, "alpha", self.name, low=0)
+        self.alpha = check_float(alpha, "alpha", self.name, low=0)
 
     def forward(self, x, *, xp):
         return xp.where(x > 0, x, self.alpha * xp.expm1(xp.minimum(x, 0.0)))
@@ -594,7 +566,7 @@ class Swish(Activation):
     _params = ("beta",)
 
     def __init__(self, beta=1.0):
-        self.beta = _check_float(beta, "beta", self.name)
+        self.beta = check_float(beta, "beta", self.name)
 
     def forward(self, x, *, xp):
         return x * sigmoid(self.beta * x, xp=xp)
@@ -657,7 +629,7 @@ class GELU(Activation):
     _CLIP = 40.0
 
     def __init__(self, approximate="none"):
-        self.approximate = _check_options(approximate, "approximate", self.name,
+        self.approximate = check_options(approximate, "approximate", self.name,
                                           self._APPROXIMATIONS)
 
     def forward(self, x, *, xp):

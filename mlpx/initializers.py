@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import inspect
 import math
-from numbers import Real
 
 import numpy as np
 
 from . import _backend
+from ._validation import check_float
 
 __all__ = [
     "Initializer",
@@ -42,37 +42,6 @@ __all__ = [
     "default_initializer",
     "compute_fans",
 ]
-
-
-def _check_float(value, name, owner, *, low=None, high=None, low_open=False,
-                 high_open=False):
-    """Return ``value`` as a finite Python float within bounds, or raise a ValueError.
-
-    The message follows the project's one style, e.g. "The 'std' parameter of normal
-    must be a float > 0. Got -1 instead."
-    """
-    if low is not None and high is not None:
-        left = "(" if low_open else "["
-        right = ")" if high_open else "]"
-        what = f"a float in {left}{low:g}, {high:g}{right}"
-    elif low is not None:
-        what = f"a float {'>' if low_open else '>='} {low:g}"
-    elif high is not None:
-        what = f"a float {'<' if high_open else '<='} {high:g}"
-    else:
-        what = "a finite float"
-    ok = isinstance(value, Real) and not isinstance(value, (bool, np.bool_))
-    if ok:
-        v = float(value)
-        ok = math.isfinite(v)
-        if ok and low is not None:
-            ok = v > low if low_open else v >= low
-        if ok and high is not None:
-            ok = v < high if high_open else v <= high
-    if not ok:
-        raise ValueError(f"The {name!r} parameter of {owner} must be {what}. "
-                         f"Got {value!r} instead.")
-    return float(value)
 
 
 def _check_shape(shape):
@@ -225,7 +194,7 @@ class Constant(Initializer):
     name = "constant"
 
     def __init__(self, value=0.0):
-        self.value = _check_float(value, "value", self.name)
+        self.value = check_float(value, "value", self.name)
 
     def _draw(self, shape, rng):
         return np.full(shape, self.value, dtype=np.float64)
@@ -263,8 +232,8 @@ class Normal(Initializer):
     name = "normal"
 
     def __init__(self, std=1.0, mean=0.0):
-        self.std = _check_float(std, "std", self.name, low=0.0, low_open=True)
-        self.mean = _check_float(mean, "mean", self.name)
+        self.std = check_float(std, "std", self.name, low=0.0, low_open=True)
+        self.mean = check_float(mean, "mean", self.name)
 
     def _draw(self, shape, rng):
         return self.mean + self.std * rng.standard_normal(shape, dtype=np.float64)
@@ -299,8 +268,8 @@ class Uniform(Initializer):
     name = "uniform"
 
     def __init__(self, a=-0.05, b=0.05):
-        self.a = _check_float(a, "a", self.name)
-        self.b = _check_float(b, "b", self.name, low=self.a, low_open=True)
+        self.a = check_float(a, "a", self.name)
+        self.b = check_float(b, "b", self.name, low=self.a, low_open=True)
 
     def _draw(self, shape, rng):
         return rng.uniform(self.a, self.b, size=shape)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _backend
+from ._validation import check_int
 from .activations import get_activation
 from .initializers import get_initializer
 
@@ -30,15 +31,6 @@ __all__ = [
     "LAYERS",
     "get_layer",
 ]
-
-
-def _check_int(value, name, owner, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(
-            f"The {name!r} parameter of {owner} must be an int >= {minimum}. "
-            f"Got {value!r} instead."
-        )
-    return int(value)
 
 
 class Layer:
@@ -125,12 +117,12 @@ class Dense(Layer):
 
     def __init__(self, units, *, init="glorot_uniform", bias=True):
         super().__init__()
-        self.units = _check_int(units, "units", "Dense")
+        self.units = check_int(units, "units", "Dense")
         self.init = get_initializer(init)
         self.bias = bool(bias)
 
     def build(self, n_in, *, backend, dtype, rng):
-        n_in = _check_int(n_in, "n_in", "Dense")
+        n_in = check_int(n_in, "n_in", "Dense")
         W = self.init((n_in, self.units), rng=rng, dtype=_backend.dtype_name(dtype))
         self.params = [_backend.to_device(W, backend=backend)]
         self.decay = [True]
@@ -251,7 +243,7 @@ class PReLU(Layer):
         self.alpha_init = float(alpha_init)
 
     def build(self, n_in, *, backend, dtype, rng):
-        n_in = _check_int(n_in, "n_in", "PReLU")
+        n_in = check_int(n_in, "n_in", "PReLU")
         a = np.full(n_in, self.alpha_init, dtype=_backend.dtype_name(dtype))
         self.params = [_backend.to_device(a, backend=backend)]
         self.decay = [False]
@@ -294,12 +286,12 @@ class Maxout(Layer):
 
     def __init__(self, units, k=2, *, init="glorot_uniform"):
         super().__init__()
-        self.units = _check_int(units, "units", "Maxout")
-        self.k = _check_int(k, "k", "Maxout")
+        self.units = check_int(units, "units", "Maxout")
+        self.k = check_int(k, "k", "Maxout")
         self.init = get_initializer(init)
 
     def build(self, n_in, *, backend, dtype, rng):
-        n_in = _check_int(n_in, "n_in", "Maxout")
+        n_in = check_int(n_in, "n_in", "Maxout")
         name = _backend.dtype_name(dtype)
         W = self.init((n_in, self.units * self.k), rng=rng, dtype=name)
         b = np.zeros(self.units * self.k, dtype=name)

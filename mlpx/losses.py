@@ -26,7 +26,8 @@ import numbers
 import array_api_compat
 
 from . import _backend
-from .activations import Activation, Exp, Sigmoid, Softmax, _check_float, get_activation
+from ._validation import check_float
+from .activations import Activation, Exp, Sigmoid, Softmax, get_activation
 from .activations import log_softmax as _log_softmax
 
 __all__ = [
@@ -519,7 +520,7 @@ def l2_penalty(weights, alpha, *, xp):
     >>> float(l2_penalty([np.array([[1.0, 2.0]]), np.array([[2.0]])], 0.5, xp=xp))
     2.25
     """
-    alpha = _check_float(alpha, "alpha", "l2_penalty", low=0)
+    alpha = check_float(alpha, "alpha", "l2_penalty", low=0)
     if alpha == 0.0 or len(weights) == 0:
         return 0.0
     total = None

@@ -29,6 +29,7 @@ from numbers import Real
 import numpy as np
 
 from . import _backend
+from ._validation import check_bool, check_float, check_int
 
 __all__ = [
     "Optimizer",
@@ -53,46 +54,6 @@ __all__ = [
 # validation (one message style: "The 'lr' parameter of SGD must be a float > 0. Got 0
 # instead.")
 # --------------------------------------------------------------------------------------
-
-def _check_float(value, name, owner, *, low=None, high=None, low_open=False,
-                 high_open=False):
-    """Return ``value`` as a finite Python float within bounds, or raise a ValueError."""
-    if low is not None and high is not None:
-        left = "(" if low_open else "["
-        right = ")" if high_open else "]"
-        what = f"a float in {left}{low:g}, {high:g}{right}"
-    elif low is not None:
-        what = f"a float {'>' if low_open else '>='} {low:g}"
-    else:
-        what = "a finite float"
-    ok = isinstance(value, Real) and not isinstance(value, (bool, np.bool_))
-    if ok:
-        v = float(value)
-        ok = math.isfinite(v)
-        if ok and low is not None:
-            ok = v > low if low_open else v >= low
-        if ok and high is not None:
-            ok = v < high if high_open else v <= high
-    if not ok:
-        raise ValueError(f"The {name!r} parameter of {owner} must be {what}. "
-                         f"Got {value!r} instead.")
-    return float(value)
-
-
-def _check_int(value, name, owner, *, low):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
-            or value < low:
-        raise ValueError(f"The {name!r} parameter of {owner} must be an int >= {low}. "
-                         f"Got {value!r} instead.")
-    return int(value)
-
-
-def _check_bool(value, name, owner):
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"The {name!r} parameter of {owner} must be a bool. "
-                         f"Got {value!r} instead.")
-    return bool(value)
-
 
 def _init_params(cls):
     return [p for p in inspect.signature(cls).parameters]
@@ -160,14 +121,14 @@ class Schedule:
     name = "schedule"
 
     def __init__(self, lr=None):
-        self.lr = None if lr is None else _check_float(lr, "lr", type(self).__name__,
+        self.lr = None if lr is None else check_float(lr, "lr", type(self).__name__,
                                                        low=0.0, low_open=True)
 
     def __call__(self, base_lr, step) -> float:
         """Return the learning rate for update number ``step`` (0-based) from ``base_lr``."""
-        base_lr = _check_float(base_lr, "base_lr", type(self).__name__, low=0.0,
+        base_lr = check_float(base_lr, "base_lr", type(self).__name__, low=0.0,
                                low_open=True)
-        step = _check_int(step, "step", type(self).__name__, low=0)
+        step = check_int(step, "step", type(self).__name__, low=0)
         return float(self._value(base_lr, step))
 
     def _value(self, base_lr, step):  # pragma: no cover - abstract
@@ -225,8 +186,8 @@ class StepSchedule(Schedule):
 
     def __init__(self, step_size, gamma=0.1, lr=None):
         super().__init__(lr)
-        self.step_size = _check_int(step_size, "step_size", "StepSchedule", low=1)
-        self.gamma = _check_float(gamma, "gamma", "StepSchedule", low=0.0, high=1.0,
+        self.step_size = check_int(step_size, "step_size", "StepSchedule", low=1)
+        self.gamma = check_float(gamma, "gamma", "StepSchedule", low=0.0, high=1.0,
                                   low_open=True)
 
     def _value(self, base_lr, step):
@@ -259,7 +220,7 @@ class ExponentialSchedule(Schedule):
 
     def __init__(self, gamma, lr=None):
         super().__init__(lr)
-        self.gamma = _check_float(gamma, "gamma", "ExponentialSchedule", low=0.0,
+        self.gamma = check_float(gamma, "gamma", "ExponentialSchedule", low=0.0,
                                   high=1.0, low_open=True)
 
     def _value(self, base_lr, step):
@@ -298,8 +259,8 @@ class CosineSchedule(Schedule):
 
     def __init__(self, total_steps, min_lr=0.0, lr=None):
         super().__init__(lr)
-        self.total_steps = _check_int(total_steps, "total_steps", "CosineSchedule", low=1)
-        self.min_lr = _check_float(min_lr, "min_lr", "CosineSchedule", low=0.0)
+        self.total_steps = check_int(total_steps, "total_steps", "CosineSchedule", low=1)
+        self.min_lr = check_float(min_lr, "min_lr", "CosineSchedule", low=0.0)
 
     def _value(self, base_lr, step):
         frac = min(step, self.total_steps) / self.total_steps
@@ -332,7 +293,7 @@ class InverseScalingSchedule(Schedule):
 
     def __init__(self, power_t=0.5, lr=None):
         super().__init__(lr)
-        self.power_t = _check_float(power_t, "power_t", "InverseScalingSchedule", low=0.0)
+        self.power_t = check_float(power_t, "power_t", "InverseScalingSchedule", low=0.0)
 
     def _value(self, base_lr, step):
         return base_lr / (step + 1.0) ** self.power_t
@@ -410,7 +371,7 @@ class Optimizer:
         if isinstance(lr, (Schedule, dict)):
             self.lr = get_schedule(lr)
         elif isinstance(lr, Real) and not isinstance(lr, (bool, np.bool_)):
-            self.lr = _check_float(lr, "lr", owner, low=0.0, low_open=True)
+            self.lr = check_float(lr, "lr", owner, low=0.0, low_open=True)
         else:
             raise ValueError(f"The 'lr' parameter of {owner} must be a float > 0 or a "
                              f"Schedule. Got {lr!r} instead.")
@@ -431,7 +392,7 @@ class Optimizer:
         step : int >= 0
             The number of updates already made (``state["step"]``).
         """
-        step = _check_int(step, "step", type(self).__name__, low=0)
+        step = check_int(step, "step", type(self).__name__, low=0)
         if isinstance(self.lr, Schedule):
             return self.lr(self.base_lr, step)
         return self.lr
@@ -519,7 +480,7 @@ class Optimizer:
         if not isinstance(state, dict) or "step" not in state or "slots" not in state:
             raise ValueError(f"{owner}.step needs the state dict made by init_state. "
                              f"Got {state!r} instead.")
-        _check_int(state["step"], "state['step']", owner, low=0)
+        check_int(state["step"], "state['step']", owner, low=0)
         names = self.slot_names()
         if set(state["slots"]) != set(names):
             raise ValueError(f"The state has slots {sorted(state['slots'])} but {owner} "
@@ -618,13 +579,13 @@ class SGD(Optimizer):
 
     def __init__(self, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0):
         super().__init__(lr)
-        self.momentum = _check_float(momentum, "momentum", "SGD", low=0.0, high=1.0,
+        self.momentum = check_float(momentum, "momentum", "SGD", low=0.0, high=1.0,
                                      high_open=True)
-        self.nesterov = _check_bool(nesterov, "nesterov", "SGD")
+        self.nesterov = check_bool(nesterov, "nesterov", "SGD")
         if self.nesterov and self.momentum == 0.0:
             raise ValueError("The 'nesterov' parameter of SGD needs momentum > 0. Got "
                              f"nesterov=True with momentum={momentum!r} instead.")
-        self.weight_decay = _check_float(weight_decay, "weight_decay", "SGD", low=0.0)
+        self.weight_decay = check_float(weight_decay, "weight_decay", "SGD", low=0.0)
 
     def slot_names(self):
         return ("velocity",) if self.momentum > 0.0 else ()
@@ -713,10 +674,10 @@ class Adam(Optimizer):
     def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
         super().__init__(lr)
         owner = type(self).__name__
-        self.beta1 = _check_float(beta1, "beta1", owner, low=0.0, high=1.0, high_open=True)
-        self.beta2 = _check_float(beta2, "beta2", owner, low=0.0, high=1.0, high_open=True)
-        self.eps = _check_float(eps, "eps", owner, low=0.0, low_open=True)
-        self.weight_decay = _check_float(weight_decay, "weight_decay", owner, low=0.0)
+        self.beta1 = check_float(beta1, "beta1", owner, low=0.0, high=1.0, high_open=True)
+        self.beta2 = check_float(beta2, "beta2", owner, low=0.0, high=1.0, high_open=True)
+        self.eps = check_float(eps, "eps", owner, low=0.0, low_open=True)
+        self.weight_decay = check_float(weight_decay, "weight_decay", owner, low=0.0)
 
     def slot_names(self):
         return ("m", "v")
@@ -858,11 +819,11 @@ class RMSProp(Optimizer):
 
     def __init__(self, lr=1e-3, rho=0.9, eps=1e-8, momentum=0.0, weight_decay=0.0):
         super().__init__(lr)
-        self.rho = _check_float(rho, "rho", "RMSProp", low=0.0, high=1.0, high_open=True)
-        self.eps = _check_float(eps, "eps", "RMSProp", low=0.0, low_open=True)
-        self.momentum = _check_float(momentum, "momentum", "RMSProp", low=0.0, high=1.0,
+        self.rho = check_float(rho, "rho", "RMSProp", low=0.0, high=1.0, high_open=True)
+        self.eps = check_float(eps, "eps", "RMSProp", low=0.0, low_open=True)
+        self.momentum = check_float(momentum, "momentum", "RMSProp", low=0.0, high=1.0,
                                      high_open=True)
-        self.weight_decay = _check_float(weight_decay, "weight_decay", "RMSProp", low=0.0)
+        self.weight_decay = check_float(weight_decay, "weight_decay", "RMSProp", low=0.0)
 
     def slot_names(self):
         return ("square_avg", "velocity") if self.momentum > 0.0 else ("square_avg",)

@@ -315,7 +315,7 @@ def test_bad_parameters():
         get_activation("elu", alpha=float("nan"))
     with pytest.raises(ValueError, match="'alpha' parameter of leaky_relu"):
         get_activation("leaky_relu", alpha="0.1")
-    with pytest.raises(ValueError, match="'beta' parameter of swish must be a float"):
+    with pytest.raises(ValueError, match="'beta' parameter of swish must be a finite float"):
         get_activation("swish", beta=True)
     with pytest.raises(ValueError, match=r"'approximate' parameter of gelu must be one of "
                                          r"\['none', 'tanh', 'sigmoid'\]. Got 'erf'"):
