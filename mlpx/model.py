@@ -17,7 +17,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from . import _backend
+from . import _backend, _fast
 from .activations import get_activation
 from .initializers import default_initializer
 from .layers import ActivationLayer, Dense, Dropout, Layer, Maxout, PReLU, get_layer
@@ -445,6 +445,11 @@ class Sequential:
         """
         if self.optimizer_ is None:
             raise RuntimeError("Call compile(optimizer) or fit(...) before train_step.")
+        fast = getattr(self, "_fast_step", None)  # see mlpx._fast; None: generic path
+        if fast is not None:
+            done = fast(self, X, Y, sample_weight)
+            if done is not None:
+                return done
         loss, grads, z = self.loss_and_grads(X, Y, sample_weight)
         new = self.optimizer_.step(self.params, grads, self.optimizer_state_,
                                    xp=self.backend.xp, decay_mask=self.decay_mask)
@@ -466,6 +471,7 @@ class Sequential:
         self.optimizer_state_ = self.optimizer_.init_state(self.params, xp=self.backend.xp)
         if self._noise_rng is None:
             self._noise_rng = _backend.noise_rng(self.backend, self._train_rng)
+        self._fast_step = _fast.select_step(self)
         return self
 
     # ------------------------------------------------------------------ training
@@ -772,6 +778,7 @@ class Sequential:
             state["optimizer_state_"] = _map_arrays(self.optimizer_state_, _backend.to_numpy)
         state["backend"] = self.backend.name
         state["_noise_rng"] = None
+        state.pop("_fast_step", None)  # buffers are never pickled
         return state
 
     def __setstate__(self, state):
@@ -785,6 +792,7 @@ class Sequential:
         self.__dict__.update(state)
         if self.optimizer_ is not None:
             self._noise_rng = _backend.noise_rng(backend, self._train_rng)
+            self._fast_step = _fast.select_step(self)
 
 
 class MLP(Sequential):

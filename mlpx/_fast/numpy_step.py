@@ -1,0 +1,415 @@
+"""A NumPy training step for plain MLPs: preallocated, in place, products fused by BLAS.
+
+:class:`NumpyTrainStep` computes what :meth:`mlpx.Sequential.train_step` computes on the
+generic path (forward, loss gradient, backward, optimizer update) for the models that
+:func:`mlpx._fast.unsupported_reason` accepts, with the same numbers up to float
+rounding (``tests/test_fast.py`` holds it to that). What it does differently:
+
+- Every intermediate lives in a buffer allocated once per batch shape (an LRU of a few
+  shapes, so the last partial batch of an epoch does not evict the full one); gradient
+  and scratch arrays are allocated once per model.
+- ``Dense`` forward pre-fills its output with the bias and lets BLAS accumulate the
+  product on top (``beta=1``): the bias add costs nothing, since BLAS would otherwise
+  clear the output first anyway.
+- Element-wise layers work in place on the buffer of the layer before them when nothing
+  else needs it; ReLU is ``maximum`` against a preallocated zero block (NumPy's SIMD loop
+  for two contiguous operands is several times faster than against the scalar 0) and its
+  backward multiplies by the mask ``y > 0``, which is the same as ``x > 0``.
+- The first layer never computes the gradient of its input.
+- Plain SGD folds the learning rate (and L2 / weight decay) into the weight-gradient
+  product: ``W <- (1 - lr*lambda) W - lr * x.T @ dz`` is one BLAS call, so the weight
+  gradient is never written to memory at all. Other optimizers get the gradient in a
+  preallocated buffer and update in place, layer by layer while the gradient is still in
+  cache (Adam and AdamW through a scratch-buffer version of their NumPy update that
+  allocates nothing, the others through their own ``_update_numpy``).
+
+Parameters are updated in place, so ``model.params`` is always current. The step reads
+``layer.params`` and the optimizer state afresh every call, so ``set_params`` and a new
+``compile`` are seen at once.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+from ..layers import ActivationLayer, Dense, Dropout
+from ..optimizers import SGD, Adam, AdamW
+from . import _blas
+
+__all__ = ["NumpyTrainStep"]
+
+_MAX_SHAPES = 4  # batch shapes whose buffers are kept (full batch, last batch, ...)
+
+
+class _Buffers:
+    """Everything a step needs for one batch size ``n``."""
+
+    def __init__(self, n, plan, dtype):
+        self.n = n
+        self.act = []      # forward outputs, one per plan entry (aliases when in place)
+        self.grad = {}     # plan index of a Dense -> gradient of its input
+        self.masks = {}    # plan index -> bool / float mask buffers
+        self.zeros = {}    # width -> zero block for ReLU
+        self.noise = {}    # width -> float64 uniform buffer for dropout
+        for i, op in enumerate(plan):
+            if op.inplace:
+                self.act.append(self.act[-1])
+            elif op.kind == "dense" and op.last:
+                self.act.append(None)  # logits: a fresh array every step (it is returned)
+            else:
+                self.act.append(np.empty((n, op.width), dtype=dtype))
+            if op.kind == "act" and op.name == "relu":
+                self.masks[i] = np.empty((n, op.width), dtype=bool)
+                if op.width not in self.zeros:
+                    self.zeros[op.width] = np.zeros((n, op.width), dtype=dtype)
+            elif op.kind == "dropout":
+                self.masks[i] = (np.empty((n, op.width), dtype=bool),
+                                 np.empty((n, op.width), dtype=dtype))
+                if op.width not in self.noise:
+                    self.noise[op.width] = np.empty((n, op.width), dtype=np.float64)
+            elif op.kind == "act":
+                self.masks[i] = np.empty((n, op.width), dtype=dtype)  # scratch
+        # one per Dense (not per width: two Dense layers of equal input width in a row
+        # would otherwise read and write the same buffer in one product)
+        for i, op in enumerate(plan):
+            if op.kind == "dense" and not op.first:
+                self.grad[i] = np.empty((n, op.n_in), dtype=dtype)
+
+
+class _Op:
+    """One layer of the plan."""
+
+    def __init__(self, kind, layer, width, **kw):
+        self.kind = kind          # "dense" | "act" | "dropout"
+        self.layer = layer
+        self.width = width
+        self.inplace = False
+        self.first = False
+        self.last = False
+        self.name = None
+        self.n_in = None
+        self.param_index = None   # position of this layer's first param in model.params
+        self.__dict__.update(kw)
+
+
+def build_plan(model):
+    """Translate ``model.layers`` into ops; return None if a layer is not supported."""
+    plan = []
+    index = 0
+    # who produced the buffer the next element-wise layer would overwrite:
+    # "dense" / "dropout" outputs are not needed by their own backward, activations' are.
+    producer = None
+    for i, layer in enumerate(model.layers):
+        if type(layer) is Dense:
+            op = _Op("dense", layer, layer.n_out, n_in=layer.n_in, param_index=index,
+                     bias=layer.bias)
+            op.first = i == 0
+            producer = "dense"
+        elif type(layer) is ActivationLayer:
+            op = _Op("act", layer, layer.n_out, name=layer.activation.name,
+                     activation=layer.activation)
+            op.inplace = producer in ("dense", "dropout")
+            producer = "act"
+        elif type(layer) is Dropout:
+            op = _Op("dropout", layer, layer.n_out, p=layer.p)
+            op.inplace = producer in ("dense", "dropout")
+            producer = "dropout"
+        else:
+            return None
+        index += len(layer.params)
+        plan.append(op)
+    if plan[-1].kind != "dense":
+        return None
+    plan[-1].last = True
+    # the logits array is fresh every step, so nothing may work in place on it
+    return plan
+
+
+class NumpyTrainStep:
+    """A training step for one model on NumPy; call it as ``step(model, X, Y, w)``.
+
+    Built by :func:`mlpx._fast.select_step` after :func:`mlpx._fast.unsupported_reason`
+    said yes. Returns ``(loss, logits)`` like :meth:`mlpx.Sequential.train_step`, or
+    None when this call must take the generic path instead (fast paths switched off,
+    inputs it does not take, or a model changed since the plan was made in a way the
+    plan does not cover).
+    """
+
+    def __init__(self, model, plan, key):
+        self.key = key
+        self.plan = plan
+        self.dtype = np.dtype(model.dtype)
+        self._buffers = OrderedDict()
+        self._grads = None      # per-model gradient buffers for the optimizer route
+        self._scratch = None
+        self._checked = None    # identities of params/slots last seen writable
+        opt = model.optimizer_
+        self.fused_sgd = type(opt) is SGD and opt.momentum == 0.0
+        self.fast_adam = type(opt) in (Adam, AdamW)
+
+    # ------------------------------------------------------------------ buffers
+    def buffers(self, n):
+        buf = self._buffers.get(n)
+        if buf is None:
+            buf = _Buffers(n, self.plan, self.dtype)
+            self._buffers[n] = buf
+            while len(self._buffers) > _MAX_SHAPES:
+                self._buffers.popitem(last=False)
+        else:
+            self._buffers.move_to_end(n)
+        return buf
+
+    def _grad_buffers(self, params):
+        if self._grads is None or any(g.shape != p.shape for g, p in zip(self._grads, params)):
+            self._grads = [np.empty_like(p) for p in params]
+            size = max(p.size for p in params)
+            self._scratch = np.empty(size, dtype=self.dtype)
+        return self._grads
+
+    def _usable(self, params, slots):
+        """Params and optimizer slots must be writable C-contiguous arrays of our dtype."""
+        ident = tuple(map(id, params)) + tuple(id(a) for s in slots for a in s)
+        if ident == self._checked:
+            return True
+        for a in list(params) + [a for s in slots for a in s]:
+            if type(a) is not np.ndarray or a.dtype != self.dtype \
+                    or not a.flags.c_contiguous or not a.flags.writeable:
+                return False
+        self._checked = ident
+        return True
+
+    # ------------------------------------------------------------------ the step
+    def __call__(self, model, X, Y, sample_weight=None):
+        from . import _model_key, enabled, unsupported_reason
+
+        if not enabled():
+            return None
+        key = _model_key(model)
+        if key != self.key:
+            # compile() makes a new step; this only happens when attributes were
+            # changed by hand. Re-check rather than guess.
+            plan = build_plan(model) if unsupported_reason(model) is None else None
+            if plan is None:
+                return None
+            self.__init__(model, plan, key)
+        if type(X) is not np.ndarray or type(Y) is not np.ndarray or X.ndim != 2 \
+                or Y.ndim != 2 or X.dtype != self.dtype or Y.dtype != self.dtype \
+                or X.shape[0] != Y.shape[0] or X.shape[0] == 0 \
+                or X.shape[1] != self.plan[0].n_in or Y.shape[1] != self.plan[-1].width:
+            return None
+        if sample_weight is not None and (type(sample_weight) is not np.ndarray
+                                          or sample_weight.shape != (X.shape[0],)):
+            return None
+        params = model.params
+        state = model.optimizer_state_
+        opt = model.optimizer_
+        names = opt.slot_names()
+        slots = [state["slots"][s] for s in names]
+        if not self._usable(params, slots):
+            return None
+        return self._step(model, params, state, opt, names, X, Y, sample_weight)
+
+    def _step(self, model, params, state, opt, names, X, Y, w):
+        n = X.shape[0]
+        buf = self.buffers(n)
+        plan = self.plan
+        rng = model._noise_rng
+        use_blas = _blas.available()
+
+        # ---------------------------------------------------------------- forward
+        x = X
+        for i, op in enumerate(plan):
+            if op.kind == "dense":
+                W = params[op.param_index]
+                out = np.empty((n, op.width), dtype=self.dtype) if op.last else buf.act[i]
+                if op.bias:
+                    b = params[op.param_index + 1]
+                    if use_blas:
+                        np.copyto(out, b)
+                        _blas.gemm(x, W, out, beta=1.0)
+                    else:
+                        np.matmul(x, W, out=out)
+                        out += b
+                else:
+                    np.matmul(x, W, out=out)
+                x = out
+            elif op.kind == "act":
+                out = buf.act[i]
+                _act_forward(op, x, out, buf.zeros.get(op.width))
+                x = out
+            else:  # dropout
+                out = buf.act[i]
+                bmask, fmask = buf.masks[i]
+                u = buf.noise[op.width]
+                rng.random(out=u)
+                # the generic path draws float64, casts to the model dtype, compares
+                if self.dtype != np.float64:
+                    np.copyto(fmask, u)
+                    np.greater_equal(fmask, op.p, out=bmask)
+                else:
+                    np.greater_equal(u, op.p, out=bmask)
+                np.copyto(fmask, bmask)
+                fmask *= 1.0 / (1.0 - op.p)
+                np.multiply(x, fmask, out=out)
+                x = out
+        z = x
+
+        # ---------------------------------------------------------------- loss
+        loss, dz = _loss_and_grad(model, z, Y, w)
+        decay_mask = model.decay_mask
+        alpha = model.alpha
+        if alpha > 0:
+            total = None
+            for p, d in zip(params, decay_mask):
+                if d:
+                    s = np.vdot(p, p)
+                    total = s if total is None else total + s
+            if total is not None:
+                loss = loss + (0.5 * alpha) * total
+
+        # ---------------------------------------------------------------- backward
+        lr = opt.current_lr(state["step"])
+        t = state["step"] + 1
+        if not self.fused_sgd:
+            grads = self._grad_buffers(params)
+            scratch = self._scratch
+            slot_lists = [state["slots"][s] for s in names]
+        wd = getattr(opt, "weight_decay", 0.0)
+        g = dz
+        for i in range(len(plan) - 1, -1, -1):
+            op = plan[i]
+            if op.kind == "act":
+                _act_backward(op, g, buf.act[i], buf.masks[i])
+                continue
+            if op.kind == "dropout":
+                g *= buf.masks[i][1]
+                continue
+            # dense: inputs are the previous op's output (or X)
+            x_in = X if i == 0 else buf.act[i - 1]
+            k = op.param_index
+            W = params[k]
+            dx = None
+            if not op.first:
+                dx = buf.grad[i]
+                np.matmul(g, W.T, out=dx)   # with the weights before this step's update
+            if self.fused_sgd:
+                shrink = 1.0 - lr * (alpha + wd) if decay_mask[k] else 1.0
+                _blas.gemm(x_in.T, g, W, alpha=-lr, beta=shrink)
+                if op.bias:
+                    db = np.sum(g, axis=0)
+                    if wd and decay_mask[k + 1]:  # pragma: no cover - biases never decay
+                        db += wd * params[k + 1]
+                    db *= lr
+                    params[k + 1] -= db
+            else:
+                gW = grads[k]
+                _blas.gemm(x_in.T, g, gW)
+                if alpha > 0 and decay_mask[k]:
+                    tmp = scratch[:W.size].reshape(W.shape)
+                    np.multiply(W, alpha, out=tmp)
+                    gW += tmp
+                self._update(opt, params, grads, slot_lists, names, k, lr, t, decay_mask)
+                if op.bias:
+                    gb = grads[k + 1]
+                    np.sum(g, axis=0, out=gb)
+                    if alpha > 0 and decay_mask[k + 1]:  # pragma: no cover
+                        gb += alpha * params[k + 1]
+                    self._update(opt, params, grads, slot_lists, names, k + 1, lr, t,
+                                 decay_mask)
+            g = dx
+        state["step"] = t
+        return loss, z
+
+    def _update(self, opt, params, grads, slot_lists, names, k, lr, t, decay_mask):
+        p, gk = params[k], grads[k]
+        own = {s: lst[k] for s, lst in zip(names, slot_lists)}
+        if self.fast_adam:
+            _adam_update(opt, p, gk, own["m"], own["v"], self._scratch[:p.size].reshape(
+                p.shape), lr=lr, t=t, decay=decay_mask[k])
+        else:
+            opt._update_numpy(p, gk, own, lr=lr, t=t, decay=decay_mask[k])
+
+
+# ---------------------------------------------------------------------- helpers
+def _act_forward(op, x, out, zeros):
+    name = op.name
+    if name == "relu":
+        np.maximum(x, zeros, out=out)
+    elif name == "identity":
+        if out is not x:
+            np.copyto(out, x)
+    elif name == "tanh":
+        np.tanh(x, out=out)
+    else:  # sigmoid, leaky_relu: the generic formula (exactly), then into the buffer
+        np.copyto(out, op.activation.forward(x, xp=_xp()))
+
+
+def _act_backward(op, g, y, scratch):
+    """``g <- dL/dx`` in place from ``g = dL/dy`` and the output ``y``."""
+    name = op.name
+    if name == "relu":
+        np.greater(y, 0, out=scratch)
+        np.multiply(g, scratch, out=g)
+    elif name == "identity":
+        return
+    elif name == "tanh":  # dy * (1 - y*y), the generic order of operations
+        np.multiply(y, y, out=scratch)
+        np.subtract(1.0, scratch, out=scratch)
+        g *= scratch
+    elif name == "sigmoid":  # dy * (y * (1 - y))
+        np.subtract(1.0, y, out=scratch)
+        scratch *= y
+        g *= scratch
+    else:  # leaky_relu: where(y > 0, dy, alpha * dy); y > 0 exactly when x > 0
+        np.copyto(g, op.activation.backward(g, None, y, xp=_xp()))
+
+
+def _xp():
+    from .._backend import resolve_backend
+
+    return resolve_backend("numpy").xp
+
+
+def _loss_and_grad(model, z, Y, w):
+    """The loss value and dL/dz: a lean copy of the generic softmax + cross-entropy (same
+    operations, same order), the generic loss itself for the other pairs (the logits are
+    small next to everything else)."""
+    n = z.shape[0]
+    if model.loss.name == "cross_entropy" and w is None:
+        s = z - np.max(z, axis=1, keepdims=True)
+        e = np.exp(s)
+        logp = s - np.log(np.sum(e, axis=1, keepdims=True))
+        per_sample = -np.sum(Y * logp, axis=1)
+        g = np.exp(logp, out=e)
+        g -= Y
+        g *= 1.0 / n
+        return np.sum(per_sample) / n, g
+    return model.loss.value_and_grad(z, Y, output=model.output, xp=_xp(), sample_weight=w)
+
+
+def _adam_update(opt, p, g, m, v, tmp, *, lr, t, decay):
+    """Adam / AdamW in place with the operations of ``Adam._update_numpy`` in the same
+    order (so the same numbers), but no temporaries: ``g`` is our own buffer and is
+    consumed, ``tmp`` is scratch of ``p``'s shape."""
+    if decay and opt.weight_decay:
+        if opt._decoupled:
+            p *= 1.0 - lr * opt.weight_decay
+        else:
+            np.multiply(p, opt.weight_decay, out=tmp)
+            g += tmp
+    m *= opt.beta1
+    np.multiply(g, 1.0 - opt.beta1, out=tmp)
+    m += tmp
+    v *= opt.beta2
+    np.multiply(g, g, out=tmp)
+    tmp *= 1.0 - opt.beta2
+    v += tmp
+    step_size, bc2_sqrt = opt._corrections(lr, t)
+    np.sqrt(v, out=tmp)
+    tmp /= bc2_sqrt
+    tmp += opt.eps
+    np.divide(m, tmp, out=tmp)
+    tmp *= step_size
+    p -= tmp

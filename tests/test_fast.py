@@ -1,0 +1,368 @@
+"""mlpx._fast: the NumPy training step equals the generic Array API step.
+
+Two models built with the same seed take the same steps, one through the fast step and
+one with fast paths switched off (and, where noted, one on array-api-strict). Tolerance:
+float32 results agree to rtol 2e-5 / atol 2e-6 after several steps (the fast path may
+sum the same products in another order: BLAS accumulates the bias and the SGD update
+inside the product, the L2 penalty uses a dot product); float64 to 1e-11. In practice
+most configurations agree bit for bit.
+"""
+
+import contextlib
+import pickle
+
+import numpy as np
+import pytest
+
+from mlpx import MLP, Sequential, _backend, _fast
+from mlpx._fast import _blas
+from mlpx.layers import ActivationLayer, Dense, Dropout, Maxout, PReLU
+from mlpx.optimizers import SGD
+
+from .helpers import assert_array
+
+TOL = {"float32": dict(rtol=2e-5, atol=2e-6), "float64": dict(rtol=1e-11, atol=1e-12)}
+
+OPTIMIZERS = {
+    "sgd": {"name": "sgd", "lr": 0.1},
+    "sgd_wd": {"name": "sgd", "lr": 0.1, "weight_decay": 0.01},
+    "momentum": {"name": "sgd", "lr": 0.05, "momentum": 0.9},
+    "nesterov_wd": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True,
+                    "weight_decay": 1e-3},
+    "adam": {"name": "adam", "lr": 1e-2},
+    "adam_wd": {"name": "adam", "lr": 1e-2, "weight_decay": 1e-2},
+    "adamw": {"name": "adamw", "lr": 1e-2},
+    "rmsprop": {"name": "rmsprop", "lr": 1e-3, "momentum": 0.5},
+    "sgd_schedule": {"name": "sgd", "lr": {"name": "step", "step_size": 2, "gamma": 0.5,
+                                           "lr": 0.2}},
+}
+
+
+def data(n, n_in, k, loss, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    X = (rng.random((n, n_in)) - 0.3).astype(dtype)
+    if loss == "cross_entropy":
+        Y = np.eye(k, dtype=dtype)[rng.integers(0, k, n)]
+    elif loss == "binary_cross_entropy":
+        Y = rng.integers(0, 2, (n, k)).astype(dtype)
+    else:
+        Y = rng.standard_normal((n, k)).astype(dtype)
+    return X, Y
+
+
+def make(layers_fn, *, loss="cross_entropy", output=None, alpha=0.0, optimizer="sgd",
+         backend="numpy", dtype="float32", n_in=6):
+    model = Sequential(layers_fn(), loss=loss, output=output, alpha=alpha, n_features=n_in,
+                       backend=backend, dtype=dtype, seed=3)
+    model.compile(OPTIMIZERS[optimizer] if isinstance(optimizer, str) else optimizer)
+    return model
+
+
+def mlp_layers(act="relu", dropout=0.0, bias=True, k=4):
+    def build():
+        out = []
+        for w in (9, 9):
+            out.append(Dense(w, init="he_normal", bias=bias))
+            out.append(ActivationLayer(act))
+            if dropout:
+                out.append(Dropout(dropout))
+        out.append(Dense(k, bias=bias))
+        return out
+    return build
+
+
+def run_steps(model, batches, *, fast, weights=None):
+    ctx = contextlib.nullcontext() if fast else _fast.disabled()
+    out = []
+    with ctx:
+        for i, (X, Y) in enumerate(batches):
+            w = None if weights is None else weights[i]
+            if model.backend.name != "numpy":
+                X, Y = (_backend.to_device(a, backend=model.backend) for a in (X, Y))
+                w = None if w is None else _backend.to_device(w, backend=model.backend)
+            loss, z = model.train_step(X, Y, w)
+            out.append((float(loss), _backend.to_numpy(z).copy()))
+    return out
+
+
+def batches_for(loss, dtype, k=4, sizes=(32, 32, 13, 32, 5)):
+    # a batch size that changes: the last partial batch of an epoch, then back
+    return [data(n, 6, k, loss, dtype, seed=i) for i, n in enumerate(sizes)]
+
+
+def assert_same(fast_model, ref_model, fast_out, ref_out, dtype):
+    tol = TOL[dtype]
+    for (lf, zf), (lr, zr) in zip(fast_out, ref_out):
+        np.testing.assert_allclose(lf, lr, **tol)
+        np.testing.assert_allclose(zf, zr, **tol)
+    for pf, pr in zip(fast_model.params, ref_model.params):
+        assert_array(pf, _backend.to_numpy(pr), backend=fast_model.backend, dtype=dtype,
+                     **tol)
+    sf, sr = fast_model.optimizer_state_, ref_model.optimizer_state_
+    assert sf["step"] == sr["step"]
+    for name in sf["slots"]:
+        for a, b in zip(sf["slots"][name], sr["slots"][name]):
+            assert_array(a, _backend.to_numpy(b), dtype=dtype, **tol)
+
+
+def check_equal(layers_fn, *, loss="cross_entropy", output=None, alpha=0.0, optimizer="sgd",
+                dtype="float32", weights=False, k=4):
+    fast = make(layers_fn, loss=loss, output=output, alpha=alpha, optimizer=optimizer,
+                dtype=dtype)
+    ref = make(layers_fn, loss=loss, output=output, alpha=alpha, optimizer=optimizer,
+               dtype=dtype)
+    assert fast._fast_step is not None, _fast.unsupported_reason(fast)
+    batches = batches_for(loss, dtype, k=k)
+    w = None
+    if weights:
+        rng = np.random.default_rng(9)
+        w = [rng.random(X.shape[0]).astype(dtype) + 0.1 for X, _ in batches]
+    calls = []
+    step = fast._fast_step
+    orig = type(step).__call__
+
+    def spy(self, *a, **kw):
+        r = orig(self, *a, **kw)
+        calls.append(r is not None)
+        return r
+    type(step).__call__ = spy
+    try:
+        out_f = run_steps(fast, batches, fast=True, weights=w)
+    finally:
+        type(step).__call__ = orig
+    assert calls and all(calls), "the fast step did not run"
+    out_r = run_steps(ref, batches, fast=False, weights=w)
+    assert_same(fast, ref, out_f, out_r, dtype)
+    return fast, ref
+
+
+# ---------------------------------------------------------------------------- equality
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("alpha", [0.0, 0.01])
+def test_optimizers_equal_generic(optimizer, alpha):
+    check_equal(mlp_layers("relu"), optimizer=optimizer, alpha=alpha)
+
+
+@pytest.mark.parametrize("act", list(_fast.NUMPY_ACTIVATIONS))
+def test_activations_equal_generic(act):
+    check_equal(mlp_layers(act), optimizer="adam", alpha=0.01)
+
+
+@pytest.mark.parametrize("loss,output,k", [("cross_entropy", None, 4),
+                                           ("binary_cross_entropy", None, 3),
+                                           ("mse", None, 2)])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_losses_equal_generic(loss, output, k, optimizer):
+    check_equal(mlp_layers("tanh", k=k), loss=loss, output=output, optimizer=optimizer,
+                k=k)
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum"])
+def test_sample_weight_equal_generic(loss, optimizer):
+    check_equal(mlp_layers("relu"), loss=loss, optimizer=optimizer, weights=True, alpha=0.01)
+
+
+@pytest.mark.parametrize("act", ["relu", "tanh"])
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_dropout_equal_generic(act, optimizer):
+    """Same seed, same masks: the fast step draws from the model's generator as Dropout does."""
+    check_equal(mlp_layers(act, dropout=0.3), optimizer=optimizer)
+
+
+def test_no_bias_and_float64_equal_generic():
+    check_equal(mlp_layers("relu", bias=False), optimizer="momentum", alpha=0.01)
+    check_equal(mlp_layers("sigmoid"), optimizer="adam", dtype="float64", alpha=0.01)
+    check_equal(mlp_layers("relu"), optimizer="sgd", dtype="float64", weights=True)
+
+
+def test_stacked_elementwise_layers_equal_generic():
+    """Dropout straight after Dense, two activations in a row: nothing needed is overwritten."""
+    def build():
+        return [Dense(8), Dropout(0.2), ActivationLayer("tanh"), ActivationLayer("sigmoid"),
+                Dense(8), ActivationLayer("leaky_relu", alpha=0.1), Dropout(0.1), Dense(4)]
+    check_equal(build, optimizer="adam", alpha=0.01)
+
+
+def test_without_blas_binding_equal_generic():
+    old = _blas.set_enabled(False)
+    try:
+        assert not _blas.available()
+        check_equal(mlp_layers("relu"), optimizer="sgd_wd", alpha=0.01)
+        check_equal(mlp_layers("relu"), optimizer="adam")
+    finally:
+        _blas.set_enabled(old)
+
+
+def test_fast_step_equals_array_api_strict():
+    """The referee: the generic path on array-api-strict gives the same numbers."""
+    pytest.importorskip("array_api_strict")
+    fast = make(mlp_layers("relu"), optimizer="sgd", alpha=0.01)
+    ref = make(mlp_layers("relu"), optimizer="sgd", alpha=0.01, backend="array_api_strict")
+    assert fast._fast_step is not None and ref._fast_step is None
+    batches = batches_for("cross_entropy", "float32")
+    assert_same(fast, ref, run_steps(fast, batches, fast=True),
+                run_steps(ref, batches, fast=False), "float32")
+    fast = make(mlp_layers("tanh", dropout=0.2), optimizer="adam")
+    ref = make(mlp_layers("tanh", dropout=0.2), optimizer="adam", backend="array_api_strict")
+    assert_same(fast, ref, run_steps(fast, batches, fast=True),
+                run_steps(ref, batches, fast=False), "float32")
+
+
+def test_fit_equal_generic():
+    """Whole epochs through fit (shuffling, a last partial batch, history) agree."""
+    rng = np.random.default_rng(0)
+    X = rng.random((203, 10)).astype(np.float32)
+    y = rng.integers(0, 3, 203)
+    runs = []
+    for fast in (True, False):
+        model = MLP([10, 16, 16, 3], seed=0)
+        ctx = contextlib.nullcontext() if fast else _fast.disabled()
+        with ctx:
+            hist = model.fit(X, y, epochs=3, batch_size=32, verbose=0,
+                             optimizer={"name": "adam", "lr": 1e-2})
+        runs.append((model, hist))
+    (mf, hf), (mr, hr) = runs
+    np.testing.assert_allclose(hf["loss"], hr["loss"], rtol=2e-5)
+    assert hf["accuracy"] == hr["accuracy"]
+    for a, b in zip(mf.params, mr.params):
+        assert_array(a, b, rtol=2e-5, atol=2e-6)
+
+
+# ---------------------------------------------------------------------------- coherence
+def test_params_updated_in_place_and_set_params_seen():
+    model = make(mlp_layers("relu"), optimizer="sgd")
+    ref = make(mlp_layers("relu"), optimizer="sgd")
+    before = [id(p) for p in model.params]
+    X, Y = data(16, 6, 4, "cross_entropy", "float32")
+    model.train_step(X, Y)
+    assert [id(p) for p in model.params] == before  # in place: model.params stays right
+    # new parameters installed after compile are the ones the fast step trains
+    new = [np.asarray(p) * 0.5 for p in model.params]
+    model.set_params(new)
+    ref.set_params(new)
+    with _fast.disabled():
+        ref.train_step(X, Y)
+    model.train_step(X, Y)
+    for a, b in zip(model.params, ref.params):
+        assert_array(a, b, **TOL["float32"])
+
+
+def test_attribute_changed_after_compile_is_seen():
+    model = make(mlp_layers("relu"), optimizer="sgd")
+    ref = make(mlp_layers("relu"), optimizer="sgd")
+    model.alpha = ref.alpha = 0.05
+    batches = batches_for("cross_entropy", "float32")
+    assert_same(model, ref, run_steps(model, batches, fast=True),
+                run_steps(ref, batches, fast=False), "float32")
+
+
+def test_pickle_drops_buffers_and_resumes():
+    model = make(mlp_layers("relu", dropout=0.2), optimizer="adam")
+    X, Y = data(16, 6, 4, "cross_entropy", "float32")
+    model.train_step(X, Y)
+    assert model._fast_step._buffers  # buffers exist...
+    state = model.__getstate__()
+    assert "_fast_step" not in state  # ...but are never pickled
+    clone = pickle.loads(pickle.dumps(model))
+    assert clone._fast_step is not None
+    with _fast.disabled():
+        ref = pickle.loads(pickle.dumps(model))
+        ref.train_step(X, Y)
+    clone.train_step(X, Y)
+    for a, b in zip(clone.params, ref.params):
+        assert_array(a, b, **TOL["float32"])
+
+
+# ---------------------------------------------------------------------------- fallback
+@pytest.mark.parametrize("case", ["prelu", "maxout", "gelu", "poisson", "mse_sigmoid",
+                                  "activation_first", "custom_optimizer"])
+def test_unsupported_configs_use_generic_path(case):
+    class MySGD(SGD):
+        pass
+
+    layers = {"prelu": lambda: [Dense(5), PReLU(), Dense(3)],
+              "maxout": lambda: [Maxout(5, 2), Dense(3)],
+              "gelu": lambda: [Dense(5), ActivationLayer("gelu"), Dense(3)],
+              "activation_first": lambda: [ActivationLayer("tanh"), Dense(5), Dense(3)],
+              }.get(case, lambda: [Dense(5), ActivationLayer("relu"), Dense(3)])
+    loss, output = {"poisson": ("poisson", None), "mse_sigmoid": ("mse", "sigmoid")}.get(
+        case, ("cross_entropy", None))
+    model = Sequential(layers(), loss=loss, output=output, n_features=4, seed=0)
+    model.compile(MySGD(lr=0.1) if case == "custom_optimizer" else "sgd")
+    assert _fast.unsupported_reason(model) is not None
+    assert model._fast_step is None
+    rng = np.random.default_rng(0)
+    X = rng.random((8, 4)).astype(np.float32)
+    Y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 8)] if loss != "poisson" else \
+        rng.integers(0, 3, (8, 3)).astype(np.float32)
+    before = [np.array(p) for p in model.params]
+    loss_value, _ = model.train_step(X, Y)  # the generic path trains it
+    assert np.isfinite(float(loss_value))
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.params))
+
+
+def test_other_namespaces_never_select_fast_step(backend):
+    model = MLP([4, 5, 3], backend=backend, seed=0).compile("sgd")
+    if backend.name == "numpy":
+        assert model._fast_step is not None and _fast.unsupported_reason(model) is None
+    else:
+        assert model._fast_step is None
+        assert "NumPy" in _fast.unsupported_reason(model)
+
+
+def test_inputs_the_step_does_not_take_fall_back():
+    model = make(mlp_layers("relu"), optimizer="sgd")
+    step = model._fast_step
+    X, Y = data(8, 6, 4, "cross_entropy", "float32")
+    assert step(model, X.astype(np.float64), Y) is None           # dtype
+    assert step(model, X[:, :5], Y) is None                         # width
+    assert step(model, X, Y[:, 0]) is None                          # 1-D targets
+    assert step(model, X, Y, sample_weight=[1.0] * 8) is None       # not an ndarray
+    with _fast.disabled():
+        assert step(model, X, Y) is None
+    frozen = np.array(model.params[0])
+    frozen.flags.writeable = False
+    model.set_params([frozen] + [np.array(p) for p in model.params[1:]])
+    model.layers[0].params[0].flags.writeable = False
+    assert step(model, X, Y) is None                                # read-only params
+    assert step(model, X, Y) is None
+
+
+# ---------------------------------------------------------------------------- gemm
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("binding", [True, False])
+def test_gemm_matches_matmul(dtype, binding):
+    rng = np.random.default_rng(0)
+    old = _blas.set_enabled(binding)
+    try:
+        for ta in (False, True):
+            for tb in (False, True):
+                a = rng.standard_normal((6, 5)).astype(dtype)
+                b = rng.standard_normal((5, 4)).astype(dtype)
+                aa = np.ascontiguousarray(a.T).T if ta else a
+                bb = np.ascontiguousarray(b.T).T if tb else b
+                c0 = rng.standard_normal((6, 4)).astype(dtype)
+                for alpha, beta in ((1.0, 0.0), (-0.5, 1.0), (2.0, 0.25)):
+                    c = c0.copy()
+                    _blas.gemm(aa, bb, c, alpha=alpha, beta=beta)
+                    tol = 1e-5 if dtype == "float32" else 1e-12
+                    np.testing.assert_allclose(c, alpha * (a @ b) + beta * c0, rtol=tol,
+                                               atol=tol)
+        nan = np.full((6, 4), np.nan, dtype=dtype)
+        _blas.gemm(a, b, nan, beta=0.0)  # beta=0 ignores what was there, NaN included
+        np.testing.assert_allclose(nan, a @ b, rtol=1e-5)
+        with pytest.raises(ValueError, match="shapes"):
+            _blas.gemm(a, a, c)
+    finally:
+        _blas.set_enabled(old)
+
+
+def test_gemm_binding_is_numpys_own_blas():
+    if not _blas.available():
+        pytest.skip("no OpenBLAS binding on this platform (the matmul fallback is used)")
+    import os
+
+    path = _blas.library_path()
+    numpy_dir = os.path.dirname(os.path.abspath(np.__file__))
+    assert path.startswith(numpy_dir)  # numpy/ or numpy.libs/: never a second BLAS
