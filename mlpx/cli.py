@@ -164,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--lr", type=_float_in(0.0, low_open=True), default=None,
                      help="learning rate; default: the optimizer's (1e-3 for Adam, 0.01 "
                           "for SGD)")
+    opt.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
+                     help="learning-rate schedule: constant, or cosine decay to 0 over "
+                          "all the epochs")
     opt.add_argument("--momentum", type=_float_in(0.0, 1.0), default=None,
                      help="momentum for sgd or rmsprop")
     opt.add_argument("--epochs", type=_int_at_least(1), default=10)
@@ -226,9 +229,11 @@ def _exit_code(exc: SystemExit) -> int:
 
 
 # ------------------------------------------------------------------ train
-def _optimizer_spec(args):
+def _optimizer_spec(args, total_steps=1):
     spec = {"name": args.optimizer}
-    if args.lr is not None:
+    if args.schedule == "cosine":
+        spec["lr"] = {"name": "cosine", "total_steps": total_steps, "lr": args.lr}
+    elif args.lr is not None:
         spec["lr"] = args.lr
     if args.momentum is not None:
         spec["momentum"] = args.momentum
@@ -320,9 +325,13 @@ def _argmax_accuracy(model, X, y):
 
 def _describe_model(model, args):
     sizes = "-".join(str(s) for s in model.layer_sizes)
-    opt = model.optimizer_ if model.optimizer_ is not None else None
-    return (f"model {sizes} {args.activation}, output {model.output.name}, loss "
-            f"{model.loss.name}, {opt!r}, batch {args.batch_size}, {args.dtype}")
+    opt = model.optimizer_
+    lr = f"lr {opt.base_lr:g}" + (f" ({args.schedule})" if args.schedule != "constant" else "")
+    extras = "".join([f", dropout {args.dropout:g}" if args.dropout else "",
+                      f", alpha {args.alpha:g}" if args.alpha else ""])
+    return (f"model {sizes} {args.activation}, {model.output.name} output, "
+            f"{model.loss.name} loss{extras}; {opt.name} {lr}, batch {args.batch_size}, "
+            f"{args.epochs} epochs; {args.dtype}")
 
 
 def _train(args) -> int:
@@ -341,6 +350,11 @@ def _train(args) -> int:
     device = _backend.device_name(model.backend)
     say(f"{args.dataset}: {n_fit:,} training, {n_val:,} validation, "
         f"{X_test.shape[0]:,} test images")
+    if args.schedule != "constant":
+        from .optimizers import get_optimizer
+
+        steps_per_epoch = -(-n_fit // min(args.batch_size, n_fit))
+        optimizer = get_optimizer(_optimizer_spec(args, args.epochs * steps_per_epoch))
     model.compile(optimizer)
     say(_describe_model(model, args) + f", backend {model.backend.name} on {device}")
     try:
@@ -377,7 +391,8 @@ def _train(args) -> int:
             raise _RunError(f"could not write the plot {args.plot!r}: {exc}") from None
         say(f"saved training curves to {args.plot}")
     print(f"test accuracy {accuracy:.4f} | test loss {test.loss:.4f} | "
-          f"{throughput:,.0f} samples/s | {epochs_run} epochs in {seconds:.1f} s | "
+          f"{throughput:,.0f} samples/s | {epochs_run} epoch{'s' if epochs_run != 1 else ''} "
+          f"in {seconds:.1f} s | "
           f"backend {model.backend.name} on {device}")
     return 0
 
