@@ -368,3 +368,48 @@ def random_uniform(shape, *, backend: Backend, dtype, rng):
         arr = rng.random(shape, dtype=np.float64).astype(dtype_name(dtype))
         return to_device(arr, backend=backend)
     return rng.random(shape, dtype=dtype_name(dtype))  # pragma: no cover - GPU only
+
+
+# ---------------------------------------------------------------------- device memory
+_OOM_MARKERS = ("cudaErrorMemoryAllocation", "CUBLAS_STATUS_ALLOC_FAILED",
+                "CUDA_ERROR_OUT_OF_MEMORY", "CUSOLVER_STATUS_ALLOC_FAILED")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True when ``exc`` is a device out-of-memory error raised by CuPy.
+
+    That is CuPy's ``OutOfMemoryError`` or a CUDA / cuBLAS allocation failure. Decided
+    from the exception's class and message, so CuPy is never imported here.
+    """
+    cls = type(exc)
+    module = getattr(cls, "__module__", "") or ""
+    if not module.startswith(("cupy", "cupy_backends")):
+        return False
+    if cls.__name__ == "OutOfMemoryError":
+        return True
+    text = str(exc)
+    return any(marker in text for marker in _OOM_MARKERS)
+
+
+def oom_requested_bytes(exc: BaseException):
+    """The size of the refused allocation named in an out-of-memory message, or None."""
+    import re
+
+    match = re.search(r"allocating ([\d,]+) bytes", str(exc))
+    return int(match.group(1).replace(",", "")) if match else None
+
+
+def device_memory_info(backend: Backend):
+    """Return ``(free, total)`` bytes of the backend's device, or None on CPU backends.
+
+    On CuPy ``free`` counts the CUDA driver's free memory plus the blocks CuPy's memory
+    pool holds but does not use (they are handed out before the driver is asked).
+    """
+    if backend.name != "cupy":
+        return None
+    import cupy  # pragma: no cover - GPU only
+
+    with backend.device:  # pragma: no cover - GPU only
+        free, total = cupy.cuda.runtime.memGetInfo()
+        pool = cupy.get_default_memory_pool()
+        return int(free) + int(pool.free_bytes()), int(total)

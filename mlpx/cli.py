@@ -177,6 +177,18 @@ def build_parser() -> argparse.ArgumentParser:
                           "(training loss without a validation split) and restore the "
                           "best weights")
 
+    ck = train.add_argument_group("checkpoints")
+    ck.add_argument("--checkpoint", metavar="PATH", default=None,
+                    help="write a checkpoint (weights, optimizer state, epoch, random "
+                         "state, history) to PATH every --checkpoint-every epochs and at "
+                         "the end, atomically")
+    ck.add_argument("--checkpoint-every", type=_int_at_least(1), default=1, metavar="N",
+                    help="epochs between checkpoints")
+    ck.add_argument("--resume", metavar="PATH", default=None,
+                    help="continue an interrupted run from the checkpoint PATH; give the "
+                         "same options as that run (on NumPy the result is then bit for "
+                         "bit the uninterrupted one)")
+
     out = train.add_argument_group("output")
     out.add_argument("--save", metavar="PATH", default=None,
                      help="save the trained model to PATH")
@@ -249,6 +261,12 @@ def _check_outputs(args, model):
         parent = os.path.dirname(os.path.abspath(args.save))
         if not os.path.isdir(parent):
             raise _UsageError(f"--save: folder {parent!r} does not exist")
+    if args.checkpoint is not None:
+        parent = os.path.dirname(os.path.abspath(args.checkpoint))
+        if not os.path.isdir(parent):
+            raise _UsageError(f"--checkpoint: folder {parent!r} does not exist")
+    if args.resume is not None and not os.path.isfile(args.resume):
+        raise _UsageError(f"--resume: no checkpoint file {args.resume!r}")
     if args.plot is not None:
         from .plotting import _require_matplotlib
 
@@ -336,7 +354,8 @@ def _describe_model(model, args):
 
 def _train(args) -> int:
     from . import _backend
-    from .model import NonFiniteLossError
+    from .io import ModelFileError
+    from .model import DeviceMemoryError, NonFiniteLossError
 
     say = (lambda *a, **k: None) if args.quiet else print
     model, optimizer = _build_model(args)
@@ -357,13 +376,21 @@ def _train(args) -> int:
         optimizer = get_optimizer(_optimizer_spec(args, args.epochs * steps_per_epoch))
     model.compile(optimizer)
     say(_describe_model(model, args) + f", backend {model.backend.name} on {device}")
+    if args.resume is not None:
+        say(f"resuming from the checkpoint {args.resume}")
     try:
         history = model.fit(X_train, _targets(model, y_train), epochs=args.epochs,
                             batch_size=args.batch_size, validation_split=args.validation_split,
                             early_stopping=args.early_stopping,
-                            verbose=0 if args.quiet else 1)
-    except NonFiniteLossError as exc:
+                            verbose=0 if args.quiet else 1, checkpoint=args.checkpoint,
+                            checkpoint_every=args.checkpoint_every, resume=args.resume)
+    except (NonFiniteLossError, DeviceMemoryError, ModelFileError) as exc:
         raise _RunError(str(exc)) from None
+    except OSError as exc:
+        if args.checkpoint is None:
+            raise
+        raise _RunError(f"could not write the checkpoint {args.checkpoint!r}: {exc}") \
+            from None
     except ValueError as exc:
         raise _UsageError(str(exc)) from None
     epochs_run = len(history.epochs)
