@@ -3,15 +3,18 @@
 The public API, re-exported from the modules that hold it.
 """
 
-from . import datasets
+from . import datasets, io
 from ._backend import BACKENDS, resolve_backend, to_numpy
 from .activations import ACTIVATIONS, get_activation
 from .initializers import INITIALIZERS, get_initializer
 from .layers import LAYERS, ActivationLayer, Dense, Dropout, Layer, Maxout, PReLU, get_layer
 from .losses import LOSSES, get_loss
+from .io import ModelFileError, load
 from .model import (
     MLP,
     Callback,
+    DeviceMemoryError,
+    NonFiniteLossWarning,
     EarlyStopping,
     Evaluation,
     History,
@@ -31,7 +34,8 @@ __all__ = [
     "LOSSES", "get_loss",
     "OPTIMIZERS", "SCHEDULES", "get_optimizer", "get_schedule",
     "MLP", "Sequential", "History", "EarlyStopping", "Callback", "Evaluation",
-    "NonFiniteLossError", "model_from_config",
+    "NonFiniteLossError", "NonFiniteLossWarning", "DeviceMemoryError", "model_from_config",
+    "load", "ModelFileError", "io",
     "datasets",
     "__version__",
 ]
