@@ -1,0 +1,206 @@
+"""The workloads and the implementations timed on them.
+
+Every ``make_*`` function returns a zero-argument callable that performs one unit of
+work (one training step, or one forward pass) on data that is already on the device,
+and blocks until the device is done (so a timer around it measures the work, not the
+queueing). Data is random uniform in [0.01, 1.01): never all-zero, float32 unless told.
+
+Implementations:
+
+``mlpx``           mlpx ``train_step`` (fast path when the model has one)
+``mlpx-generic``   the same with every fast path switched off (the Array API path)
+``floor``          the bare matrix products one step needs on that backend: forward
+                   ``x @ W`` for every layer, backward ``x.T @ dz`` for every layer and
+                   ``dz @ W.T`` for every layer but the first (3 per layer minus one),
+                   written into preallocated outputs; no bias, activation, loss or update
+``torch``          PyTorch eager: ``torch.nn.Sequential`` of ``Linear`` + ``ReLU``,
+                   ``CrossEntropyLoss``, ``torch.optim.SGD`` / ``Adam``
+                   (``zero_grad(set_to_none=True)``, forward, backward, step)
+``sklearn``        scikit-learn's ``MLPClassifier.partial_fit`` on one batch (CPU extra)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import mlpx
+from mlpx import _backend, _fast
+
+#: name -> (layer sizes, optimizer, what is timed)
+WORKLOADS = {
+    "train_step_sgd": dict(sizes=(784, 512, 512, 10), optimizer="sgd", kind="train"),
+    "train_step_adam": dict(sizes=(784, 512, 512, 10), optimizer="adam", kind="train"),
+    "inference": dict(sizes=(784, 512, 512, 10), optimizer=None, kind="inference"),
+    "deep_wide": dict(sizes=(784, 1024, 1024, 1024, 1024, 10), optimizer="sgd",
+                      kind="train"),
+}
+
+LR = {"sgd": 0.01, "adam": 1e-3}
+
+
+def host_data(n, n_in, n_out, *, seed=0, dtype="float32"):
+    """Random uniform inputs in [0.01, 1.01) and one-hot targets (host NumPy)."""
+    rng = np.random.default_rng(seed)
+    X = (rng.random((n, n_in)) + 0.01).astype(dtype)
+    labels = rng.integers(0, n_out, n)
+    Y = np.zeros((n, n_out), dtype=dtype)
+    Y[np.arange(n), labels] = 1.0
+    return X, Y, labels
+
+
+# ---------------------------------------------------------------------------- mlpx
+def make_mlpx(backend, sizes, n, *, optimizer="sgd", kind="train", fast=True, seed=0):
+    """One mlpx training step (or forward pass) on ``backend`` for batch size ``n``."""
+    b = _backend.resolve_backend(backend)
+    model = mlpx.MLP(list(sizes), activation="relu", backend=b, seed=seed)
+    X, Y, _ = host_data(n, sizes[0], sizes[-1], seed=seed + 1)
+    Xd = _backend.to_device(X, backend=b)
+    Yd = _backend.to_device(Y, backend=b)
+    sync = (lambda: _backend.synchronize(b))
+    if kind == "inference":
+        def run():
+            model._forward(Xd, training=False)
+            sync()
+        return run
+    model.compile(optimizer, lr=LR[optimizer])
+    if fast:
+        def run():
+            model.train_step(Xd, Yd)
+            sync()
+    else:
+        def run():
+            with _fast.disabled():
+                model.train_step(Xd, Yd)
+            sync()
+    run.model = model
+    return run
+
+
+def make_floor(backend, sizes, n, *, kind="train", seed=0):
+    """The matrix products alone (preallocated outputs) on ``backend``'s namespace."""
+    b = _backend.resolve_backend(backend)
+    xp = b.xp
+    rng = np.random.default_rng(seed)
+    dev = lambda a: _backend.to_device(a.astype(np.float32), backend=b)  # noqa: E731
+    acts = [dev(rng.random((n, sizes[0])) + 0.01)]
+    acts += [dev(np.zeros((n, w))) for w in sizes[1:]]
+    Ws = [dev(rng.random((i, o)) * 0.01 + 0.001) for i, o in zip(sizes[:-1], sizes[1:])]
+    dz = [dev(rng.random((n, o)) + 0.01) for o in sizes[1:]]
+    dW = [dev(np.zeros((i, o))) for i, o in zip(sizes[:-1], sizes[1:])]
+    dx = [None] + [dev(np.zeros((n, w))) for w in sizes[1:-1]]
+    L = len(Ws)
+    numpy = _backend.is_numpy_namespace(xp)
+    sync = (lambda: _backend.synchronize(b))
+    if numpy:
+        mm = np.matmul
+
+        def run():
+            for i in range(L):
+                mm(acts[i], Ws[i], out=acts[i + 1])
+            if kind == "train":
+                for i in range(L - 1, -1, -1):
+                    mm(acts[i].T, dz[i], out=dW[i])
+                    if i:
+                        mm(dz[i], Ws[i].T, out=dx[i])
+    else:
+        import array_api_compat
+
+        raw = array_api_compat.is_cupy_namespace(xp)
+        if raw:  # cupy.matmul takes out= too
+            import cupy
+
+            mm = cupy.matmul
+
+            def run():
+                for i in range(L):
+                    mm(acts[i], Ws[i], out=acts[i + 1])
+                if kind == "train":
+                    for i in range(L - 1, -1, -1):
+                        mm(acts[i].T, dz[i], out=dW[i])
+                        if i:
+                            mm(dz[i], Ws[i].T, out=dx[i])
+                sync()
+        else:
+            def run():
+                for i in range(L):
+                    acts[i + 1] = acts[i] @ Ws[i]
+                if kind == "train":
+                    for i in range(L - 1, -1, -1):
+                        dW[i] = acts[i].T @ dz[i]
+                        if i:
+                            dx[i] = dz[i] @ Ws[i].T
+    return run
+
+
+# ---------------------------------------------------------------------------- torch
+def torch_devices():
+    """The torch devices available here ("cpu", and "cuda" when a GPU answers)."""
+    try:
+        import torch
+    except ImportError:
+        return []
+    devs = ["cpu"]
+    if torch.cuda.is_available():  # pragma: no cover - GPU only
+        devs.append("cuda")
+    return devs
+
+
+def make_torch(device, sizes, n, *, optimizer="sgd", kind="train", seed=0):
+    """PyTorch eager on the same workload (ReLU MLP, cross-entropy, SGD/Adam)."""
+    import torch
+
+    torch.manual_seed(seed)
+    layers = []
+    for i, (a, c) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(torch.nn.Linear(a, c))
+        if i < len(sizes) - 2:
+            layers.append(torch.nn.ReLU())
+    net = torch.nn.Sequential(*layers).to(device)
+    X, _, labels = host_data(n, sizes[0], sizes[-1], seed=seed + 1)
+    Xd = torch.from_numpy(X).to(device)
+    yd = torch.from_numpy(labels).to(device)
+    cuda = device == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    if kind == "inference":
+        def run():
+            with torch.no_grad():
+                net(Xd)
+            sync()
+        return run
+    loss_fn = torch.nn.CrossEntropyLoss()
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(net.parameters(), lr=LR["sgd"])
+    else:
+        opt = torch.optim.Adam(net.parameters(), lr=LR["adam"])
+
+    def run():
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(net(Xd), yd)
+        loss.backward()
+        opt.step()
+        sync()
+    return run
+
+
+# ---------------------------------------------------------------------------- sklearn
+def make_sklearn(sizes, n, *, optimizer="sgd", kind="train", seed=0):
+    """scikit-learn's MLPClassifier: one ``partial_fit`` on a batch (or ``predict``)."""
+    import warnings
+
+    from sklearn.neural_network import MLPClassifier
+
+    X, _, labels = host_data(n, sizes[0], sizes[-1], seed=seed + 1)
+    solver = "sgd" if optimizer in ("sgd", None) else "adam"
+    clf = MLPClassifier(hidden_layer_sizes=tuple(sizes[1:-1]), activation="relu",
+                        solver=solver, learning_rate_init=LR.get(optimizer or "sgd"),
+                        momentum=0.0, alpha=0.0, batch_size=n, random_state=seed)
+    classes = np.arange(sizes[-1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.partial_fit(X, labels, classes=classes)
+    if kind == "inference":
+        return lambda: clf.predict_proba(X)
+
+    def run():
+        clf.partial_fit(X, labels)
+    return run
