@@ -30,7 +30,7 @@ import sys
 
 import numpy as np
 
-__all__ = ["gemm", "available", "library_path", "set_enabled"]
+__all__ = ["gemm", "raw", "available", "library_path", "set_enabled"]
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
@@ -168,25 +168,20 @@ def _layout(a):
     return None
 
 
-def _call(binding, a, b, c, alpha, beta):
+def _call(binding, a, b, c, alpha, beta, la=None, lb=None):
     m, k = a.shape
-    n = b.shape[1]
-    la, lb = _layout(a), _layout(b)
-    ta, lda = la
-    tb, ldb = lb
+    ta, lda = la or _layout(a)
+    tb, ldb = lb or _layout(b)
     binding.fn[c.dtype](_ROW_MAJOR, _TRANS if ta else _NO_TRANS, _TRANS if tb else _NO_TRANS,
-                        m, n, k, alpha, a.ctypes.data, lda, b.ctypes.data, ldb, beta,
-                        c.ctypes.data, c.strides[0] // c.itemsize)
+                        m, b.shape[1], k, alpha, a.ctypes.data, lda, b.ctypes.data, ldb,
+                        beta, c.ctypes.data, c.strides[0] // c.itemsize)
 
 
-def _blas_ok(a, b, c):
-    if not (a.dtype == b.dtype == c.dtype) or c.dtype not in _binding.fn:
-        return False
-    if not c.flags.c_contiguous or not c.flags.writeable:
-        return False
-    if min(a.shape + b.shape) == 0:
-        return False
-    return _layout(a) is not None and _layout(b) is not None
+def raw(dtype):
+    """The bound ``?gemm`` for ``dtype`` (call :func:`available` first), for callers that
+    keep their own data pointers: ``fn(101, ta, tb, m, n, k, alpha, pa, lda, pb, ldb,
+    beta, pc, ldc)`` with ``ta``/``tb`` 111 (as is) or 112 (transposed), row-major."""
+    return _binding.fn[np.dtype(dtype)]
 
 
 def gemm(a, b, c, *, alpha=1.0, beta=0.0):
@@ -209,9 +204,12 @@ def gemm(a, b, c, *, alpha=1.0, beta=0.0):
     """
     if a.shape[1] != b.shape[0] or c.shape != (a.shape[0], b.shape[1]):
         raise ValueError(f"gemm shapes do not agree: {a.shape} @ {b.shape} -> {c.shape}")
-    if available() and _blas_ok(a, b, c):
-        _call(_binding, a, b, c, float(alpha), float(beta))
-        return c
+    if available() and a.dtype == b.dtype == c.dtype and c.dtype in _binding.fn \
+            and c.flags.c_contiguous and c.flags.writeable and a.size and b.size:
+        la, lb = _layout(a), _layout(b)
+        if la is not None and lb is not None:
+            _call(_binding, a, b, c, float(alpha), float(beta), la, lb)
+            return c
     if beta == 0.0:
         np.matmul(a, b, out=c)
         if alpha != 1.0:

@@ -144,7 +144,8 @@ class NumpyTrainStep:
         self._buffers = OrderedDict()
         self._grads = None      # per-model gradient buffers for the optimizer route
         self._scratch = None
-        self._checked = None    # identities of params/slots last seen writable
+        self._checked = None    # params/slots last seen usable (held, compared by identity)
+        self._ptrs = {}         # id -> (array, data pointer) of long-lived arrays
         opt = model.optimizer_
         self.fused_sgd = type(opt) is SGD and opt.momentum == 0.0
         self.fast_adam = type(opt) in (Adam, AdamW)
@@ -170,15 +171,41 @@ class NumpyTrainStep:
 
     def _usable(self, params, slots):
         """Params and optimizer slots must be writable C-contiguous arrays of our dtype."""
-        ident = tuple(map(id, params)) + tuple(id(a) for s in slots for a in s)
-        if ident == self._checked:
+        arrays = tuple(params) + tuple(a for s in slots for a in s)
+        last = self._checked
+        if last is not None and len(last) == len(arrays) and all(
+                a is b for a, b in zip(arrays, last)):
             return True
-        for a in list(params) + [a for s in slots for a in s]:
+        for a in arrays:
             if type(a) is not np.ndarray or a.dtype != self.dtype \
                     or not a.flags.c_contiguous or not a.flags.writeable:
                 return False
-        self._checked = ident
+        self._checked = arrays  # held, so their ids cannot be reused while cached
+        self._ptrs = {}
         return True
+
+    def _ptr(self, a):
+        """Data pointer of a long-lived array (a buffer or a parameter), cached: NumPy's
+        ``.ctypes.data`` costs more than the product itself for small layers."""
+        hit = self._ptrs.get(id(a))
+        if hit is not None and hit[0] is a:
+            return hit[1]
+        if len(self._ptrs) > 256:
+            self._ptrs = {}
+        ptr = a.ctypes.data
+        self._ptrs[id(a)] = (a, ptr)
+        return ptr
+
+    def _gemm(self, fn, x, xt, x_cached, y, yt, y_cached, out, out_cached, alpha, beta):
+        """``out = alpha * op(x) @ op(y) + beta * out`` for C-contiguous x, y, out through
+        the raw binding (``xt``/``yt``: use the transpose)."""
+        m = x.shape[1] if xt else x.shape[0]
+        k = x.shape[0] if xt else x.shape[1]
+        n = y.shape[0] if yt else y.shape[1]
+        fn(101, 112 if xt else 111, 112 if yt else 111, m, n, k, alpha,
+           self._ptr(x) if x_cached else x.ctypes.data, x.shape[1],
+           self._ptr(y) if y_cached else y.ctypes.data, y.shape[1], beta,
+           self._ptr(out) if out_cached else out.ctypes.data, n)
 
     # ------------------------------------------------------------------ the step
     def __call__(self, model, X, Y, sample_weight=None):
@@ -217,6 +244,8 @@ class NumpyTrainStep:
         plan = self.plan
         rng = model._noise_rng
         use_blas = _blas.available()
+        fn = _blas.raw(self.dtype) if use_blas else None
+        x_ok = X.flags.c_contiguous
 
         # ---------------------------------------------------------------- forward
         x = X
@@ -226,7 +255,11 @@ class NumpyTrainStep:
                 out = np.empty((n, op.width), dtype=self.dtype) if op.last else buf.act[i]
                 if op.bias:
                     b = params[op.param_index + 1]
-                    if use_blas:
+                    if fn is not None and (i > 0 or x_ok):
+                        np.copyto(out, b)
+                        self._gemm(fn, x, False, i > 0, W, False, True, out, not op.last,
+                                   1.0, 1.0)
+                    elif use_blas:
                         np.copyto(out, b)
                         _blas.gemm(x, W, out, beta=1.0)
                     else:
@@ -296,7 +329,11 @@ class NumpyTrainStep:
                 np.matmul(g, W.T, out=dx)   # with the weights before this step's update
             if self.fused_sgd:
                 shrink = 1.0 - lr * (alpha + wd) if decay_mask[k] else 1.0
-                _blas.gemm(x_in.T, g, W, alpha=-lr, beta=shrink)
+                if fn is not None and (i > 0 or x_ok) and g.flags.c_contiguous:
+                    self._gemm(fn, x_in, True, i > 0, g, False, g is not dz, W, True,
+                               -lr, shrink)
+                else:
+                    _blas.gemm(x_in.T, g, W, alpha=-lr, beta=shrink)
                 if op.bias:
                     db = np.sum(g, axis=0)
                     if wd and decay_mask[k + 1]:  # pragma: no cover - biases never decay
@@ -305,7 +342,11 @@ class NumpyTrainStep:
                     params[k + 1] -= db
             else:
                 gW = grads[k]
-                _blas.gemm(x_in.T, g, gW)
+                if fn is not None and (i > 0 or x_ok) and g.flags.c_contiguous:
+                    self._gemm(fn, x_in, True, i > 0, g, False, g is not dz, gW, True,
+                               1.0, 0.0)
+                else:
+                    _blas.gemm(x_in.T, g, gW)
                 if alpha > 0 and decay_mask[k]:
                     tmp = scratch[:W.size].reshape(W.shape)
                     np.multiply(W, alpha, out=tmp)
@@ -326,13 +367,56 @@ class NumpyTrainStep:
         p, gk = params[k], grads[k]
         own = {s: lst[k] for s, lst in zip(names, slot_lists)}
         if self.fast_adam:
-            _adam_update(opt, p, gk, own["m"], own["v"], self._scratch[:p.size].reshape(
-                p.shape), lr=lr, t=t, decay=decay_mask[k])
+            tmp = self._scratch[:p.size].reshape(p.shape)
+            arrays = (p, gk, own["m"], own["v"], tmp)
+            kw = dict(lr=lr, t=t, decay=decay_mask[k])
+            if p.size >= _SPLIT_MIN and _worker_count() > 1:
+                # element-wise: two halves, one on a helper thread (NumPy releases the GIL)
+                half = p.size // 2
+                flat = [a.reshape(-1) for a in arrays]
+                job = _pool().submit(_adam_update, opt, *[f[half:] for f in flat], **kw)
+                _adam_update(opt, *[f[:half] for f in flat], **kw)
+                job.result()
+            else:
+                _adam_update(opt, *arrays, **kw)
         else:
             opt._update_numpy(p, gk, own, lr=lr, t=t, decay=decay_mask[k])
 
 
 # ---------------------------------------------------------------------- helpers
+#: Parameters with at least this many entries have their Adam update split in two halves,
+#: one computed on a helper thread, when the machine has more than one core.
+_SPLIT_MIN = 1 << 16
+_POOL = None
+
+
+def _worker_count():
+    return _THREADS
+
+
+def _default_threads():
+    import os
+
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        n = os.cpu_count() or 1
+    env = os.environ.get("MLPX_FAST_THREADS")
+    return max(1, int(env)) if env and env.isdigit() else min(n, 2)
+
+
+_THREADS = _default_threads()
+
+
+def _pool():
+    global _POOL
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlpx-fast")
+    return _POOL
+
+
 def _act_forward(op, x, out, zeros):
     name = op.name
     if name == "relu":
