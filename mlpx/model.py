@@ -14,16 +14,17 @@ import math
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
 from . import _backend, _fast
 from .activations import get_activation
 from .initializers import default_initializer
-from .layers import ActivationLayer, Dense, Dropout, Layer, Maxout, PReLU, get_layer
+from ._validation import check_float, check_int
+from .layers import ActivationLayer, Dense, Dropout, Maxout, PReLU, get_layer
 from .losses import get_loss, l2_penalty, one_hot
-from .optimizers import Optimizer, get_optimizer
+from .optimizers import get_optimizer
 
 __all__ = [
     "Sequential",
@@ -207,28 +208,6 @@ class _FunctionCallback(Callback):
         self.fn(model, epoch, logs)
 
 
-def _check_float(value, name, owner, *, low=None, high=None, low_open=False):
-    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.floating, np.integer))
-    if ok:
-        value = float(value)
-        ok = math.isfinite(value)
-        if ok and low is not None:
-            ok = value > low if low_open else value >= low
-        if ok and high is not None:
-            ok = value < high
-    if not ok:
-        cond = []
-        if low is not None:
-            cond.append(f"{'>' if low_open else '>='} {low}")
-        if high is not None:
-            cond.append(f"< {high}")
-        raise ValueError(
-            f"The {name!r} parameter of {owner} must be a float {' and '.join(cond)}. "
-            f"Got {value!r} instead."
-        )
-    return value
-
-
 class Sequential:
     """A stack of layers followed by an output activation and a loss.
 
@@ -263,7 +242,7 @@ class Sequential:
         self.dtype = _backend.dtype_name(dtype)
         self.loss = get_loss(loss)
         self.output = get_activation(output if output is not None else self.loss.default_output)
-        self.alpha = _check_float(alpha, "alpha", type(self).__name__, low=0.0)
+        self.alpha = check_float(alpha, "alpha", type(self).__name__, low=0.0)
         if not isinstance(layers, (list, tuple)) or len(layers) == 0:
             raise ValueError(
                 f"The 'layers' parameter of {type(self).__name__} must be a non-empty list "
@@ -618,15 +597,15 @@ class Sequential:
         from . import io as _io
 
         owner = type(self).__name__
-        epochs = _check_count(epochs, "epochs", owner, minimum=0)
+        epochs = check_int(epochs, "epochs", f"{owner}.fit", low=0)
         if batch_size is not None:
-            batch_size = _check_count(batch_size, "batch_size", owner)
-        validation_split = _check_float(validation_split, "validation_split", owner,
-                                        low=0.0, high=1.0)
+            batch_size = check_int(batch_size, "batch_size", f"{owner}.fit")
+        validation_split = check_float(validation_split, "validation_split", owner,
+                                       low=0.0, high=1.0, high_open=True)
         stopper = _as_early_stopping(early_stopping)
         cbs = _as_callbacks(callbacks)
         opt = None if optimizer is None else get_optimizer(optimizer)
-        checkpoint_every = _check_count(checkpoint_every, "checkpoint_every", owner)
+        checkpoint_every = check_int(checkpoint_every, "checkpoint_every", f"{owner}.fit")
         if on_nonfinite not in _ON_NONFINITE:
             raise ValueError(f"The 'on_nonfinite' parameter of {owner}.fit must be one of "
                              f"{list(_ON_NONFINITE)}. Got {on_nonfinite!r} instead.")
@@ -1211,7 +1190,7 @@ class MLP(Sequential):
                 "The 'layer_sizes' parameter of MLP must be a list of at least two ints "
                 f">= 1 ([n_features, hidden..., n_outputs]). Got {layer_sizes!r} instead."
             )
-        dropout = _check_float(dropout, "dropout", "MLP", low=0.0, high=1.0)
+        dropout = check_float(dropout, "dropout", "MLP", low=0.0, high=1.0, high_open=True)
         self.layer_sizes = [int(s) for s in layer_sizes]
         self.activation = activation
         self.init = init
@@ -1339,13 +1318,6 @@ def _bytes(n) -> str:
             break
         value /= 1024
     return f"{int(n):,} bytes" if unit == "bytes" else f"{int(n):,} bytes ({value:.2f} {unit})"
-
-
-def _check_count(value, name, owner, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"The {name!r} parameter of {owner}.fit must be an int >= {minimum}. "
-                         f"Got {value!r} instead.")
-    return int(value)
 
 
 def _as_early_stopping(spec):

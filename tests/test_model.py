@@ -363,7 +363,7 @@ def test_arrays_from_another_backend_are_refused():
     (dict(loss="hinge"), "Unknown|unknown"),
     (dict(dtype="float16"), "'dtype' parameter"),
     (dict(backend="tensorflow"), "'backend' parameter"),
-    (dict(alpha=-1.0), "'alpha' parameter of MLP must be a float >= 0.0. Got -1.0"),
+    (dict(alpha=-1.0), "'alpha' parameter of MLP must be a float >= 0. Got -1.0 instead"),
     (dict(dropout=1.0), "'dropout' parameter"),
     (dict(seed="abc"), "'seed' parameter"),
 ])
