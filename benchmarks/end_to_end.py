@@ -22,9 +22,14 @@ import sys
 import time
 import warnings
 
-import numpy as np
+if __name__ == "__main__":  # --threads must reach BLAS/OpenMP before NumPy loads
+    from benchmarks.__main__ import _early_threads
 
-from . import timing
+    _early_threads(sys.argv[1:])
+
+import numpy as np  # noqa: E402
+
+from . import timing  # noqa: E402
 
 SIZES = (784, 256, 256, 10)
 EPOCHS, BATCH, LR = 10, 128, 1e-3
@@ -105,7 +110,16 @@ def main(argv=None):
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     p.add_argument("--no-save", action="store_true")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads for every library (applied before NumPy loads)")
     args = p.parse_args(argv)
+    if args.threads:
+        try:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        except ImportError:
+            pass
 
     train, test = load(args.data_dir)
     runners = {"mlpx": run_mlpx}
@@ -152,13 +166,15 @@ def main(argv=None):
     print(text)
     if not args.no_save:
         os.makedirs(args.out, exist_ok=True)
-        base = os.path.join(args.out, f"end_to_end-{info['device_label']}")
+        base = os.path.join(args.out, f"end_to_end-{info['device_label']}"
+                            + (f"-{args.threads}thread" if args.threads else ""))
         payload = {"command": "python -m benchmarks.end_to_end " + " ".join(
                        argv if argv is not None else sys.argv[1:]),
                    "machine": info, "load_average_after": timing.machine().get(
                        "load_average"),
                    "versions": timing.versions(),
                    "settings": {"sizes": SIZES, "epochs": EPOCHS, "batch_size": BATCH,
+                                "threads": args.threads,
                                 "optimizer": "adam", "lr": LR, "dtype": "float32",
                                 "repeats": args.repeats},
                    "runs": runs, "summary": summary, "ratios": ratios}

@@ -198,6 +198,9 @@ def main(argv=None):
     p.add_argument("--tag", default=None, help="file name prefix (default: the workloads)")
     p.add_argument("--plot", action="store_true", help="also write a PNG plot")
     p.add_argument("--no-save", action="store_true", help="print only")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads for every library (BLAS, OpenMP, torch, mlpx's helper); "
+                        "default: each library's own choice")
     p.add_argument("--quick", action="store_true",
                    help="a smoke run: batches 64 and 1024, 2 rounds of 0.1 s")
     args = p.parse_args(argv)
@@ -218,6 +221,16 @@ def main(argv=None):
         print("cupy: no CUDA device here; skipping it.", file=sys.stderr)
         backends = [b for b in backends if b not in missing]
 
+    if args.threads:
+        if os.environ.get("OPENBLAS_NUM_THREADS") != str(args.threads):
+            p.error("--threads must be given to `python -m benchmarks` itself (it is applied "
+                    "before NumPy loads)")
+        try:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        except ImportError:
+            pass
     info = timing.machine()
     print(f"device: {info['device_label']} ({info['cpu_model']}, {info['n_cpus']} CPUs); "
           f"load {info.get('load_average')}; rounds={rounds} budget={budget}s",
@@ -237,6 +250,7 @@ def main(argv=None):
         "machine": info, "load_average_after": after,
         "versions": timing.versions(), "blas": timing.blas_info(),
         "settings": {"dtype": "float32", "batch_sizes": batches, "rounds": rounds,
+                     "threads": args.threads,
                      "budget_s": budget, "backends": backends, "workloads": workloads,
                      "width": args.width, "lr": W.LR, "data": "uniform [0.01, 1.01)"},
         "results": results,
@@ -246,6 +260,8 @@ def main(argv=None):
     if "cuda_device" in info:  # pragma: no cover - GPU only
         devices.append(timing.slug(info["cuda_device"]))
     stem = f"{args.tag or '-'.join(workloads)}-{'-'.join(devices)}"
+    if args.threads:
+        stem += f"-{args.threads}thread"
     base = os.path.join(args.out, stem)
     with open(base + ".json", "w") as fh:
         json.dump(payload, fh, indent=1)

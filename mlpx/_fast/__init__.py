@@ -83,6 +83,15 @@ def unsupported_reason(model):
     Returns
     -------
     str or None
+
+    Examples
+    --------
+    >>> from mlpx import MLP
+    >>> from mlpx._fast import unsupported_reason
+    >>> unsupported_reason(MLP([4, 8, 3], seed=0).compile("adam")) is None
+    True
+    >>> unsupported_reason(MLP([4, 8, 3], activation="gelu", seed=0).compile("adam"))
+    "activation 'gelu'"
     """
     from ..activations import ACTIVATIONS
     from ..layers import ActivationLayer, Dense, Dropout

@@ -342,21 +342,25 @@ class NumpyTrainStep:
                     params[k + 1] -= db
             else:
                 gW = grads[k]
+                # Adam's gradients arrive pre-scaled by (1 - beta1) (see _adam_update)
+                scale = 1.0 - opt.beta1 if self.fast_adam else 1.0
                 if fn is not None and (i > 0 or x_ok) and g.flags.c_contiguous:
                     self._gemm(fn, x_in, True, i > 0, g, False, g is not dz, gW, True,
-                               1.0, 0.0)
+                               scale, 0.0)
                 else:
-                    _blas.gemm(x_in.T, g, gW)
+                    _blas.gemm(x_in.T, g, gW, alpha=scale)
                 if alpha > 0 and decay_mask[k]:
                     tmp = scratch[:W.size].reshape(W.shape)
-                    np.multiply(W, alpha, out=tmp)
+                    np.multiply(W, alpha * scale, out=tmp)
                     gW += tmp
                 self._update(opt, params, grads, slot_lists, names, k, lr, t, decay_mask)
                 if op.bias:
                     gb = grads[k + 1]
                     np.sum(g, axis=0, out=gb)
+                    if scale != 1.0:
+                        gb *= scale
                     if alpha > 0 and decay_mask[k + 1]:  # pragma: no cover
-                        gb += alpha * params[k + 1]
+                        gb += (alpha * scale) * params[k + 1]
                     self._update(opt, params, grads, slot_lists, names, k + 1, lr, t,
                                  decay_mask)
             g = dx
@@ -473,27 +477,33 @@ def _loss_and_grad(model, z, Y, w):
     return model.loss.value_and_grad(z, Y, output=model.output, xp=_xp(), sample_weight=w)
 
 
-def _adam_update(opt, p, g, m, v, tmp, *, lr, t, decay):
-    """Adam / AdamW in place with the operations of ``Adam._update_numpy`` in the same
-    order (so the same numbers), but no temporaries: ``g`` is our own buffer and is
-    consumed, ``tmp`` is scratch of ``p``'s shape."""
+def _adam_update(opt, p, g1, m, v, tmp, *, lr, t, decay):
+    """Adam / AdamW in place from ``g1 = (1 - beta1) * g`` (the product's ``alpha`` did
+    the scaling for free): the update of ``Adam._update_numpy`` in 11 passes over memory
+    instead of 13 and without temporaries. ``g1`` is our own buffer and is consumed;
+    ``tmp`` is scratch of ``p``'s shape. Equal to the generic update up to rounding:
+
+        m <- b1 m + g1                        (= b1 m + (1 - b1) g)
+        v <- b2 v + c g1^2,  c = (1 - b2) / (1 - b1)^2
+        p <- p - (s bc2) m / (sqrt(v) + eps bc2),  s = lr / (1 - b1^t), bc2 = sqrt(1 - b2^t)
+             (the same as the generic p - s m / (sqrt(v) / bc2 + eps))
+    """
+    b1, b2 = opt.beta1, opt.beta2
     if decay and opt.weight_decay:
         if opt._decoupled:
             p *= 1.0 - lr * opt.weight_decay
-        else:
-            np.multiply(p, opt.weight_decay, out=tmp)
-            g += tmp
-    m *= opt.beta1
-    np.multiply(g, 1.0 - opt.beta1, out=tmp)
-    m += tmp
-    v *= opt.beta2
-    np.multiply(g, g, out=tmp)
-    tmp *= 1.0 - opt.beta2
-    v += tmp
+        else:  # coupled L2: g + wd p, scaled like g
+            np.multiply(p, opt.weight_decay * (1.0 - b1), out=tmp)
+            g1 += tmp
+    m *= b1
+    m += g1
+    v *= b2
+    np.multiply(g1, g1, out=g1)
+    g1 *= (1.0 - b2) / ((1.0 - b1) * (1.0 - b1))
+    v += g1
     step_size, bc2_sqrt = opt._corrections(lr, t)
     np.sqrt(v, out=tmp)
-    tmp /= bc2_sqrt
-    tmp += opt.eps
+    tmp += opt.eps * bc2_sqrt
     np.divide(m, tmp, out=tmp)
-    tmp *= step_size
+    tmp *= step_size * bc2_sqrt
     p -= tmp
