@@ -1,0 +1,8 @@
+"""Root conftest: doctest collection of modules whose optional dependency is missing."""
+
+import importlib.util
+
+collect_ignore = []
+for module, path in (("sklearn", "mlpx/sklearn.py"), ("matplotlib", "mlpx/plotting.py")):
+    if importlib.util.find_spec(module) is None:
+        collect_ignore.append(path)
