@@ -372,55 +372,13 @@ class NumpyTrainStep:
         own = {s: lst[k] for s, lst in zip(names, slot_lists)}
         if self.fast_adam:
             tmp = self._scratch[:p.size].reshape(p.shape)
-            arrays = (p, gk, own["m"], own["v"], tmp)
-            kw = dict(lr=lr, t=t, decay=decay_mask[k])
-            if p.size >= _SPLIT_MIN and _worker_count() > 1:
-                # element-wise: two halves, one on a helper thread (NumPy releases the GIL)
-                half = p.size // 2
-                flat = [a.reshape(-1) for a in arrays]
-                job = _pool().submit(_adam_update, opt, *[f[half:] for f in flat], **kw)
-                _adam_update(opt, *[f[:half] for f in flat], **kw)
-                job.result()
-            else:
-                _adam_update(opt, *arrays, **kw)
+            _adam_update(opt, p, gk, own["m"], own["v"], tmp, lr=lr, t=t,
+                         decay=decay_mask[k])
         else:
             opt._update_numpy(p, gk, own, lr=lr, t=t, decay=decay_mask[k])
 
 
 # ---------------------------------------------------------------------- helpers
-#: Parameters with at least this many entries have their Adam update split in two halves,
-#: one computed on a helper thread, when the machine has more than one core.
-_SPLIT_MIN = 1 << 16
-_POOL = None
-
-
-def _worker_count():
-    return _THREADS
-
-
-def _default_threads():
-    import os
-
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        n = os.cpu_count() or 1
-    env = os.environ.get("MLPX_FAST_THREADS")
-    return max(1, int(env)) if env and env.isdigit() else min(n, 2)
-
-
-_THREADS = _default_threads()
-
-
-def _pool():
-    global _POOL
-    if _POOL is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlpx-fast")
-    return _POOL
-
-
 def _act_forward(op, x, out, zeros):
     name = op.name
     if name == "relu":
