@@ -46,9 +46,9 @@ def main(argv=None) -> dict:
     if args.plot:
         from mlpx.plotting import plot_history
 
-        plot_history(history, args.plot,
+        plot_history(history, args.plot, val_label="test",
                      title=f"{args.dataset}: 784-{args.hidden}-10 sigmoid/softmax, "
-                           f"{len(y_train):,} images (validation = test set)")
+                           f"{len(y_train):,} images")
     final = per_epoch.accuracies[-1]
     best = max(per_epoch.accuracies)
     print(f"{args.dataset}: 784-{args.hidden}-10 sigmoid/softmax, cross-entropy, "

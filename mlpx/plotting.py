@@ -46,7 +46,7 @@ def _as_history_dict(history):
     return data, epochs
 
 
-def plot_history(history, path=None, *, title=None, dpi=120):
+def plot_history(history, path=None, *, title=None, val_label="validation", dpi=120):
     """Plot loss and accuracy per epoch, training and validation, side by side.
 
     Parameters
@@ -58,6 +58,9 @@ def plot_history(history, path=None, *, title=None, dpi=120):
         Where to save the figure (the format follows the extension, e.g. ``.png``).
     title : str, optional
         A title over both panels.
+    val_label : str, default="validation"
+        Legend of the ``val_*`` curves (e.g. ``"test"`` when the held-out data passed
+        as ``validation_data`` is the test set).
     dpi : int, default=120
 
     Returns
@@ -86,7 +89,7 @@ def plot_history(history, path=None, *, title=None, dpi=120):
     fig = Figure(figsize=(5.0 * len(panels), 3.8), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (key, label) in zip(axes, panels):
-        for prefix, name, style in (("", "train", "-o"), ("val_", "validation", "-s")):
+        for prefix, name, style in (("", "train", "-o"), ("val_", val_label, "-s")):
             values = data.get(prefix + key)
             if values:
                 ax.plot(epochs[:len(values)], values, style, markersize=3, label=name)
