@@ -55,9 +55,13 @@ def build_impls(workload, n, *, backends, torch=True, sklearn=False, generic=Fal
     return impls, sizes
 
 
-def ratios_for(names, per_round):
+def ratios_for(names, per_round, stat="best"):
     """The ratios the issue asks for, per backend: mlpx/torch, mlpx/floor, torch/floor."""
     out = {}
+
+    def r(a, b):
+        return timing.ratio(a, b, stat)
+
     for name in names:
         if not name.startswith("mlpx["):
             continue
@@ -66,23 +70,23 @@ def ratios_for(names, per_round):
         floor, torch_ = f"floor[{b}]", f"torch[{dev}]"
         suffix = "" if b == "numpy" else f"[{b}]"
         if torch_ in per_round:
-            out[f"mlpx/torch{suffix}"] = timing.ratio(per_round[name], per_round[torch_])
+            out[f"mlpx/torch{suffix}"] = r(per_round[name], per_round[torch_])
         if floor in per_round:
-            out[f"mlpx/floor{suffix}"] = timing.ratio(per_round[name], per_round[floor])
+            out[f"mlpx/floor{suffix}"] = r(per_round[name], per_round[floor])
             if torch_ in per_round:
-                out[f"torch/floor{suffix}"] = timing.ratio(per_round[torch_],
+                out[f"torch/floor{suffix}"] = r(per_round[torch_],
                                                            per_round[floor])
             gen = f"mlpx-generic[{b}]"
             if gen in per_round:
-                out[f"generic/floor{suffix}"] = timing.ratio(per_round[gen],
+                out[f"generic/floor{suffix}"] = r(per_round[gen],
                                                              per_round[floor])
         if "sklearn[cpu]" in per_round and b == "numpy" and floor in per_round:
-            out["sklearn/floor"] = timing.ratio(per_round["sklearn[cpu]"], per_round[floor])
+            out["sklearn/floor"] = r(per_round["sklearn[cpu]"], per_round[floor])
     return out
 
 
 def run(workloads, batch_sizes, *, backends, rounds, budget, torch=True, sklearn=False,
-        generic=False, width=None, log=print):
+        generic=False, width=None, stat="best", log=print):
     """Time everything; return the JSON-ready result dict."""
     import statistics
 
@@ -92,11 +96,14 @@ def run(workloads, batch_sizes, *, backends, rounds, budget, torch=True, sklearn
             impls, sizes = build_impls(wl, n, backends=backends, torch=torch,
                                        sklearn=sklearn, generic=generic, width=width)
             per_round = timing.interleaved(impls, rounds=rounds, budget=budget)
-            row = {"workload": wl, "sizes": list(sizes), "batch_size": n,
-                   "samples_per_s": {k: n / statistics.median(v)
+            row = {"workload": wl, "sizes": list(sizes), "batch_size": n, "stat": stat,
+                   "samples_per_s": {k: n / timing.summary(v, stat)
                                      for k, v in per_round.items()},
+                   "samples_per_s_median": {k: n / statistics.median(v)
+                                            for k, v in per_round.items()},
                    "seconds_per_round": per_round,
-                   "ratios": ratios_for(list(impls), per_round)}
+                   "ratios": ratios_for(list(impls), per_round, stat),
+                   "ratios_median_of_rounds": ratios_for(list(impls), per_round, "median")}
             results.append(row)
             log(_row_text(row))
     return results
@@ -122,7 +129,8 @@ def table(results, fmt="text"):
                 if k not in rats:
                     rats.append(k)
         sizes = "-".join(map(str, rows[0]["sizes"]))
-        title = f"{wl} ({sizes}, float32): samples/s, ratios of throughput"
+        title = (f"{wl} ({sizes}, float32): samples/s ({rows[0].get('stat', 'best')} round), "
+                 "ratios of throughput")
         head = ["batch"] + impls + rats
         body = []
         for r in rows:
@@ -198,6 +206,9 @@ def main(argv=None):
     p.add_argument("--tag", default=None, help="file name prefix (default: the workloads)")
     p.add_argument("--plot", action="store_true", help="also write a PNG plot")
     p.add_argument("--no-save", action="store_true", help="print only")
+    p.add_argument("--stat", choices=("best", "median"), default="best",
+                   help="summary over rounds: each implementation's best round (default) "
+                        "or the median of per-round ratios")
     p.add_argument("--threads", type=int, default=None,
                    help="threads for every library (BLAS, OpenMP, torch, mlpx's helper); "
                         "default: each library's own choice")
@@ -237,7 +248,8 @@ def main(argv=None):
           file=sys.stderr)
     results = run(workloads, batches, backends=backends, rounds=rounds, budget=budget,
                   torch=not args.no_torch, sklearn=args.sklearn, generic=args.generic,
-                  width=args.width, log=lambda s: print(s, file=sys.stderr, flush=True))
+                  width=args.width, stat=args.stat,
+                  log=lambda s: print(s, file=sys.stderr, flush=True))
     text = table(results)
     print(text)
     if args.no_save:
@@ -250,7 +262,7 @@ def main(argv=None):
         "machine": info, "load_average_after": after,
         "versions": timing.versions(), "blas": timing.blas_info(),
         "settings": {"dtype": "float32", "batch_sizes": batches, "rounds": rounds,
-                     "threads": args.threads,
+                     "threads": args.threads, "stat": args.stat,
                      "budget_s": budget, "backends": backends, "workloads": workloads,
                      "width": args.width, "lr": W.LR, "data": "uniform [0.01, 1.01)"},
         "results": results,
@@ -269,7 +281,8 @@ def main(argv=None):
         fh.write(f"Command: `{payload['command']}`  \n")
         fh.write(f"Device: {info['device_label']} ({info['cpu_model']}); "
                  f"numpy {payload['versions']['numpy']}, torch "
-                 f"{payload['versions']['torch']}; {rounds} rounds x {budget} s; "
+                 f"{payload['versions']['torch']}; {rounds} rounds x {budget} s, "
+                 f"summary: {args.stat} round; "
                  f"load average {info.get('load_average')} -> {after}\n\n")
         fh.write(table(results, fmt="markdown"))
     print(f"wrote {base}.json and {base}.md", file=sys.stderr)

@@ -3,8 +3,9 @@
 A shared machine drifts: other processes come and go. So implementations are not timed
 one after the other but in rounds: in each round every implementation runs for a short
 block (after a warm-up), in a rotated order, and the block's median call time is kept.
-Ratios are taken within a round (same moment, same load) and the median over rounds is
-reported, which is what makes a ratio trustworthy even when the absolute numbers move.
+Two summaries are kept: the best round of each implementation (its least disturbed
+moment: the default, because interference only ever slows a block down) and the median
+over rounds of the per-round ratios (same moment, same load).
 """
 
 from __future__ import annotations
@@ -53,9 +54,21 @@ def interleaved(impls, *, rounds, budget, warmup=2):
     return out
 
 
-def ratio(a, b):
-    """Median over rounds of b_time / a_time: throughput of ``a`` relative to ``b``."""
+def ratio(a, b, stat="best"):
+    """Throughput of ``a`` relative to ``b`` from per-round seconds per call.
+
+    ``stat="best"``: best round of ``b`` over best round of ``a`` (each implementation at
+    its least disturbed moment); ``stat="median"``: median over rounds of the per-round
+    ratio ``b / a`` (both measured at the same moment).
+    """
+    if stat == "best":
+        return min(b) / min(a)
     return statistics.median(y / x for x, y in zip(a, b))
+
+
+def summary(seconds, stat="best"):
+    """One number of seconds per call from per-round medians: the best or the median."""
+    return min(seconds) if stat == "best" else statistics.median(seconds)
 
 
 def cpu_model() -> str:
