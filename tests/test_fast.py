@@ -366,3 +366,18 @@ def test_gemm_binding_is_numpys_own_blas():
     path = _blas.library_path()
     numpy_dir = os.path.dirname(os.path.abspath(np.__file__))
     assert path.startswith(numpy_dir)  # numpy/ or numpy.libs/: never a second BLAS
+
+
+def test_buffers_of_many_batch_sizes_are_bounded():
+    """Only a few batch shapes keep buffers; evicted ones are not held by the pointer cache."""
+    model = make(mlp_layers("relu"), optimizer="sgd")
+    ref = make(mlp_layers("relu"), optimizer="sgd")
+    batches = [data(n, 6, 4, "cross_entropy", "float32", seed=n) for n in range(3, 15)]
+    assert_same(model, ref, run_steps(model, batches, fast=True),
+                run_steps(ref, batches, fast=False), "float32")
+    step = model._fast_step
+    assert len(step._buffers) <= 4
+    live = {id(p) for p in model.params}
+    for buf in step._buffers.values():
+        live |= {id(b) for b in buf.act if b is not None} | {id(b) for b in buf.grad.values()}
+    assert {id(a) for a, _ in step._ptrs.values()} <= live

@@ -158,6 +158,7 @@ class NumpyTrainStep:
             self._buffers[n] = buf
             while len(self._buffers) > _MAX_SHAPES:
                 self._buffers.popitem(last=False)
+                self._ptrs = {}  # it holds the evicted buffers: let them go
         else:
             self._buffers.move_to_end(n)
         return buf
