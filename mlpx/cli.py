@@ -1,10 +1,10 @@
 """The command line: ``mlpx train`` (also ``python -m mlpx train``).
 
-``mlpx train`` with no options trains a 784-512-512-10 ReLU network with Adam on the
-Fashion-MNIST sample that ships inside the package (offline, well under a minute on a
-laptop CPU) and prints one summary line::
+``mlpx train`` with no options trains a 784-512-512-10 ReLU network with Adam (cosine
+learning-rate decay, 10 epochs) on the Fashion-MNIST sample that ships inside the
+package (offline, a few seconds on a laptop CPU) and prints one summary line::
 
-    test accuracy 0.8460 | test loss 0.4412 | 4,321 samples/s | backend numpy on cpu
+    test accuracy 0.8630 | test loss 0.4056 | 21,060 samples/s | 10 epochs in 2.4 s | backend numpy on cpu
 
 Run ``mlpx train --help`` for every option. Errors in the options exit with status 2
 and a one-line message (no traceback); a run that cannot load its data or diverges
