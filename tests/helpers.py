@@ -50,3 +50,35 @@ def numerical_grad(f, x, eps=1e-6):
         x[i] = old
         g[i] = (fp - fm) / (2 * eps)
     return g
+
+
+def run_and_kill(code, args, *, cwd, timeout=300):
+    """Run ``python -c code *args``, wait for it to print "ready", then SIGKILL it.
+
+    Returns the child's return code (``-SIGKILL`` when the kill landed).
+    """
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    proc = subprocess.Popen([sys.executable, "-c", code, *map(str, args)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=cwd)
+    watchdog = threading.Timer(timeout, proc.kill)
+    watchdog.start()
+    try:
+        line = proc.stdout.readline()
+        assert line.strip() == "ready", proc.stderr.read()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        watchdog.cancel()
+        proc.kill()
+    return proc.returncode
+
+
+def params_np(model):
+    """Copies of a model's parameters as NumPy arrays."""
+    return [_backend.to_numpy(p).copy() for p in model.params]

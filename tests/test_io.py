@@ -9,10 +9,7 @@ import json
 import os
 import pickle
 import signal
-import subprocess
-import sys
 import tempfile
-import threading
 import zipfile
 from pathlib import Path
 
@@ -27,14 +24,11 @@ from mlpx.io import ModelFileError
 from mlpx.layers import ActivationLayer, Dense, Dropout, Maxout, PReLU
 from mlpx.losses import LOSSES
 
-from .helpers import assert_array
+from .helpers import assert_array, params_np, run_and_kill
 
 ROOT = Path(__file__).resolve().parents[1]
 X4 = np.random.default_rng(0).standard_normal((16, 4)).astype(np.float32)
 
-
-def params_np(model):
-    return [_backend.to_numpy(p).copy() for p in model.params]
 
 
 def trained(backend="numpy", **kw):
@@ -538,20 +532,8 @@ def test_a_save_killed_midway_leaves_the_previous_file_intact(tmp_path, where):
     first = MLP([8, 64, 64, 4], seed=0)
     first.save(path)
     before = Path(path).read_bytes()
-    proc = subprocess.Popen([sys.executable, "-c", _KILL_CHILD, str(path), where],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    watchdog = threading.Timer(120, proc.kill)
-    watchdog.start()
-    try:
-        line = proc.stdout.readline()
-        assert line.strip() == "ready", proc.stderr.read()
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-    finally:
-        watchdog.cancel()
-        proc.kill()
-    assert proc.returncode == -signal.SIGKILL
+    returncode = run_and_kill(_KILL_CHILD, [str(path), where], cwd=ROOT, timeout=120)
+    assert returncode == -signal.SIGKILL
     leftovers = [p for p in os.listdir(tmp_path) if p != "model.npz"]
     assert len(leftovers) == 1 and leftovers[0].startswith(".model.npz.")  # killed midway
     assert Path(path).read_bytes() == before

@@ -10,14 +10,11 @@ from mlpx import MLP, EarlyStopping, NonFiniteLossError, Sequential, _backend
 from mlpx.layers import ActivationLayer, Dense, Dropout
 from mlpx.optimizers import OPTIMIZERS
 
-from .helpers import assert_array, numerical_grad
+from .helpers import assert_array, numerical_grad, params_np
 
 XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float64)
 XOR_Y = np.array([0, 1, 1, 0])
 
-
-def params_np(model):
-    return [_backend.to_numpy(p).copy() for p in model.params]
 
 
 def dev(a, backend, dtype=None):

@@ -9,9 +9,6 @@ and are shift invariant (tests/test_activations.py), losses stay finite for logi
 
 import os
 import signal
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +17,8 @@ import pytest
 from mlpx import MLP, NonFiniteLossError, _backend, _fast, io
 from mlpx.io import ModelFileError
 from mlpx.model import DeviceMemoryError, NonFiniteLossWarning
+
+from .helpers import params_np, run_and_kill
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,9 +53,6 @@ def interrupt_at(epoch):
             raise Interrupt
     return cb
 
-
-def params_np(model):
-    return [_backend.to_numpy(p).copy() for p in model.params]
 
 
 def snapshot(model):
@@ -232,20 +228,8 @@ print("finished", flush=True)
 def test_a_run_killed_mid_epoch_resumes_in_a_new_process_bit_for_bit(tmp_path):
     X, y = make_data()
     ck = tmp_path / "ck.npz"
-    proc = subprocess.Popen([sys.executable, "-c", _KILL_CHILD, str(ck), "4", "3"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    watchdog = threading.Timer(300, proc.kill)
-    watchdog.start()
-    try:
-        line = proc.stdout.readline()
-        assert line.strip() == "ready", proc.stderr.read()
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-    finally:
-        watchdog.cancel()
-        proc.kill()
-    assert proc.returncode == -signal.SIGKILL
+    returncode = run_and_kill(_KILL_CHILD, [str(ck), "4", "3"], cwd=ROOT, timeout=300)
+    assert returncode == -signal.SIGKILL
     assert io.load_checkpoint(ck).epoch_ == 3  # epoch 4 was cut short after batch 3
     fresh = make_model()
     fresh.fit(X, y, checkpoint=ck, resume=ck, **FIT)
