@@ -44,4 +44,5 @@ def run_bench(benchmark, fn, *, group, batch, **extra):
     fn()  # warm-up: buffers, BLAS threads, CUDA kernels
     fn()
     benchmark.pedantic(fn, rounds=15, warmup_rounds=2, iterations=1)
-    benchmark.extra_info["samples_per_s_median"] = batch / benchmark.stats.stats.median
+    if benchmark.stats is not None:  # None under --benchmark-disable (a smoke run)
+        benchmark.extra_info["samples_per_s_median"] = batch / benchmark.stats.stats.median
