@@ -10,17 +10,15 @@ from .initializers import INITIALIZERS, get_initializer
 from .layers import LAYERS, ActivationLayer, Dense, Dropout, Layer, Maxout, PReLU, get_layer
 from .losses import LOSSES, get_loss
 from .io import ModelFileError, load
-from .model import (
-    MLP,
+from .model import MLP, Sequential, model_from_config
+from .training import (
     Callback,
     DeviceMemoryError,
-    NonFiniteLossWarning,
     EarlyStopping,
     Evaluation,
     History,
     NonFiniteLossError,
-    Sequential,
-    model_from_config,
+    NonFiniteLossWarning,
 )
 from .optimizers import OPTIMIZERS, SCHEDULES, get_optimizer, get_schedule
 

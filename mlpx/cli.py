@@ -355,7 +355,7 @@ def _describe_model(model, args):
 def _train(args) -> int:
     from . import _backend
     from .io import ModelFileError
-    from .model import DeviceMemoryError, NonFiniteLossError
+    from .training import DeviceMemoryError, NonFiniteLossError
 
     say = (lambda *a, **k: None) if args.quiet else print
     if args.early_stopping is not None and args.validation_split == 0:

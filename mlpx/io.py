@@ -711,7 +711,7 @@ def _history_to_json(history) -> Any:
 
 
 def _history_from_json(data):
-    from .model import History
+    from .training import History
 
     data = _from_json(data)
     if not isinstance(data, dict) or not isinstance(data.get("history"), dict) \

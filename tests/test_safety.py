@@ -16,7 +16,7 @@ import pytest
 
 from mlpx import MLP, NonFiniteLossError, _backend, _fast, io
 from mlpx.io import ModelFileError
-from mlpx.model import DeviceMemoryError, NonFiniteLossWarning
+from mlpx.training import DeviceMemoryError, NonFiniteLossWarning
 
 from .helpers import params_np, run_and_kill
 
