@@ -46,3 +46,24 @@ def run_bench(benchmark, fn, *, group, batch, **extra):
     benchmark.pedantic(fn, rounds=15, warmup_rounds=2, iterations=1)
     if benchmark.stats is not None:  # None under --benchmark-disable (a smoke run)
         benchmark.extra_info["samples_per_s_median"] = batch / benchmark.stats.stats.median
+
+
+def bench_impl(benchmark, impl, target, sizes, batch, *, group, **kwargs):
+    """Build the ``impl`` workload ("mlpx", "floor" or "torch") on ``target`` and time it.
+
+    ``target`` is a Backend for mlpx and the floor, a torch device name for torch;
+    ``kwargs`` go to the workload builder (``optimizer=``, ``kind=``).
+    """
+    from benchmarks import workloads as W
+
+    if impl == "torch":
+        fn = W.make_torch(target, sizes, batch, **kwargs)
+        label = f"torch[{target}]"
+    elif impl == "floor":
+        kwargs.pop("optimizer", None)  # the floor is the products alone
+        fn = W.make_floor(target, sizes, batch, **kwargs)
+        label = f"floor[{target.name}]"
+    else:
+        fn = W.make_mlpx(target, sizes, batch, **kwargs)
+        label = f"mlpx[{target.name}]"
+    run_bench(benchmark, fn, group=group, batch=batch, impl=label)

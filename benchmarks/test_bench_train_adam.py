@@ -2,28 +2,24 @@
 
 import pytest
 
-from benchmarks import workloads as W
-from benchmarks.conftest import BATCH_SIZES, run_bench
+from benchmarks.conftest import BATCH_SIZES, bench_impl
 
 SIZES = (784, 512, 512, 10)
 
 
 @pytest.mark.parametrize("batch", BATCH_SIZES)
 def test_mlpx(benchmark, bench_backend, batch):
-    fn = W.make_mlpx(bench_backend, SIZES, batch, optimizer="adam")
-    run_bench(benchmark, fn, group=f"train_step_adam-batch{batch}", batch=batch,
-              impl=f"mlpx[{bench_backend.name}]")
+    bench_impl(benchmark, "mlpx", bench_backend, SIZES, batch,
+               group=f"train_step_adam-batch{batch}", optimizer="adam")
 
 
 @pytest.mark.parametrize("batch", BATCH_SIZES)
 def test_floor(benchmark, bench_backend, batch):
-    fn = W.make_floor(bench_backend, SIZES, batch)
-    run_bench(benchmark, fn, group=f"train_step_adam-batch{batch}", batch=batch,
-              impl=f"floor[{bench_backend.name}]")
+    bench_impl(benchmark, "floor", bench_backend, SIZES, batch,
+               group=f"train_step_adam-batch{batch}", optimizer="adam")
 
 
 @pytest.mark.parametrize("batch", BATCH_SIZES)
 def test_torch(benchmark, torch_device, batch):
-    fn = W.make_torch(torch_device, SIZES, batch, optimizer="adam")
-    run_bench(benchmark, fn, group=f"train_step_adam-batch{batch}", batch=batch,
-              impl=f"torch[{torch_device}]")
+    bench_impl(benchmark, "torch", torch_device, SIZES, batch,
+               group=f"train_step_adam-batch{batch}", optimizer="adam")

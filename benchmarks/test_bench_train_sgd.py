@@ -6,8 +6,7 @@ backend, and PyTorch eager, so ``pytest-benchmark compare`` shows the ratios dir
 
 import pytest
 
-from benchmarks import workloads as W
-from benchmarks.conftest import BATCH_SIZES, run_bench
+from benchmarks.conftest import BATCH_SIZES, bench_impl
 
 WIDTHS = (256, 512, 1024)
 
@@ -16,29 +15,22 @@ def _sizes(width):
     return (784, width, width, 10)
 
 
-def _group(width, batch):
-    return f"train_step_sgd-{width}-batch{batch}"
-
-
 @pytest.mark.parametrize("batch", BATCH_SIZES)
 @pytest.mark.parametrize("width", WIDTHS)
 def test_mlpx(benchmark, bench_backend, width, batch):
-    fn = W.make_mlpx(bench_backend, _sizes(width), batch, optimizer="sgd")
-    run_bench(benchmark, fn, group=_group(width, batch), batch=batch,
-              impl=f"mlpx[{bench_backend.name}]")
+    bench_impl(benchmark, "mlpx", bench_backend, _sizes(width), batch,
+               group=f"train_step_sgd-{width}-batch{batch}", optimizer="sgd")
 
 
 @pytest.mark.parametrize("batch", BATCH_SIZES)
 @pytest.mark.parametrize("width", WIDTHS)
 def test_floor(benchmark, bench_backend, width, batch):
-    fn = W.make_floor(bench_backend, _sizes(width), batch)
-    run_bench(benchmark, fn, group=_group(width, batch), batch=batch,
-              impl=f"floor[{bench_backend.name}]")
+    bench_impl(benchmark, "floor", bench_backend, _sizes(width), batch,
+               group=f"train_step_sgd-{width}-batch{batch}", optimizer="sgd")
 
 
 @pytest.mark.parametrize("batch", BATCH_SIZES)
 @pytest.mark.parametrize("width", WIDTHS)
 def test_torch(benchmark, torch_device, width, batch):
-    fn = W.make_torch(torch_device, _sizes(width), batch, optimizer="sgd")
-    run_bench(benchmark, fn, group=_group(width, batch), batch=batch,
-              impl=f"torch[{torch_device}]")
+    bench_impl(benchmark, "torch", torch_device, _sizes(width), batch,
+               group=f"train_step_sgd-{width}-batch{batch}", optimizer="sgd")

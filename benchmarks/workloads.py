@@ -89,12 +89,17 @@ def make_floor(backend, sizes, n, *, kind="train", seed=0):
     dW = [dev(np.zeros((i, o))) for i, o in zip(sizes[:-1], sizes[1:])]
     dx = [None] + [dev(np.zeros((n, w))) for w in sizes[1:-1]]
     L = len(Ws)
-    numpy = _backend.is_numpy_namespace(xp)
-    sync = (lambda: _backend.synchronize(b))
-    if numpy:
+    mm = None
+    if _backend.is_numpy_namespace(xp):
         mm = np.matmul
+    elif _backend.is_cupy_namespace(xp):  # pragma: no cover - GPU only
+        import cupy
 
-        def run():
+        mm = cupy.matmul  # takes out= like NumPy's
+    on_gpu = b.name == "cupy"
+
+    def run():
+        if mm is not None:  # products into the preallocated outputs
             for i in range(L):
                 mm(acts[i], Ws[i], out=acts[i + 1])
             if kind == "train":
@@ -102,33 +107,16 @@ def make_floor(backend, sizes, n, *, kind="train", seed=0):
                     mm(acts[i].T, dz[i], out=dW[i])
                     if i:
                         mm(dz[i], Ws[i].T, out=dx[i])
-    else:
-        import array_api_compat
-
-        raw = array_api_compat.is_cupy_namespace(xp)
-        if raw:  # cupy.matmul takes out= too
-            import cupy
-
-            mm = cupy.matmul
-
-            def run():
-                for i in range(L):
-                    mm(acts[i], Ws[i], out=acts[i + 1])
-                if kind == "train":
-                    for i in range(L - 1, -1, -1):
-                        mm(acts[i].T, dz[i], out=dW[i])
-                        if i:
-                            mm(dz[i], Ws[i].T, out=dx[i])
-                sync()
-        else:
-            def run():
-                for i in range(L):
-                    acts[i + 1] = acts[i] @ Ws[i]
-                if kind == "train":
-                    for i in range(L - 1, -1, -1):
-                        dW[i] = acts[i].T @ dz[i]
-                        if i:
-                            dx[i] = dz[i] @ Ws[i].T
+        else:  # any other namespace: the Array API has no out=
+            for i in range(L):
+                acts[i + 1] = acts[i] @ Ws[i]
+            if kind == "train":
+                for i in range(L - 1, -1, -1):
+                    dW[i] = acts[i].T @ dz[i]
+                    if i:
+                        dx[i] = dz[i] @ Ws[i].T
+        if on_gpu:
+            _backend.synchronize(b)
     return run
 
 
