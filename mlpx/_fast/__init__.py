@@ -1,20 +1,24 @@
 """Backend-specific fast paths, each proven equal to the generic path by tests.
 
-Today there is one: a NumPy training step for plain MLPs
-(:class:`mlpx._fast.numpy_step.NumpyTrainStep`). The model asks for it once, in
-:meth:`mlpx.Sequential.compile`::
+There are two training steps for plain MLPs:
+:class:`mlpx._fast.numpy_step.NumpyTrainStep` (in-place NumPy with BLAS products that
+fuse the bias and the SGD update) and :class:`mlpx._fast.cupy_step.CupyTrainStep`
+(cuBLAS products and fused CUDA kernels from ``kernels.cu``). The model asks for one
+once, in :meth:`mlpx.Sequential.compile`::
 
     self._fast_step = _fast.select_step(self)      # a callable, or None
 
 and :meth:`mlpx.Sequential.train_step` calls it when there is one; a call that returns
 None (inputs the fast step does not take, fast paths switched off) falls through to the
-generic Array API step, which is also the only path on array-api-strict, CuPy or any
-other namespace.
+generic Array API step, which is also the only path on array-api-strict or any other
+namespace. Both steps share their call protocol and buffer cache
+(:class:`mlpx._fast._step.FastStep`).
 
 One predicate decides, :func:`unsupported_reason`: the model's namespace must be NumPy
-(:func:`mlpx._backend.is_numpy_namespace`) and its structure one the step implements.
-It returns None when the fast step applies and otherwise says why not, which is what
-tests and curious users look at.
+or CuPy (:func:`mlpx._backend.is_numpy_namespace`, :func:`mlpx._backend.is_cupy_namespace`)
+and its structure one the step implements (:func:`structure_reason`). It returns None
+when a fast step applies and otherwise says why not, which is what tests and curious
+users look at.
 
 Supported: a stack whose first and last layers are :class:`~mlpx.layers.Dense` (with or
 without bias), with :class:`~mlpx.layers.ActivationLayer` (``relu``, ``leaky_relu``,
@@ -22,6 +26,7 @@ without bias), with :class:`~mlpx.layers.ActivationLayer` (``relu``, ``leaky_rel
 them; the loss/output pairs softmax + cross-entropy, sigmoid + binary cross-entropy and
 identity + MSE; float32 or float64; L2 (``alpha``) and sample weights; the optimizers
 SGD (any momentum, Nesterov, weight decay), Adam, AdamW and RMSProp with any schedule.
+On CuPy, additionally: no Dropout, and every activation right after a Dense layer.
 Everything else (PReLU, Maxout, other activations or losses) trains on the generic path.
 
 ``MLPX_FAST=0`` in the environment, or :func:`set_enabled` / :func:`disabled`, switches
@@ -35,7 +40,8 @@ import os
 
 from .. import _backend
 
-__all__ = ["select_step", "unsupported_reason", "enabled", "set_enabled", "disabled"]
+__all__ = ["select_step", "unsupported_reason", "structure_reason", "enabled", "set_enabled",
+           "disabled"]
 
 _ENABLED = os.environ.get("MLPX_FAST", "1").strip().lower() not in ("0", "false", "no")
 
@@ -71,9 +77,11 @@ def disabled():
 
 
 def unsupported_reason(model):
-    """Why ``model`` cannot use the NumPy fast step, or None when it can.
+    """Why ``model`` cannot use a fast step, or None when it can.
 
-    This is the one predicate: the namespace test plus the structural test.
+    This is the one predicate: the namespace test (NumPy or CuPy, through
+    :func:`mlpx._backend.is_numpy_namespace` / :func:`mlpx._backend.is_cupy_namespace`)
+    plus the structural test of :func:`structure_reason` for that namespace.
 
     Parameters
     ----------
@@ -93,13 +101,27 @@ def unsupported_reason(model):
     >>> unsupported_reason(MLP([4, 8, 3], activation="gelu", seed=0).compile("adam"))
     "activation 'gelu'"
     """
+    xp = model.backend.xp
+    if _backend.is_numpy_namespace(xp):
+        return structure_reason(model, "numpy")
+    if _backend.is_cupy_namespace(xp):
+        return structure_reason(model, "cupy")
+    return f"the backend is {model.backend.name!r}; fast steps exist for NumPy and CuPy"
+
+
+def structure_reason(model, kind):
+    """The structural half of :func:`unsupported_reason` for the ``kind`` of step.
+
+    ``kind`` is ``"numpy"`` or ``"cupy"``. The CuPy step also needs every activation
+    layer to follow a Dense layer directly (it fuses bias and activation into one
+    kernel) and takes no Dropout (the generic path draws its masks).
+    """
     from ..activations import ACTIVATIONS
     from ..layers import ActivationLayer, Dense, Dropout
     from ..losses import LOSSES
     from ..optimizers import OPTIMIZERS
+    from ._step import build_plan
 
-    if not _backend.is_numpy_namespace(model.backend.xp):
-        return f"the backend is {model.backend.name!r}, not NumPy"
     if not getattr(model, "built", False):
         return "the model is not built"
     if model.dtype not in ("float32", "float64"):
@@ -117,7 +139,11 @@ def unsupported_reason(model):
     if type(layers[0]) is not Dense or type(layers[-1]) is not Dense:
         return "the first and last layers must be Dense"
     for layer in layers:
-        if type(layer) is Dense or type(layer) is Dropout:
+        if type(layer) is Dense:
+            continue
+        if type(layer) is Dropout:
+            if kind == "cupy":
+                return "Dropout (the CuPy step has no dropout; the generic path draws masks)"
             continue
         if type(layer) is ActivationLayer:
             act = layer.activation
@@ -125,6 +151,9 @@ def unsupported_reason(model):
                 return f"activation {act.name!r}"
             continue
         return f"layer {type(layer).__name__}"
+    if kind == "cupy" and any(op.kind == "act" and not op.after_dense
+                              for op in build_plan(model)):
+        return "an activation layer that does not follow a Dense layer (CuPy step)"
     return None
 
 
@@ -143,9 +172,13 @@ def select_step(model):
     """
     if unsupported_reason(model) is not None:
         return None
-    from .numpy_step import NumpyTrainStep, build_plan
+    from ._step import build_plan
 
     plan = build_plan(model)
-    if plan is None:  # pragma: no cover - unsupported_reason covers the same ground
-        return None
-    return NumpyTrainStep(model, plan, _model_key(model))
+    if _backend.is_numpy_namespace(model.backend.xp):
+        from .numpy_step import NumpyTrainStep
+
+        return NumpyTrainStep(model, plan, _model_key(model))
+    from .cupy_step import CupyTrainStep
+
+    return CupyTrainStep(model, plan, _model_key(model))

@@ -30,17 +30,13 @@ Parameters are updated in place, so ``model.params`` is always current. The step
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import numpy as np
 
-from ..layers import ActivationLayer, Dense, Dropout
 from ..optimizers import SGD, Adam, AdamW
 from . import _blas
+from ._step import FastStep
 
 __all__ = ["NumpyTrainStep"]
-
-_MAX_SHAPES = 4  # batch shapes whose buffers are kept (full batch, last batch, ...)
 
 
 class _Buffers:
@@ -78,90 +74,34 @@ class _Buffers:
                 self.grad[i] = np.empty((n, op.n_in), dtype=dtype)
 
 
-class _Op:
-    """One layer of the plan."""
-
-    def __init__(self, kind, layer, width, **kw):
-        self.kind = kind          # "dense" | "act" | "dropout"
-        self.layer = layer
-        self.width = width
-        self.inplace = False
-        self.first = False
-        self.last = False
-        self.name = None
-        self.n_in = None
-        self.param_index = None   # position of this layer's first param in model.params
-        self.__dict__.update(kw)
-
-
-def build_plan(model):
-    """Translate ``model.layers`` into ops; return None if a layer is not supported."""
-    plan = []
-    index = 0
-    # who produced the buffer the next element-wise layer would overwrite:
-    # "dense" / "dropout" outputs are not needed by their own backward, activations' are.
-    producer = None
-    for i, layer in enumerate(model.layers):
-        if type(layer) is Dense:
-            op = _Op("dense", layer, layer.n_out, n_in=layer.n_in, param_index=index,
-                     bias=layer.bias)
-            op.first = i == 0
-            producer = "dense"
-        elif type(layer) is ActivationLayer:
-            op = _Op("act", layer, layer.n_out, name=layer.activation.name,
-                     activation=layer.activation)
-            op.inplace = producer in ("dense", "dropout")
-            producer = "act"
-        elif type(layer) is Dropout:
-            op = _Op("dropout", layer, layer.n_out, p=layer.p)
-            op.inplace = producer in ("dense", "dropout")
-            producer = "dropout"
-        else:
-            return None
-        index += len(layer.params)
-        plan.append(op)
-    if plan[-1].kind != "dense":
-        return None
-    plan[-1].last = True
-    # the logits array is fresh every step, so nothing may work in place on it
-    return plan
-
-
-class NumpyTrainStep:
+class NumpyTrainStep(FastStep):
     """A training step for one model on NumPy; call it as ``step(model, X, Y, w)``.
 
     Built by :func:`mlpx._fast.select_step` after :func:`mlpx._fast.unsupported_reason`
     said yes. Returns ``(loss, logits)`` like :meth:`mlpx.Sequential.train_step`, or
-    None when this call must take the generic path instead (fast paths switched off,
-    inputs it does not take, or a model changed since the plan was made in a way the
-    plan does not cover).
+    None when this call must take the generic path instead (see
+    :meth:`mlpx._fast._step.FastStep.__call__`).
     """
 
+    kind = "numpy"
+
     def __init__(self, model, plan, key):
-        self.key = key
-        self.plan = plan
-        self.dtype = np.dtype(model.dtype)
-        self._buffers = OrderedDict()
+        self._ptrs = {}         # id -> (array, data pointer) of long-lived arrays
+        super().__init__(model, plan, key, np)
+
+    def _setup(self, model):
         self._grads = None      # per-model gradient buffers for the optimizer route
         self._scratch = None
-        self._checked = None    # params/slots last seen usable (held, compared by identity)
-        self._ptrs = {}         # id -> (array, data pointer) of long-lived arrays
         opt = model.optimizer_
         self.fused_sgd = type(opt) is SGD and opt.momentum == 0.0
         self.fast_adam = type(opt) in (Adam, AdamW)
 
     # ------------------------------------------------------------------ buffers
-    def buffers(self, n):
-        buf = self._buffers.get(n)
-        if buf is None:
-            buf = _Buffers(n, self.plan, self.dtype)
-            self._buffers[n] = buf
-            while len(self._buffers) > _MAX_SHAPES:
-                self._buffers.popitem(last=False)
-                self._ptrs = {}  # it holds the evicted buffers: let them go
-        else:
-            self._buffers.move_to_end(n)
-        return buf
+    def _new_buffers(self, n):
+        return _Buffers(n, self.plan, self.dtype)
+
+    def _evicted(self):
+        self._ptrs = {}  # it may hold dropped buffers or params: let them go
 
     def _grad_buffers(self, params):
         if self._grads is None or any(g.shape != p.shape for g, p in zip(self._grads, params)):
@@ -169,21 +109,6 @@ class NumpyTrainStep:
             size = max(p.size for p in params)
             self._scratch = np.empty(size, dtype=self.dtype)
         return self._grads
-
-    def _usable(self, params, slots):
-        """Params and optimizer slots must be writable C-contiguous arrays of our dtype."""
-        arrays = tuple(params) + tuple(a for s in slots for a in s)
-        last = self._checked
-        if last is not None and len(last) == len(arrays) and all(
-                a is b for a, b in zip(arrays, last)):
-            return True
-        for a in arrays:
-            if type(a) is not np.ndarray or a.dtype != self.dtype \
-                    or not a.flags.c_contiguous or not a.flags.writeable:
-                return False
-        self._checked = arrays  # held, so their ids cannot be reused while cached
-        self._ptrs = {}
-        return True
 
     def _ptr(self, a):
         """Data pointer of a long-lived array (a buffer or a parameter), cached: NumPy's
@@ -209,36 +134,6 @@ class NumpyTrainStep:
            self._ptr(out) if out_cached else out.ctypes.data, n)
 
     # ------------------------------------------------------------------ the step
-    def __call__(self, model, X, Y, sample_weight=None):
-        from . import _model_key, enabled, unsupported_reason
-
-        if not enabled():
-            return None
-        key = _model_key(model)
-        if key != self.key:
-            # compile() makes a new step; this only happens when attributes were
-            # changed by hand. Re-check rather than guess.
-            plan = build_plan(model) if unsupported_reason(model) is None else None
-            if plan is None:
-                return None
-            self.__init__(model, plan, key)
-        if type(X) is not np.ndarray or type(Y) is not np.ndarray or X.ndim != 2 \
-                or Y.ndim != 2 or X.dtype != self.dtype or Y.dtype != self.dtype \
-                or X.shape[0] != Y.shape[0] or X.shape[0] == 0 \
-                or X.shape[1] != self.plan[0].n_in or Y.shape[1] != self.plan[-1].width:
-            return None
-        if sample_weight is not None and (type(sample_weight) is not np.ndarray
-                                          or sample_weight.shape != (X.shape[0],)):
-            return None
-        params = model.params
-        state = model.optimizer_state_
-        opt = model.optimizer_
-        names = opt.slot_names()
-        slots = [state["slots"][s] for s in names]
-        if not self._usable(params, slots):
-            return None
-        return self._step(model, params, state, opt, names, X, Y, sample_weight)
-
     def _step(self, model, params, state, opt, names, X, Y, w):
         n = X.shape[0]
         buf = self.buffers(n)

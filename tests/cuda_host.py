@@ -1,0 +1,171 @@
+"""Run mlpx's CUDA kernels on the CPU, and compile them for a GPU without one.
+
+Two checks of ``mlpx/_fast/kernels.cu`` that need no GPU:
+
+- :class:`HostDevice` compiles the exact kernel source as C++ with g++ (a small shim
+  defines ``__global__``, ``threadIdx`` and friends; every kernel is a grid-stride loop,
+  so one "thread" covers the whole range) and offers the interface of
+  :class:`mlpx._fast.cupy_step.CupyDevice` on NumPy arrays: ``launch`` calls the kernel
+  through ctypes, ``gemm`` is a NumPy product. :class:`mlpx._fast.cupy_step.CupyTrainStep`
+  runs on it unchanged, so its arithmetic and its orchestration are tested on the CPU.
+- :func:`nvrtc_compile` compiles the source for a GPU architecture with NVIDIA's NVRTC
+  library (the ``nvidia-cuda-nvrtc-cu12`` wheel; no driver or device needed) and returns
+  the compiler log on failure: the CUDA side of the same text.
+
+What neither covers is CuPy's kernel launch and cuBLAS itself; the ``gpu`` tests do.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+from mlpx._fast.cupy_step import kernel_source
+
+_SHIM = r"""
+#include <cmath>
+struct mlpx_dim3 { unsigned x, y, z; };
+static const mlpx_dim3 threadIdx = {0, 0, 0}, blockIdx = {0, 0, 0};
+static const mlpx_dim3 blockDim = {1, 1, 1}, gridDim = {1, 1, 1};
+#define __global__
+#define __device__
+#define __forceinline__ inline
+using std::exp; using std::log; using std::tanh; using std::sqrt;
+"""
+
+_LIBS = {}
+
+
+def compiler_available() -> bool:
+    """True when g++ is on PATH."""
+    return shutil.which("g++") is not None
+
+
+def _build(dtype_name):
+    lib = _LIBS.get(dtype_name)
+    if lib is not None:
+        return lib
+    src = _SHIM + kernel_source(dtype_name)
+    tmp = tempfile.mkdtemp(prefix="mlpx-kernels-")
+    path = os.path.join(tmp, f"kernels_{dtype_name}.so")
+    cmd = ["g++", "-std=c++14", "-O2", "-Wall", "-Werror", "-Wno-unused-function",
+           "-ffp-contract=off", "-shared", "-fPIC", "-x", "c++", "-", "-o", path]
+    proc = subprocess.run(cmd, input=src, capture_output=True, text=True)
+    if proc.returncode != 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise RuntimeError(f"g++ could not compile kernels.cu ({dtype_name}):\n{proc.stderr}")
+    try:
+        lib = _LIBS[dtype_name] = ctypes.CDLL(path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # loaded libraries stay mapped
+    return lib
+
+
+def _c_arg(a):
+    if isinstance(a, np.ndarray):
+        if not a.flags.c_contiguous:
+            raise ValueError("kernel arguments must be C-contiguous arrays")
+        return ctypes.c_void_p(a.ctypes.data)
+    if isinstance(a, np.float32):
+        return ctypes.c_float(a)
+    if isinstance(a, np.float64):
+        return ctypes.c_double(a)
+    if isinstance(a, np.int32):
+        return ctypes.c_int(a)
+    if isinstance(a, np.int64):
+        return ctypes.c_longlong(a)
+    raise TypeError(f"kernel argument of type {type(a).__name__}: pass an array or a "
+                    "NumPy scalar of the parameter's exact type")
+
+
+class HostDevice:
+    """:class:`mlpx._fast.cupy_step.CupyDevice`'s interface on NumPy and g++.
+
+    Also counts the kernel launches by name (``launches``), so tests can check that the
+    fused kernels, not the generic fall-through, did the work.
+    """
+
+    def __init__(self, dtype):
+        self.xp = np
+        self.dtype = np.dtype(dtype)
+        self._lib = _build(self.dtype.name)
+        self.launches = {}
+
+    def launch(self, name, n, *args):
+        self.launches[name] = self.launches.get(name, 0) + 1
+        for a in args:
+            if isinstance(a, np.ndarray) and a.dtype != self.dtype:
+                raise TypeError(f"{name}: array of dtype {a.dtype}, kernels are "
+                                f"{self.dtype}")
+            if isinstance(a, (np.float32, np.float64)) and a.dtype != self.dtype:
+                raise TypeError(f"{name}: scalar of dtype {a.dtype}, kernels are "
+                                f"{self.dtype}")
+        getattr(self._lib, name)(*[_c_arg(a) for a in args])
+
+    def gemm(self, ta, tb, a, b, out, alpha=1.0, beta=0.0):
+        a = a.T if ta == "T" else a
+        b = b.T if tb == "T" else b
+        prod = a @ b
+        if alpha != 1.0:
+            prod *= self.dtype.type(alpha)
+        if beta == 0.0:
+            out[...] = prod
+        else:
+            out *= self.dtype.type(beta)
+            out += prod
+
+
+# ---------------------------------------------------------------------------- NVRTC
+def _find_nvrtc():
+    names = []
+    for base in sys.path:
+        names += glob.glob(os.path.join(base, "nvidia", "cuda_nvrtc", "lib", "libnvrtc.so*"))
+        names += glob.glob(os.path.join(base, "nvidia", "cu*", "lib", "libnvrtc.so*"))
+    names += ["libnvrtc.so"]
+    for name in names:
+        if "builtins" in os.path.basename(name) or "alt" in os.path.basename(name):
+            continue
+        try:
+            return ctypes.CDLL(name)
+        except OSError:
+            continue
+    return None
+
+
+_NVRTC = []
+
+
+def nvrtc():
+    """The NVRTC library, or None when it is not installed."""
+    if not _NVRTC:
+        _NVRTC.append(_find_nvrtc())
+    return _NVRTC[0]
+
+
+def nvrtc_compile(source: str, arch: str = "compute_90"):
+    """Compile CUDA ``source`` to PTX; return ``(ok, log)``."""
+    lib = nvrtc()
+    prog = ctypes.c_void_p()
+    rc = lib.nvrtcCreateProgram(ctypes.byref(prog), source.encode(), b"kernels.cu", 0,
+                                None, None)
+    if rc != 0:
+        raise RuntimeError(f"nvrtcCreateProgram failed with code {rc}")
+    opts = [f"--gpu-architecture={arch}".encode(), b"--std=c++14"]
+    arr = (ctypes.c_char_p * len(opts))(*opts)
+    rc = lib.nvrtcCompileProgram(prog, len(opts), arr)
+    size = ctypes.c_size_t()
+    lib.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
+    log = ctypes.create_string_buffer(size.value)
+    lib.nvrtcGetProgramLog(prog, log)
+    ptx_size = ctypes.c_size_t()
+    if rc == 0:
+        lib.nvrtcGetPTXSize(prog, ctypes.byref(ptx_size))
+    lib.nvrtcDestroyProgram(ctypes.byref(prog))
+    return rc == 0 and ptx_size.value > 0, log.value.decode(errors="replace")

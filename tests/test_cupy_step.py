@@ -1,0 +1,206 @@
+"""The CuPy fast step (mlpx/_fast/cupy_step.py) and its CUDA kernels (kernels.cu).
+
+Without a GPU: the kernel source compiles for sm_80/sm_90 with NVRTC, and
+:class:`~mlpx._fast.cupy_step.CupyTrainStep` runs on the CPU with the very same kernels
+compiled by g++ (``tests/cuda_host.py``), where it must match the generic Array API path
+over the same matrix of optimizers, activations, losses, sample weights and dtypes as the
+NumPy fast step. With a GPU (``-m gpu``): the real thing on CuPy against the generic path
+on CuPy and on NumPy.
+"""
+
+import numpy as np
+import pytest
+
+from mlpx import MLP, _backend, _fast
+from mlpx._fast import _model_key
+from mlpx._fast._step import build_plan
+from mlpx._fast.cupy_step import ACTIVATION_CODES, CupyTrainStep, kernel_source
+from mlpx.layers import ActivationLayer, Dense, Dropout
+
+from . import cuda_host
+from .test_fast import OPTIMIZERS, assert_same, batches_for, make, mlp_layers, run_steps
+
+needs_gxx = pytest.mark.skipif(not cuda_host.compiler_available(),
+                               reason="g++ is needed to run the CUDA kernels on the CPU")
+
+
+# ---------------------------------------------------------------------------- NVRTC
+@pytest.mark.parametrize("arch", ["compute_80", "compute_90"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_kernels_compile_for_the_gpu(dtype, arch):
+    if cuda_host.nvrtc() is None:
+        pytest.skip("NVRTC is not installed (pip install nvidia-cuda-nvrtc-cu12, part of "
+                    "the 'test' extra on Linux x86-64)")
+    ok, log = cuda_host.nvrtc_compile(kernel_source(dtype), arch)
+    assert ok, log
+
+
+def test_nvrtc_check_can_fail():
+    if cuda_host.nvrtc() is None:
+        pytest.skip("NVRTC is not installed")
+    ok, log = cuda_host.nvrtc_compile(kernel_source("float32").replace("r_tanh(v)",
+                                                                       "r_tanhh(v)"))
+    assert not ok and "r_tanhh" in log
+
+
+def test_activation_codes_match_the_source():
+    src = kernel_source("float32")
+    for name, code in ACTIVATION_CODES.items():
+        assert f"#define ACT_{name.upper()} {code}\n" in src
+    assert set(ACTIVATION_CODES) == set(_fast.NUMPY_ACTIVATIONS)
+
+
+# ---------------------------------------------------------------------------- host run
+def host_step(model):
+    """Give a NumPy model the CuPy step, running on the CPU."""
+    device = cuda_host.HostDevice(model.dtype)
+    model._fast_step = CupyTrainStep(model, build_plan(model), _model_key(model),
+                                     device=device)
+    return device
+
+
+def check_host_equal(layers_fn, *, loss="cross_entropy", alpha=0.0, optimizer="sgd",
+                     dtype="float32", weights=False, k=4):
+    fast = make(layers_fn, loss=loss, alpha=alpha, optimizer=optimizer, dtype=dtype)
+    ref = make(layers_fn, loss=loss, alpha=alpha, optimizer=optimizer, dtype=dtype)
+    assert _fast.structure_reason(fast, "cupy") is None
+    device = host_step(fast)
+    batches = batches_for(loss, dtype, k=k)
+    w = None
+    if weights:
+        rng = np.random.default_rng(9)
+        w = [rng.random(X.shape[0]).astype(dtype) + 0.1 for X, _ in batches]
+    out_f = run_steps(fast, batches, fast=True, weights=w)
+    out_r = run_steps(ref, batches, fast=False, weights=w)
+    assert_same(fast, ref, out_f, out_r, dtype)
+    return device.launches
+
+
+@needs_gxx
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("alpha", [0.0, 0.01])
+def test_host_optimizers_equal_generic(optimizer, alpha):
+    launches = check_host_equal(mlp_layers("relu"), optimizer=optimizer, alpha=alpha)
+    assert launches["bias_act_forward"] == 3 * 5  # 3 Dense layers, 5 steps
+    assert launches["softmax_xent"] == 5
+    update = {"sgd": "sgd_update", "adam": "adam_update", "adamw": "adam_update",
+              "rmsprop": "rmsprop_update"}[OPTIMIZERS[optimizer]["name"]]
+    assert launches[update] >= 3 * 5  # at least the biases (SGD folds W into cuBLAS)
+
+
+@needs_gxx
+@pytest.mark.parametrize("act", list(_fast.NUMPY_ACTIVATIONS))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_host_activations_equal_generic(act, dtype):
+    launches = check_host_equal(mlp_layers(act), optimizer="adam", alpha=0.01, dtype=dtype)
+    assert launches.get("act_backward", 0) == (0 if act == "identity" else 2 * 5)
+
+
+@needs_gxx
+@pytest.mark.parametrize("loss,k", [("cross_entropy", 4), ("binary_cross_entropy", 3),
+                                    ("mse", 2)])
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+def test_host_losses_equal_generic(loss, k, optimizer):
+    check_host_equal(mlp_layers("tanh", k=k), loss=loss, optimizer=optimizer, k=k)
+
+
+@needs_gxx
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+def test_host_sample_weight_equal_generic(loss):
+    check_host_equal(mlp_layers("relu"), loss=loss, optimizer="momentum", weights=True,
+                     alpha=0.01)
+
+
+@needs_gxx
+@pytest.mark.parametrize("optimizer", ["sgd_wd", "nesterov_wd", "adamw", "rmsprop"])
+def test_host_no_bias_float64_equal_generic(optimizer):
+    launches = check_host_equal(mlp_layers("leaky_relu", bias=False), optimizer=optimizer,
+                                alpha=0.01, dtype="float64")
+    assert "bias_act_forward" not in launches
+    assert launches["act_forward"] == 2 * 5
+
+
+@needs_gxx
+def test_host_step_is_one_model_update():
+    """A fused step leaves params, slots and step count exactly where the kernels put
+    them: a second identical model trained generically agrees after many steps."""
+    fast = make(mlp_layers("relu"), optimizer="adam", alpha=1e-3)
+    ref = make(mlp_layers("relu"), optimizer="adam", alpha=1e-3)
+    host_step(fast)
+    batches = batches_for("cross_entropy", "float32", sizes=(16,) * 40)
+    assert_same(fast, ref, run_steps(fast, batches, fast=True),
+                run_steps(ref, batches, fast=False), "float32")
+
+
+@needs_gxx
+def test_host_kernels_reject_mismatched_types():
+    device = cuda_host.HostDevice("float32")
+    z = np.zeros((2, 3), np.float32)
+    with pytest.raises(TypeError, match="float64"):
+        device.launch("act_forward", z.size, z, np.int64(z.size), np.int32(1),
+                      np.float64(0.0))
+
+
+# ---------------------------------------------------------------------------- predicate
+def test_cupy_rules_of_the_predicate():
+    plain = make(mlp_layers("relu"))
+    assert _fast.structure_reason(plain, "cupy") is None
+    dropout = make(mlp_layers("relu", dropout=0.2))
+    assert _fast.structure_reason(dropout, "numpy") is None
+    assert "Dropout" in _fast.structure_reason(dropout, "cupy")
+
+    def stacked():
+        return [Dense(8), ActivationLayer("tanh"), ActivationLayer("sigmoid"), Dense(4)]
+    model = make(stacked)
+    assert _fast.structure_reason(model, "numpy") is None
+    assert "follow a Dense" in _fast.structure_reason(model, "cupy")
+
+
+def test_strict_backend_has_no_fast_step():
+    pytest.importorskip("array_api_strict")
+    model = MLP([4, 8, 3], backend="array_api_strict", seed=0).compile("sgd")
+    assert model._fast_step is None
+    assert "NumPy and CuPy" in _fast.unsupported_reason(model)
+
+
+# ---------------------------------------------------------------------------- on a GPU
+def check_gpu_equal(act, optimizer, dtype, *, loss="cross_entropy", k=4, weights=False):
+    """The CuPy step against the generic path on CuPy and on NumPy."""
+    kw = dict(loss=loss, optimizer=optimizer, alpha=0.01, dtype=dtype)
+    fast = make(mlp_layers(act, k=k), backend="cupy", **kw)
+    ref = make(mlp_layers(act, k=k), backend="cupy", **kw)
+    host = make(mlp_layers(act, k=k), **kw)
+    assert isinstance(fast._fast_step, CupyTrainStep), _fast.unsupported_reason(fast)
+    batches = batches_for(loss, dtype, k=k)
+    w = None
+    if weights:
+        rng = np.random.default_rng(9)
+        w = [rng.random(X.shape[0]).astype(dtype) + 0.1 for X, _ in batches]
+    out_f = run_steps(fast, batches, fast=True, weights=w)
+    assert_same(fast, ref, out_f, run_steps(ref, batches, fast=False, weights=w), dtype)
+    assert_same(fast, host, out_f, run_steps(host, batches, fast=False, weights=w), dtype)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _backend.cuda_available(), reason="no CUDA device")
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam", "adamw", "rmsprop"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("act", ["relu", "tanh", "sigmoid", "leaky_relu"])
+def test_gpu_step_equals_generic(optimizer, dtype, act):
+    check_gpu_equal(act, optimizer, dtype)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _backend.cuda_available(), reason="no CUDA device")
+@pytest.mark.parametrize("loss,k,weights", [("binary_cross_entropy", 3, False),
+                                            ("mse", 2, True), ("cross_entropy", 4, True)])
+def test_gpu_other_losses_and_weights(loss, k, weights):
+    check_gpu_equal("relu", "adam", "float32", loss=loss, k=k, weights=weights)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _backend.cuda_available(), reason="no CUDA device")
+def test_gpu_dropout_takes_the_generic_path():
+    model = MLP([6, 8, 4], dropout=0.2, backend="cupy", seed=0).compile("sgd")
+    assert model._fast_step is None
+    assert "Dropout" in _fast.unsupported_reason(model)
