@@ -381,3 +381,21 @@ def test_buffers_of_many_batch_sizes_are_bounded():
     for buf in step._buffers.values():
         live |= {id(b) for b in buf.act if b is not None} | {id(b) for b in buf.grad.values()}
     assert {id(a) for a, _ in step._ptrs.values()} <= live
+
+
+def test_changing_alpha_keeps_the_plan_and_buffers():
+    """alpha is read every step (the scikit-learn wrapper sets it per batch): changing it
+    must neither re-plan nor drop the buffers, and must still match the generic path."""
+    fast = make(mlp_layers("relu"), optimizer="sgd", alpha=0.01)
+    ref = make(mlp_layers("relu"), optimizer="sgd", alpha=0.01)
+    step = fast._fast_step
+    batches = batches_for("cross_entropy", "float32")
+    out_f, out_r = [], []
+    for i, batch in enumerate(batches):
+        fast.alpha = ref.alpha = 0.01 / (i + 1)
+        out_f += run_steps(fast, [batch], fast=True)
+        out_r += run_steps(ref, [batch], fast=False)
+        if i == 0:
+            bufs = step.buffers(batch[0].shape[0])
+    assert fast._fast_step is step and step.buffers(batches[0][0].shape[0]) is bufs
+    assert_same(fast, ref, out_f, out_r, "float32")

@@ -158,8 +158,12 @@ def structure_reason(model, kind):
 
 
 def _model_key(model):
-    """What a step was planned for; compared by identity (and value) on every call."""
-    return (tuple(model.layers), model.loss, model.output, model.optimizer_, model.alpha,
+    """What a step was planned for; compared by identity (and value) on every call.
+
+    Not in it: ``model.alpha`` and the optimizer's hyper-parameters, which the steps
+    read afresh on every call (the scikit-learn wrapper sets ``alpha`` per batch).
+    """
+    return (tuple(model.layers), model.loss, model.output, model.optimizer_,
             model.dtype, model.backend.name)
 
 
