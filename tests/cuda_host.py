@@ -27,7 +27,7 @@ import tempfile
 
 import numpy as np
 
-from mlpx._fast.cupy_step import kernel_source
+from mlpx._fast.cupy_step import KERNELS, kernel_source
 
 _SHIM = r"""
 #include <cmath>
@@ -95,7 +95,8 @@ class HostDevice:
     def __init__(self, dtype):
         self.xp = np
         self.dtype = np.dtype(dtype)
-        self._lib = _build(self.dtype.name)
+        lib = _build(self.dtype.name)
+        self._fns = {k: getattr(lib, k) for k in KERNELS}  # as CupyDevice: all, up front
         self.launches = {}
 
     def launch(self, name, n, *args):
@@ -107,7 +108,7 @@ class HostDevice:
             if isinstance(a, (np.float32, np.float64)) and a.dtype != self.dtype:
                 raise TypeError(f"{name}: scalar of dtype {a.dtype}, kernels are "
                                 f"{self.dtype}")
-        getattr(self._lib, name)(*[_c_arg(a) for a in args])
+        self._fns[name](*[_c_arg(a) for a in args])
 
     def gemm(self, ta, tb, a, b, out, alpha=1.0, beta=0.0):
         a = a.T if ta == "T" else a

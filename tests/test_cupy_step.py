@@ -14,7 +14,7 @@ import pytest
 from mlpx import MLP, _backend, _fast
 from mlpx._fast import _model_key
 from mlpx._fast._step import build_plan
-from mlpx._fast.cupy_step import ACTIVATION_CODES, CupyTrainStep, kernel_source
+from mlpx._fast.cupy_step import ACTIVATION_CODES, KERNELS, CupyTrainStep, kernel_source
 from mlpx.layers import ActivationLayer, Dense, Dropout
 
 from . import cuda_host
@@ -41,6 +41,13 @@ def test_nvrtc_check_can_fail():
     ok, log = cuda_host.nvrtc_compile(kernel_source("float32").replace("r_tanh(v)",
                                                                        "r_tanhh(v)"))
     assert not ok and "r_tanhh" in log
+
+
+def test_kernel_list_matches_the_source():
+    import re
+
+    src = kernel_source("float64")
+    assert sorted(re.findall(r'extern "C" __global__ void (\w+)\(', src)) == sorted(KERNELS)
 
 
 def test_activation_codes_match_the_source():
@@ -204,3 +211,36 @@ def test_gpu_dropout_takes_the_generic_path():
     model = MLP([6, 8, 4], dropout=0.2, backend="cupy", seed=0).compile("sgd")
     assert model._fast_step is None
     assert "Dropout" in _fast.unsupported_reason(model)
+
+
+def test_kernel_compile_failure_is_loud(monkeypatch):
+    """A CuPy that cannot compile the kernels: compile() raises and says what to do."""
+    import sys
+    import types
+
+    from mlpx._fast import cupy_step
+
+    class CompileException(Exception):
+        pass
+
+    class RawModule:
+        def __init__(self, code, options):
+            assert code.startswith("typedef float real;") and "--std=c++14" in options
+
+        def get_function(self, name):
+            raise CompileException("kernels.cu(1): error: something the GPU disliked")
+
+    fake = types.ModuleType("cupy")
+    fake.RawModule = RawModule
+    fake.cublas = types.ModuleType("cupy.cublas")
+    fake.cublas.gemm = None
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    monkeypatch.setitem(sys.modules, "cupy.cublas", fake.cublas)
+    cupy_step._module.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match="MLPX_FAST=0") as info:
+            cupy_step.CupyDevice("float32")
+        assert "something the GPU disliked" in str(info.value)
+        assert isinstance(info.value.__cause__, CompileException)
+    finally:
+        cupy_step._module.cache_clear()

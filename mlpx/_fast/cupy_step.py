@@ -35,10 +35,14 @@ import numpy as np
 from ..optimizers import SGD, Adam, AdamW
 from ._step import FastStep
 
-__all__ = ["CupyTrainStep", "CupyDevice", "kernel_source", "ACTIVATION_CODES"]
+__all__ = ["CupyTrainStep", "CupyDevice", "kernel_source", "ACTIVATION_CODES", "KERNELS"]
 
 #: Activation name -> the ACT_* code in kernels.cu.
 ACTIVATION_CODES = {"identity": 0, "relu": 1, "leaky_relu": 2, "tanh": 3, "sigmoid": 4}
+
+#: Every kernel in kernels.cu, compiled and looked up when a step is made.
+KERNELS = ("bias_act_forward", "act_forward", "act_backward", "softmax_xent", "sgd_update",
+           "adam_update", "rmsprop_update")
 
 _THREADS = 256
 _MAX_BLOCKS = 65535
@@ -59,6 +63,11 @@ class CupyDevice:
     ``n``); ``gemm(ta, tb, a, b, out, alpha, beta)`` is
     ``out = alpha * op(a) @ op(b) + beta * out``. Arguments are device arrays and NumPy
     scalars whose types match the kernel's parameters.
+
+    The kernels are compiled here, when :meth:`mlpx.Sequential.compile` makes the step
+    (CuPy caches the binary on disk, so only the first run on a machine pays for it). A
+    compiler error is raised at once as a RuntimeError that says how to train without
+    the kernels, never swallowed.
     """
 
     def __init__(self, dtype):
@@ -67,13 +76,20 @@ class CupyDevice:
 
         self.xp = cupy
         self._gemm = cupy.cublas.gemm
-        self._module = _module(np.dtype(dtype).name)
-        self._fns = {}
+        name = np.dtype(dtype).name
+        try:
+            module = _module(name)
+            self._fns = {k: module.get_function(k) for k in KERNELS}
+        except Exception as exc:
+            raise RuntimeError(
+                f"mlpx could not compile its CUDA kernels for {name} on this GPU "
+                f"({type(exc).__name__}: {exc}). Set the environment variable MLPX_FAST=0 "
+                "to train on the generic Array API path instead, and please report this "
+                "with the output of `python -c 'import cupy; cupy.show_config()'`."
+            ) from exc
 
     def launch(self, name, n, *args):
-        fn = self._fns.get(name)
-        if fn is None:
-            fn = self._fns[name] = self._module.get_function(name)
+        fn = self._fns[name]
         blocks = max(1, min(_MAX_BLOCKS, -(-int(n) // _THREADS)))
         fn((blocks,), (_THREADS,), args)
 
