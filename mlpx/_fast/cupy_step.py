@@ -94,7 +94,12 @@ class CupyDevice:
         fn((blocks,), (_THREADS,), args)
 
     def gemm(self, ta, tb, a, b, out, alpha=1.0, beta=0.0):
-        self._gemm(ta, tb, a, b, out=out, alpha=alpha, beta=beta)
+        if alpha == 1.0 and beta == 0.0:
+            # plain products through cupy.matmul (Cython all the way to cuBLAS); the
+            # pure-Python cupy.cublas.gemm only where alpha/beta fold in the SGD update
+            self.xp.matmul(a.T if ta == "T" else a, b.T if tb == "T" else b, out=out)
+        else:
+            self._gemm(ta, tb, a, b, out=out, alpha=alpha, beta=beta)
 
 
 @functools.lru_cache(maxsize=None)
