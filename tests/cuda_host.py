@@ -27,7 +27,7 @@ import tempfile
 
 import numpy as np
 
-from mlpx._fast.cupy_step import KERNELS, kernel_source
+from mlpx._fast.cupy_step import KERNELS, CupyDevice, kernel_source
 
 _SHIM = r"""
 #include <cmath>
@@ -85,19 +85,23 @@ def _c_arg(a):
                     "NumPy scalar of the parameter's exact type")
 
 
-class HostDevice:
-    """:class:`mlpx._fast.cupy_step.CupyDevice`'s interface on NumPy and g++.
+class HostDevice(CupyDevice):
+    """:class:`mlpx._fast.cupy_step.CupyDevice` on NumPy and g++.
 
+    ``gemm`` is CupyDevice's own (so its choice between ``matmul`` and the alpha/beta
+    product is tested too), with NumPy standing in for CuPy and ``cupy.cublas.gemm``.
     Also counts the kernel launches by name (``launches``), so tests can check that the
     fused kernels, not the generic fall-through, did the work.
     """
 
-    def __init__(self, dtype):
+    def __init__(self, dtype):  # no super().__init__: it would import CuPy
         self.xp = np
         self.dtype = np.dtype(dtype)
+        self._gemm = self._numpy_gemm
         lib = _build(self.dtype.name)
         self._fns = {k: getattr(lib, k) for k in KERNELS}  # as CupyDevice: all, up front
         self.launches = {}
+        self.products = {"matmul": 0, "gemm": 0}
 
     def launch(self, name, n, *args):
         self.launches[name] = self.launches.get(name, 0) + 1
@@ -111,12 +115,14 @@ class HostDevice:
         self._fns[name](*[_c_arg(a) for a in args])
 
     def gemm(self, ta, tb, a, b, out, alpha=1.0, beta=0.0):
-        a = a.T if ta == "T" else a
-        b = b.T if tb == "T" else b
-        prod = a @ b
-        if alpha != 1.0:
-            prod *= self.dtype.type(alpha)
-        if beta == 0.0:
+        self.products["matmul" if (alpha, beta) == (1.0, 0.0) else "gemm"] += 1
+        super().gemm(ta, tb, a, b, out, alpha, beta)
+
+    def _numpy_gemm(self, ta, tb, a, b, out, alpha, beta):
+        """``cupy.cublas.gemm``'s contract: ``out = alpha * op(a) @ op(b) + beta * out``."""
+        prod = (a.T if ta == "T" else a) @ (b.T if tb == "T" else b)
+        prod *= self.dtype.type(alpha)
+        if beta == 0.0:  # as cuBLAS: out is not read (it may hold garbage)
             out[...] = prod
         else:
             out *= self.dtype.type(beta)

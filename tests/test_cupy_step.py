@@ -80,7 +80,7 @@ def check_host_equal(layers_fn, *, loss="cross_entropy", alpha=0.0, optimizer="s
     out_f = run_steps(fast, batches, fast=True, weights=w)
     out_r = run_steps(ref, batches, fast=False, weights=w)
     assert_same(fast, ref, out_f, out_r, dtype)
-    return device.launches
+    return dict(device.launches, **device.products)
 
 
 @needs_gxx
@@ -93,6 +93,9 @@ def test_host_optimizers_equal_generic(optimizer, alpha):
     update = {"sgd": "sgd_update", "adam": "adam_update", "adamw": "adam_update",
               "rmsprop": "rmsprop_update"}[OPTIMIZERS[optimizer]["name"]]
     assert launches[update] >= 3 * 5  # at least the biases (SGD folds W into cuBLAS)
+    folded = optimizer in ("sgd", "sgd_wd", "sgd_schedule")  # no momentum: W in the product
+    assert launches["gemm"] == (3 * 5 if folded else 0)
+    assert launches["matmul"] == 5 * (3 + 2 + (0 if folded else 3))  # fwd, dx, dW
 
 
 @needs_gxx
