@@ -18,7 +18,8 @@ from mlpx._fast.cupy_step import ACTIVATION_CODES, KERNELS, CupyTrainStep, kerne
 from mlpx.layers import ActivationLayer, Dense, Dropout
 
 from . import cuda_host
-from .test_fast import OPTIMIZERS, assert_same, batches_for, make, mlp_layers, run_steps
+from .test_fast import (OPTIMIZERS, assert_same, batches_for, make, mlp_layers, run_steps,
+                        sample_weights)
 
 needs_gxx = pytest.mark.skipif(not cuda_host.compiler_available(),
                                reason="g++ is needed to run the CUDA kernels on the CPU")
@@ -73,10 +74,7 @@ def check_host_equal(layers_fn, *, loss="cross_entropy", alpha=0.0, optimizer="s
     assert _fast.structure_reason(fast, "cupy") is None
     device = host_step(fast)
     batches = batches_for(loss, dtype, k=k)
-    w = None
-    if weights:
-        rng = np.random.default_rng(9)
-        w = [rng.random(X.shape[0]).astype(dtype) + 0.1 for X, _ in batches]
+    w = sample_weights(batches, dtype) if weights else None
     out_f = run_steps(fast, batches, fast=True, weights=w)
     out_r = run_steps(ref, batches, fast=False, weights=w)
     assert_same(fast, ref, out_f, out_r, dtype)
@@ -182,10 +180,7 @@ def check_gpu_equal(act, optimizer, dtype, *, loss="cross_entropy", k=4, weights
     host = make(mlp_layers(act, k=k), **kw)
     assert isinstance(fast._fast_step, CupyTrainStep), _fast.unsupported_reason(fast)
     batches = batches_for(loss, dtype, k=k)
-    w = None
-    if weights:
-        rng = np.random.default_rng(9)
-        w = [rng.random(X.shape[0]).astype(dtype) + 0.1 for X, _ in batches]
+    w = sample_weights(batches, dtype) if weights else None
     out_f = run_steps(fast, batches, fast=True, weights=w)
     assert_same(fast, ref, out_f, run_steps(ref, batches, fast=False, weights=w), dtype)
     assert_same(fast, host, out_f, run_steps(host, batches, fast=False, weights=w), dtype)

@@ -90,6 +90,12 @@ def batches_for(loss, dtype, k=4, sizes=(32, 32, 13, 32, 5)):
     return [data(n, 6, k, loss, dtype, seed=i) for i, n in enumerate(sizes)]
 
 
+def sample_weights(batches, dtype):
+    """One positive weight per row of each batch."""
+    rng = np.random.default_rng(9)
+    return [rng.random(X.shape[0]).astype(dtype) + 0.1 for X, _ in batches]
+
+
 def assert_same(fast_model, ref_model, fast_out, ref_out, dtype):
     tol = TOL[dtype]
     for (lf, zf), (lr, zr) in zip(fast_out, ref_out):
@@ -113,10 +119,7 @@ def check_equal(layers_fn, *, loss="cross_entropy", output=None, alpha=0.0, opti
                dtype=dtype)
     assert fast._fast_step is not None, _fast.unsupported_reason(fast)
     batches = batches_for(loss, dtype, k=k)
-    w = None
-    if weights:
-        rng = np.random.default_rng(9)
-        w = [rng.random(X.shape[0]).astype(dtype) + 0.1 for X, _ in batches]
+    w = sample_weights(batches, dtype) if weights else None
     calls = []
     step = fast._fast_step
     orig = type(step).__call__

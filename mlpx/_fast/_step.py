@@ -107,6 +107,18 @@ class FastStep:
     def _step(self, model, params, state, opt, names, X, Y, w):  # pragma: no cover
         raise NotImplementedError
 
+    def _add_l2(self, loss, params, decay_mask, alpha):
+        """``loss + alpha/2 * sum ||p||^2`` over the decayed params (dot products)."""
+        if alpha > 0:
+            total = None
+            for p, d in zip(params, decay_mask):
+                if d:
+                    s = self.xp.vdot(p, p)
+                    total = s if total is None else total + s
+            if total is not None:
+                loss = loss + (0.5 * alpha) * total
+        return loss
+
     def _evicted(self):
         """Called when a batch shape's buffers are dropped from the cache."""
 

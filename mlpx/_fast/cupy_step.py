@@ -207,14 +207,7 @@ class CupyTrainStep(FastStep):
                                                  xp=model.backend.xp, sample_weight=w)
         alpha = model.alpha
         decay_mask = model.decay_mask
-        if alpha > 0:
-            total = None
-            for p, d in zip(params, decay_mask):
-                if d:
-                    s = xp.vdot(p, p)
-                    total = s if total is None else total + s
-            if total is not None:
-                loss = loss + (0.5 * alpha) * total
+        loss = self._add_l2(loss, params, decay_mask, alpha)
 
         # ---------------------------------------------------------------- backward
         lr = opt.current_lr(state["step"])

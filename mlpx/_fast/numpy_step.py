@@ -189,14 +189,7 @@ class NumpyTrainStep(FastStep):
         loss, dz = _loss_and_grad(model, z, Y, w)
         decay_mask = model.decay_mask
         alpha = model.alpha
-        if alpha > 0:
-            total = None
-            for p, d in zip(params, decay_mask):
-                if d:
-                    s = np.vdot(p, p)
-                    total = s if total is None else total + s
-            if total is not None:
-                loss = loss + (0.5 * alpha) * total
+        loss = self._add_l2(loss, params, decay_mask, alpha)
 
         # ---------------------------------------------------------------- backward
         lr = opt.current_lr(state["step"])
