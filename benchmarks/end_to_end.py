@@ -1,11 +1,13 @@
 """End to end on real data: Fashion-MNIST, mlpx against PyTorch (and scikit-learn).
 
-``python -m benchmarks.end_to_end [--data-dir DIR] [--repeats 3] [--sklearn]``
+``python -m benchmarks.end_to_end [--data-dir DIR] [--repeats 3] [--sklearn] [--device cuda]``
 
 The same network and schedule for every library: 784-256-256-10, ReLU, softmax
 cross-entropy, Adam (lr 1e-3), batch 128, 10 epochs, reshuffled every epoch, pixels
-scaled to [0, 1], float32, CPU. The timed span is training only, data already in memory
-in each library's own arrays (mlpx: ``MLP.fit`` with ``verbose=0``, which includes its
+scaled to [0, 1], float32, on the CPU (mlpx on NumPy) or with ``--device cuda`` on the GPU
+(mlpx on CuPy, PyTorch on CUDA, no scikit-learn; the training data are copied to the GPU
+before the clock starts and the clock stops after the device has finished). The timed
+span is training only, data already in memory in each library's own arrays (mlpx: ``MLP.fit`` with ``verbose=0``, which includes its
 input validation and per-epoch bookkeeping; PyTorch: the usual loop of ``randperm``, indexing, ``zero_grad``,
 forward, ``CrossEntropyLoss``, ``backward``, ``Adam.step``; scikit-learn:
 ``MLPClassifier.fit`` with ``max_iter=10``). Accuracy is on the 10,000 test images.
@@ -45,19 +47,24 @@ def load(data_dir):
                                                          yte.astype(np.int64))
 
 
-def run_mlpx(train, test, seed):
+def run_mlpx(train, test, seed, device="cpu"):
     import mlpx
+    from mlpx._backend import synchronize, to_device
 
-    model = mlpx.MLP(list(SIZES), activation="relu", seed=seed)
+    backend = mlpx.resolve_backend("numpy" if device == "cpu" else "cupy")
+    model = mlpx.MLP(list(SIZES), activation="relu", backend=backend, seed=seed)
+    X, y = to_device(train[0], backend=backend), to_device(train[1], backend=backend)
+    synchronize(backend)
     t0 = time.perf_counter()
-    model.fit(*train, epochs=EPOCHS, batch_size=BATCH,
+    model.fit(X, y, epochs=EPOCHS, batch_size=BATCH,
               optimizer={"name": "adam", "lr": LR}, verbose=0)
+    synchronize(backend)
     seconds = time.perf_counter() - t0
     acc = float(np.mean(mlpx.to_numpy(model.predict(test[0])) == test[1]))
     return seconds, acc
 
 
-def run_torch(train, test, seed):
+def run_torch(train, test, seed, device="cpu"):
     import torch
 
     torch.manual_seed(seed)
@@ -66,28 +73,31 @@ def run_torch(train, test, seed):
         layers.append(torch.nn.Linear(a, b))
         if i < len(SIZES) - 2:
             layers.append(torch.nn.ReLU())
-    net = torch.nn.Sequential(*layers)
+    net = torch.nn.Sequential(*layers).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=LR)
     loss_fn = torch.nn.CrossEntropyLoss()
-    X, y = torch.from_numpy(train[0]), torch.from_numpy(train[1])
+    X, y = torch.from_numpy(train[0]).to(device), torch.from_numpy(train[1]).to(device)
     n = X.shape[0]
     g = torch.Generator().manual_seed(seed)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    sync()
     t0 = time.perf_counter()
     for _ in range(EPOCHS):
-        perm = torch.randperm(n, generator=g)
+        perm = torch.randperm(n, generator=g).to(device)
         for s in range(0, n, BATCH):
             idx = perm[s:s + BATCH]
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(net(X[idx]), y[idx])
             loss.backward()
             opt.step()
+    sync()
     seconds = time.perf_counter() - t0
     with torch.no_grad():
-        pred = net(torch.from_numpy(test[0])).argmax(1).numpy()
+        pred = net(torch.from_numpy(test[0]).to(device)).argmax(1).cpu().numpy()
     return seconds, float(np.mean(pred == test[1]))
 
 
-def run_sklearn(train, test, seed):
+def run_sklearn(train, test, seed, device="cpu"):
     from sklearn.neural_network import MLPClassifier
 
     clf = MLPClassifier(hidden_layer_sizes=SIZES[1:-1], activation="relu", solver="adam",
@@ -113,7 +123,20 @@ def main(argv=None):
     p.add_argument("--no-save", action="store_true")
     p.add_argument("--threads", type=int, default=None,
                    help="threads for every library (applied before NumPy loads)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="cpu: mlpx on NumPy, torch on CPU; cuda: mlpx on CuPy, torch on CUDA")
     args = p.parse_args(argv)
+    gpu_label = None
+    if args.device == "cuda":
+        if args.sklearn:
+            p.error("--sklearn runs on the CPU only; leave it out with --device cuda")
+        import mlpx
+        from mlpx._backend import device_name
+
+        try:
+            gpu_label = timing.slug(device_name(mlpx.resolve_backend("cupy")))
+        except (ImportError, RuntimeError) as exc:
+            p.error(f"--device cuda needs CuPy and a CUDA GPU: {exc}")
     if args.threads:
         try:
             import torch
@@ -134,14 +157,14 @@ def main(argv=None):
     if args.sklearn:
         runners["sklearn"] = run_sklearn
     info = timing.machine()
-    print(f"device: {info['device_label']}; load {info.get('load_average')}",
-          file=sys.stderr)
+    label = gpu_label or info["device_label"]
+    print(f"device: {label}; load {info.get('load_average')}", file=sys.stderr)
     runs = {k: [] for k in runners}
     for r in range(args.repeats):
         names = list(runners)
         names = names[r % len(names):] + names[:r % len(names)]
         for name in names:
-            seconds, acc = runners[name](train, test, seed=r)
+            seconds, acc = runners[name](train, test, seed=r, device=args.device)
             runs[name].append({"seconds": seconds, "accuracy": acc})
             print(f"  round {r + 1} {name}: {seconds:.2f} s, test accuracy {acc:.4f}",
                   file=sys.stderr, flush=True)
@@ -170,11 +193,11 @@ def main(argv=None):
         lines.append(f"- {k}: {v:.3f}")
     text = "\n".join(lines)
     print(f"Fashion-MNIST {'-'.join(map(str, SIZES))} ReLU, Adam lr {LR}, batch {BATCH}, "
-          f"{EPOCHS} epochs, {args.repeats} rounds")
+          f"{EPOCHS} epochs, {args.repeats} rounds, {args.device}")
     print(text)
     if not args.no_save:
         os.makedirs(args.out, exist_ok=True)
-        base = os.path.join(args.out, f"end_to_end-{info['device_label']}"
+        base = os.path.join(args.out, f"end_to_end-{label}"
                             + (f"-{args.threads}thread" if args.threads else ""))
         payload = {"command": "python -m benchmarks.end_to_end " + " ".join(
                        argv if argv is not None else sys.argv[1:]),
@@ -182,6 +205,7 @@ def main(argv=None):
                        "load_average"),
                    "versions": timing.versions(),
                    "settings": {"sizes": SIZES, "epochs": EPOCHS, "batch_size": BATCH,
+                                "device": args.device,
                                 "threads": args.threads,
                                 "optimizer": "adam", "lr": LR, "dtype": "float32",
                                 "repeats": args.repeats},
@@ -189,7 +213,7 @@ def main(argv=None):
         with open(base + ".json", "w") as fh:
             json.dump(payload, fh, indent=1)
         with open(base + ".md", "w") as fh:
-            fh.write(f"Command: `{payload['command']}`  \nDevice: {info['device_label']}; "
+            fh.write(f"Command: `{payload['command']}`  \nDevice: {label}; "
                      f"load average {info.get('load_average')}\n\n{text}\n")
         print(f"wrote {base}.json and {base}.md", file=sys.stderr)
     return 0

@@ -231,6 +231,9 @@ def main(argv=None):
     if missing:
         print("cupy: no CUDA device here; skipping it.", file=sys.stderr)
         backends = [b for b in backends if b not in missing]
+        if not backends:
+            p.error("--backends names only cupy, and CuPy or a CUDA device is missing here: "
+                    "nothing to measure (add numpy, or run on a GPU machine)")
 
     if args.threads:
         if os.environ.get("OPENBLAS_NUM_THREADS") != str(args.threads):
