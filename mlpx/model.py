@@ -4,15 +4,14 @@ A model is bound to one backend (namespace + device) when it is built; its param
 live there for its whole life. ``fit`` takes host (NumPy) data or arrays already in the
 model's namespace, moves host data to the device once, and trains without host
 synchronisation inside the epoch: losses accumulate on the device and are read once per
-epoch.
+epoch. The training loop itself (checkpoints, resume, non-finite recovery) is in
+:mod:`mlpx._fit`.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-import time
-import warnings
 
 import numpy as np
 
@@ -23,8 +22,7 @@ from ._validation import check_float, check_int
 from .layers import ActivationLayer, Dense, Dropout, Maxout, PReLU, get_layer
 from .losses import get_loss, l2_penalty, one_hot
 from .optimizers import get_optimizer
-from .training import (Callback, DeviceMemoryError, EarlyStopping, Evaluation, History,
-                       NonFiniteLossError, NonFiniteLossWarning, as_callbacks,
+from .training import (Callback, EarlyStopping, Evaluation, History, as_callbacks,
                        as_early_stopping)
 
 __all__ = ["Sequential", "MLP", "model_from_config"]
@@ -419,7 +417,7 @@ class Sequential:
         non-deterministic device), the weights from the start of the epoch are kept and
         the batch is the first whose recorded loss is not finite.
         """
-        from . import io as _io
+        from . import _fit, io as _io
 
         owner = type(self).__name__
         epochs = check_int(epochs, "epochs", f"{owner}.fit", low=0)
@@ -436,410 +434,13 @@ class Sequential:
                              f"{list(_ON_NONFINITE)}. Got {on_nonfinite!r} instead.")
         if checkpoint is not None:
             checkpoint = _io.check_writable_path(checkpoint, "checkpoint")
-        ckpt = fit_info = None
-        if resume is not None:
-            ckpt = _io._read_checkpoint(resume)
-            fit_info = ckpt["training"].get("fit")
-            if not self.built:
-                width = ckpt["meta"]["config"].get("n_features")
-                if isinstance(width, int) and not isinstance(width, bool) and width > 0:
-                    self.build(width)
-            self._check_resume(ckpt, opt, stopper)
-
-        # Validate everything before changing anything.
-        X_probe = _as_numeric(X, "X", self.backend)
-        if not self.built and X_probe.ndim == 2:
-            self.build(int(X_probe.shape[1]))
-        Xd = self._to_device_X(X)
-        n = int(Xd.shape[0])
-        Yd, labels = self._to_device_y(y, n)
-        Wd = self._to_device_weights(sample_weight, n)
-        # The split is drawn from the host generator as it was when the (interrupted)
-        # call started, so that a resumed run holds out the same samples.
-        split_rng = self._train_rng
-        if fit_info is not None:
-            split_rng = _io._rng_from_state(fit_info["start_rng"])
-        elif ckpt is not None:  # a checkpoint from save_checkpoint: as load_checkpoint + fit
-            split_rng = _io._rng_from_state(ckpt["training"]["rng"]["train"])
-        start_rng = _io._rng_state(split_rng)
-        val = None
-        n_val = 0
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("validation_data must be a tuple (X_val, y_val).")
-            Xv = self._to_device_X(validation_data[0], "X_val")
-            Yv, lv = self._to_device_y(validation_data[1], int(Xv.shape[0]), "y_val")
-            val = (Xv, Yv, lv)
-        elif validation_split > 0:
-            n_val = int(round(n * validation_split))
-            if n_val < 1 or n - n_val < 1:
-                raise ValueError(f"validation_split={validation_split} leaves an empty "
-                                 f"training or validation set for {n} samples.")
-            perm = split_rng.permutation(n)
-            xp = self.backend.xp
-            vi = _backend.to_device(perm[:n_val], backend=self.backend)
-            ti = _backend.to_device(np.sort(perm[n_val:]), backend=self.backend)
-            val = (xp.take(Xd, vi, axis=0), xp.take(Yd, vi, axis=0),
-                   None if labels is None else xp.take(labels, vi, axis=0))
-            Xd, Yd = xp.take(Xd, ti, axis=0), xp.take(Yd, ti, axis=0)
-            labels = None if labels is None else xp.take(labels, ti, axis=0)
-            Wd = None if Wd is None else xp.take(Wd, ti, axis=0)
-            n = n - n_val
-        if stopper is not None:
-            monitor = stopper.monitor or ("val_loss" if val is not None else "loss")
-            if monitor.startswith("val_") and val is None:
-                raise ValueError(f"EarlyStopping monitors {monitor!r} but there is no "
-                                 "validation data; pass validation_data or "
-                                 "validation_split.")
-            if monitor.endswith("accuracy") and not self.is_classifier:
-                raise ValueError(f"EarlyStopping cannot monitor {monitor!r} for a "
-                                 "regression model.")
-        fit_json = None
-        if checkpoint is not None or fit_info is not None:
-            fit_json = {
-                "start_epoch": int(self.epoch_),
-                "epochs": epochs,
-                "batch_size": min(batch_size or n, n),
-                "shuffle": bool(shuffle),
-                "n_samples": n,
-                "n_features": int(self.n_features),
-                "n_val": n_val if val is None else int(val[0].shape[0]),
-                "validation": ("data" if validation_data is not None
-                               else "split" if val is not None else None),
-                "start_rng": start_rng,
-                "early_stopping": None if stopper is None else _stopper_config(stopper),
-                "fingerprint": self._fingerprint(Xd, Yd, Wd, *(val[:2] if val else ())),
-            }
-            if fit_info is not None:
-                fit_json["start_epoch"] = int(fit_info["start_epoch"])
-                _check_same_run(fit_info, fit_json, ckpt["path"])
-            elif ckpt is not None:
-                fit_json["start_epoch"] = int(ckpt["training"]["epoch"])
-
-        stopper_state = best_params = history = None
-        if ckpt is not None:
-            self.set_params([ckpt["arrays"][e["key"]] for e in ckpt["meta"]["params"]])
-            _io._apply_training(self, ckpt,
-                                train_rng=None if fit_info is not None else split_rng)
-            history = self.history_
-            if history is None:
-                history = History()
-            if fit_info is not None:
-                stopper_state = fit_info.get("stopper")
-                target = int(fit_info["start_epoch"]) + epochs
-                remaining = 0 if history.stopped_early else max(0, target - self.epoch_)
-            else:
-                remaining = epochs
-            if stopper is not None and stopper_state is not None:
-                best = _io._best_params(ckpt)
-                if best is not None:
-                    best_params = [_backend.to_device(b, backend=self.backend) for b in best]
-        else:
-            if opt is not None or self.optimizer_ is None:
-                self.compile(opt if opt is not None else "sgd")
-            remaining = epochs
-        return self._fit_loop(Xd, Yd, labels, Wd, val, epochs=remaining,
-                              batch_size=batch_size or n, shuffle=shuffle, stopper=stopper,
-                              callbacks=cbs, verbose=int(verbose), history=history,
-                              stopper_state=stopper_state, best_params=best_params,
-                              checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-                              fit_json=fit_json, on_nonfinite=on_nonfinite)
-
-    def _check_resume(self, ckpt, opt, stopper) -> None:
-        """Refuse a checkpoint that belongs to another model, optimizer or stopper."""
-        from . import io as _io
-
-        path = ckpt["path"]
-        mine = _json_normal(_io._to_json(self.get_config()))
-        theirs = _json_normal(ckpt["meta"]["config"])
-        if mine != theirs:
-            keys = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
-            raise ValueError(f"The checkpoint {path} belongs to a different model (config "
-                             f"keys that differ: {keys}); build the model with the config "
-                             "it was saved from, or load it with mlpx.io.load_checkpoint.")
-        saved = _json_normal(ckpt["training"]["optimizer"]["config"])
-        if opt is not None and _json_normal(_io._to_json(opt.get_config())) != saved:
-            raise ValueError(f"The checkpoint {path} was trained with optimizer {saved}, "
-                             f"not {opt.get_config()}; pass optimizer=None (or the same "
-                             "one) to resume.")
-        fit_info = ckpt["training"].get("fit")
-        if fit_info is not None:
-            had = fit_info.get("early_stopping")
-            now = None if stopper is None else _json_normal(_stopper_config(stopper))
-            if _json_normal(had) != now:
-                raise ValueError(f"The checkpoint {path} was trained with early_stopping="
-                                 f"{had}, not {now}; pass the same early_stopping to "
-                                 "resume.")
-
-    def _fingerprint(self, *arrays) -> list:
-        """Sums of the training arrays: a cheap check that a resumed run sees the same data."""
-        xp = self.backend.xp
-        out = []
-        for a in arrays:
-            if a is None:
-                out.append(None)
-                continue
-            if _has_f64(xp):
-                out.append(float(xp.sum(a, dtype=xp.float64)))
-            else:  # pragma: no cover - namespaces without float64
-                out.append(float(xp.sum(a)))
-        return out
-
-    def _begin_epoch(self, n, shuffle):
-        """Draw the epoch's randomness from the host generator and return the permutation.
-
-        The host generator's state at an epoch boundary is all a checkpoint needs: a
-        device noise generator (CuPy's, for dropout) is re-seeded from it here, and on
-        CPU backends dropout draws from the host generator itself.
-        """
-        if self._noise_rng is not self._train_rng:
-            self._noise_rng = _backend.noise_rng(self.backend, self._train_rng)
-        if not shuffle:
-            return None
-        return _backend.to_device(self._train_rng.permutation(n), backend=self.backend)
-
-    def _batch(self, data, perm, start, stop):
-        X, Y, labels, W = data
-        if perm is None:
-            xb, yb = X[start:stop, ...], Y[start:stop, ...]
-            wb = None if W is None else W[start:stop, ...]
-            lb = None if labels is None else labels[start:stop, ...]
-            return xb, yb, wb, lb
-        xp = self.backend.xp
-        idx = perm[start:stop]
-        xb, yb = xp.take(X, idx, axis=0), xp.take(Y, idx, axis=0)
-        wb = None if W is None else xp.take(W, idx, axis=0)
-        lb = None if labels is None else xp.take(labels, idx, axis=0)
-        return xb, yb, wb, lb
-
-    def _params_finite(self) -> bool:
-        """Whether every parameter is finite (one device reduction, one host read)."""
-        xp = self.backend.xp
-        ok = None
-        for p in self.params:
-            f = xp.all(xp.isfinite(p))
-            ok = f if ok is None else xp.logical_and(ok, f)
-        return True if ok is None else bool(ok)
-
-    def _fit_loop(self, X, Y, labels, W, val, *, epochs, batch_size, shuffle, stopper,
-                  callbacks, verbose, history=None, stopper_state=None, best_params=None,
-                  checkpoint=None, checkpoint_every=1, fit_json=None, on_nonfinite="raise"):
-        from tqdm.auto import tqdm
-
-        xp = self.backend.xp
-        n = int(X.shape[0])
-        batch_size = min(batch_size, n)
-        n_batches = -(-n // batch_size)
-        data = (X, Y, labels, W)
-        history = History() if history is None else history
-        self.history_ = history
-        self.stop_training = False
-        monitor = None
-        best, best_epoch, wait = math.inf, None, 0
-        if stopper is not None:
-            monitor = stopper.monitor or ("val_loss" if val is not None else "loss")
-            sign = -1.0 if monitor.endswith("accuracy") else 1.0
-            if stopper_state is not None:
-                best = float(stopper_state["best"])
-                best_epoch = stopper_state["best_epoch"]
-                wait = int(stopper_state["wait"])
-        good_params = [_copy(p, xp) for p in self.params]
-        for cb in callbacks:
-            cb.on_train_begin(self)
-        bar = tqdm(total=epochs, unit="epoch", disable=verbose < 1, leave=True,
-                   desc=f"{type(self).__name__} [{self.backend.name}]")
-        # A diverging run is reported once, as NonFiniteLossError, not as a stream of
-        # NumPy overflow warnings.
-        quiet = np.errstate(over="ignore", invalid="ignore", divide="ignore")
-        quiet.__enter__()
-        try:
-            for i in range(epochs):
-                epoch = self.epoch_ + 1
-                t0 = time.perf_counter()
-                # What a replay of this epoch needs, should it fail (see _recover).
-                rng_state = self._train_rng.bit_generator.state
-                state0 = _map_arrays(self.optimizer_state_, lambda a: _copy(a, xp))
-                perm = self._begin_epoch(n, shuffle)
-                total = 0.0
-                correct = 0.0
-                losses = []
-                lr = self.optimizer_.current_lr(self.optimizer_state_["step"])
-                inner = tqdm(total=n_batches, unit="batch", leave=False,
-                             disable=verbose < 2, desc=f"epoch {epoch}")
-                for start in range(0, n, batch_size):
-                    stop = min(start + batch_size, n)
-                    xb, yb, wb, lb = self._batch(data, perm, start, stop)
-                    try:
-                        loss, z = self.train_step(xb, yb, wb)
-                    except Exception as exc:
-                        if _backend.is_out_of_memory(exc):
-                            raise self._memory_error(exc, batch_size) from exc
-                        raise
-                    losses.append(loss)
-                    total = total + loss * (stop - start)
-                    if self.is_classifier:
-                        correct = correct + self._count_correct(z, yb, lb)
-                    inner.update(1)
-                inner.close()
-                train_loss = float(total) / n
-                if not (math.isfinite(train_loss) and self._params_finite()):
-                    error = self._recover(data, n, batch_size, shuffle, epoch=epoch,
-                                          n_batches=n_batches, lr=lr, losses=losses,
-                                          train_loss=train_loss, params0=good_params,
-                                          state0=state0, rng_state=rng_state)
-                    if on_nonfinite == "raise":
-                        raise error
-                    warnings.warn(str(error), NonFiniteLossWarning, stacklevel=3)
-                    history.stopped_early = True
-                    history.stop_reason = str(error)
-                    break
-                good_params = [_copy(p, xp) for p in self.params]
-                self.epoch_ = epoch
-                logs = {"loss": train_loss}
-                if self.is_classifier:
-                    logs["accuracy"] = float(correct) / n
-                if val is not None:
-                    vl, va = self._evaluate_device(*val)
-                    logs["val_loss"] = vl
-                    if va is not None:
-                        logs["val_accuracy"] = va
-                seconds = time.perf_counter() - t0
-                logs["seconds"] = seconds
-                logs["lr"] = lr
-                history.append(epoch, logs)
-                bar.update(1)
-                bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()
-                                 if k not in ("seconds", "lr")} | {"samples/s": f"{n / seconds:.3g}"})
-                for cb in callbacks:
-                    cb.on_epoch_end(self, epoch, logs)
-                if stopper is not None:
-                    value = sign * logs[monitor]
-                    if value < best - stopper.min_delta:
-                        best, best_epoch, wait = value, epoch, 0
-                        if stopper.restore_best:
-                            best_params = [_copy(p, xp) for p in self.params]
-                    else:
-                        wait += 1
-                        if wait >= stopper.patience:
-                            self.stop_training = True
-                if self.stop_training:
-                    history.stopped_early = True
-                if checkpoint is not None and (epoch % checkpoint_every == 0
-                                               or i == epochs - 1 or self.stop_training):
-                    self._write_checkpoint(checkpoint, fit_json, stopper, best, best_epoch,
-                                           wait, best_params)
-                if self.stop_training:
-                    break
-        finally:
-            quiet.__exit__(None, None, None)
-            bar.close()
-        if stopper is not None:
-            history.best_epoch = best_epoch
-            if stopper.restore_best and best_params is not None:
-                self._assign_params(best_params)
-        for cb in callbacks:
-            cb.on_train_end(self, history)
-        return history
-
-    def _write_checkpoint(self, path, fit_json, stopper, best, best_epoch, wait,
-                          best_params) -> None:
-        from . import io as _io
-
-        info = dict(fit_json)
-        info["stopper"] = None if stopper is None else {
-            "best": best, "best_epoch": best_epoch, "wait": wait}
-        arrays = best_params if stopper is not None and stopper.restore_best else None
-        _io.save_checkpoint(self, path, fit_state={"json": info, "arrays": arrays})
-
-    def _recover(self, data, n, batch_size, shuffle, *, epoch, n_batches, lr, losses,
-                 train_loss, params0, state0, rng_state) -> NonFiniteLossError:
-        """Find the first bad batch of a failed epoch and keep the weights from before it.
-
-        Replays the epoch from its start (weights ``params0``, optimizer state ``state0``,
-        host random state ``rng_state``) with a host check after every batch. Returns the
-        error to raise (or warn with); the model then holds the last good weights.
-        """
-        xp = self.backend.xp
-        copy_state = lambda s: _map_arrays(s, lambda a: _copy(a, xp))  # noqa: E731
-        self._assign_params([_copy(p, xp) for p in params0])
-        self.optimizer_state_ = copy_state(state0)
-        self._train_rng.bit_generator.state = rng_state
-        perm = self._begin_epoch(n, shuffle)
-        found = None
-        for j, start in enumerate(range(0, n, batch_size)):
-            stop = min(start + batch_size, n)
-            before = [_copy(p, xp) for p in self.params]
-            before_state = copy_state(self.optimizer_state_)
-            xb, yb, wb, _ = self._batch(data, perm, start, stop)
-            loss, _ = self.train_step(xb, yb, wb)
-            value = float(loss)
-            if not math.isfinite(value):
-                found = (j, "loss", value)
-            elif not self._params_finite():
-                found = (j, "weights", value)
-            if found is not None:
-                self._assign_params(before)
-                self.optimizer_state_ = before_state
-                break
-        hint = (f"Lower the learning rate (now {lr:g}), scale the inputs, or add "
-                "regularisation; fit(..., on_nonfinite='stop') ends training without an "
-                "error instead.")
-        if found is not None:
-            j, what, value = found
-            cause = (f"The training loss became {value} in epoch {epoch}, batch {j + 1} of "
-                     f"{n_batches}" if what == "loss" else
-                     f"The weights became NaN or infinite in epoch {epoch}, batch {j + 1} "
-                     f"of {n_batches} (the loss of that batch was still {value:g})")
-            kept = ("the weights and optimizer state from just before that batch were "
-                    "kept" + (f" (those of the end of epoch {epoch - 1})" if j == 0 else ""))
-            return NonFiniteLossError(f"{cause}; {kept}. {hint}", epoch=epoch, batch=j + 1,
-                                      n_batches=n_batches, what=what)
-        # The replay did not fail (a non-deterministic device): fall back to the start of
-        # the epoch and to the per-batch losses recorded on the device.
-        self._assign_params([_copy(p, xp) for p in params0])
-        self.optimizer_state_ = copy_state(state0)
-        values = _backend.to_numpy(xp.stack([xp.asarray(v) for v in losses]))
-        bad = np.flatnonzero(~np.isfinite(values))
-        batch = int(bad[0]) + 1 if bad.size else None
-        what = "loss" if bad.size else "weights"
-        where = f"batch {batch} of {n_batches}" if batch else "its last batch"
-        return NonFiniteLossError(
-            f"The training {what} became non-finite in epoch {epoch} ({where}; mean loss "
-            f"{train_loss}); the weights of epoch {epoch - 1} were restored. {hint}",
-            epoch=epoch, batch=batch, n_batches=n_batches, what=what)
-
-    def _memory_error(self, exc, batch_size) -> DeviceMemoryError:
-        """Turn a device out-of-memory error into one that says what would fit."""
-        requested = _backend.oom_requested_bytes(exc)
-        info = _backend.device_memory_info(self.backend)
-        free, total = info if info is not None else (None, None)
-        itemsize = 8 if self.dtype == "float64" else 4
-        # Rough bytes per sample of one step: inputs, every layer's output and cache, and
-        # the gradients flowing back (about three copies of each activation).
-        widths = [self.n_features] + [int(getattr(layer, "n_out", 0) or 0)
-                                      for layer in self.layers]
-        per_sample = itemsize * (widths[0] + 3 * sum(widths[1:]))
-        suggested = None
-        if free is not None and per_sample > 0:
-            fits = int(0.8 * free // per_sample)
-            suggested = min(fits, max(1, batch_size // 2)) if fits >= 1 else None
-        parts = [f"The device ran out of memory during a training step with "
-                 f"batch_size={batch_size}"]
-        if requested is not None:
-            parts.append(f"an allocation of {_bytes(requested)} was refused")
-        if free is not None:
-            parts.append(f"{_bytes(free)} of {_bytes(total)} are free")
-        msg = "; ".join(parts) + "."
-        if suggested is not None:
-            msg += (f" A step needs roughly {_bytes(per_sample)} per sample, so "
-                    f"batch_size={suggested} should fit (an estimate): pass it to fit "
-                    "(mlpx train --batch-size).")
-        else:
-            msg += (" Not even a single sample seems to fit: free device memory (other "
-                    "processes, cupy.get_default_memory_pool().free_all_blocks()) or use "
-                    "a smaller model.")
-        return DeviceMemoryError(msg, requested=requested, free=free, total=total,
-                                 batch_size=batch_size, suggested_batch_size=suggested)
+        return _fit.start(self, X, y, epochs=epochs, batch_size=batch_size, optimizer=opt,
+                          validation_data=validation_data,
+                          validation_split=validation_split, shuffle=shuffle,
+                          stopper=stopper, callbacks=cbs, sample_weight=sample_weight,
+                          verbose=verbose, checkpoint=checkpoint,
+                          checkpoint_every=checkpoint_every, resume=resume,
+                          on_nonfinite=on_nonfinite).run()
 
     def _count_correct(self, z, Y, labels):
         """Correct predictions in a batch as a device scalar (no host sync)."""
@@ -1102,47 +703,6 @@ def _as_numeric(a, what, backend):
 
 
 _ON_NONFINITE = ("raise", "stop")
-
-
-def _json_normal(obj):
-    """``obj`` as it reads back from JSON (tuples become lists, keys strings)."""
-    import json
-
-    return json.loads(json.dumps(obj, sort_keys=True))
-
-
-def _stopper_config(stopper) -> dict:
-    return {"patience": int(stopper.patience), "min_delta": float(stopper.min_delta),
-            "restore_best": bool(stopper.restore_best), "monitor": stopper.monitor}
-
-
-def _check_same_run(saved, now, path) -> None:
-    """Raise a ValueError when a resumed fit does not see the interrupted run's data."""
-    diffs = []
-    for key in ("n_samples", "n_features", "batch_size", "shuffle", "validation", "n_val"):
-        if saved.get(key) != now.get(key):
-            diffs.append(f"{key}: {saved.get(key)!r} in the checkpoint, {now.get(key)!r} now")
-    a, b = saved.get("fingerprint") or [], now["fingerprint"]
-    same = len(a) == len(b) and all(
-        (x is None) == (y is None)
-        and (x is None or math.isclose(float(x), y, rel_tol=1e-5, abs_tol=1e-6))
-        for x, y in zip(a, b))
-    if not same:
-        diffs.append("the data differ from the checkpoint's (their sums do not match)")
-    if diffs:
-        raise ValueError(f"resume={path!r} needs the same data and arguments as the "
-                         f"interrupted run: {'; '.join(diffs)}.")
-
-
-def _bytes(n) -> str:
-    if n is None:
-        return "an unknown amount"
-    value, unit = float(n), "bytes"
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            break
-        value /= 1024
-    return f"{int(n):,} bytes" if unit == "bytes" else f"{int(n):,} bytes ({value:.2f} {unit})"
 
 
 def _copy(a, xp):
