@@ -1,6 +1,6 @@
 """The training loop behind :meth:`mlpx.Sequential.fit`.
 
-``Sequential.fit`` checks its arguments and hands over to :func:`start`, which reads a
+``Sequential.fit`` checks its arguments and hands over to :func:`prepare`, which reads a
 checkpoint to resume from, moves the data to the device, holds out the validation split
 and compiles (or restores) the model; :meth:`FitRun.run` then trains: minibatch steps,
 per-epoch logs and callbacks, early stopping, checkpoints, and the recovery from a NaN/inf
@@ -19,10 +19,10 @@ from . import _backend
 from .model import _as_numeric, _copy, _has_f64, _map_arrays
 from .training import DeviceMemoryError, History, NonFiniteLossError, NonFiniteLossWarning
 
-__all__ = ["start", "FitRun"]
+__all__ = ["prepare", "FitRun"]
 
 
-def start(model, X, y, *, epochs, batch_size, optimizer, validation_data, validation_split,
+def prepare(model, X, y, *, epochs, batch_size, optimizer, validation_data, validation_split,
           shuffle, stopper, callbacks, sample_weight, verbose, checkpoint, checkpoint_every,
           resume, on_nonfinite) -> "FitRun":
     """Prepare one call of :meth:`mlpx.Sequential.fit` whose arguments are checked.
@@ -176,7 +176,7 @@ def start(model, X, y, *, epochs, batch_size, optimizer, validation_data, valida
 
 
 class FitRun:
-    """The training loop of one :meth:`mlpx.Sequential.fit` call, made by :func:`start`.
+    """The training loop of one :meth:`mlpx.Sequential.fit` call, made by :func:`prepare`.
 
     Parameters
     ----------

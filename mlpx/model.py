@@ -22,8 +22,7 @@ from ._validation import check_float, check_int
 from .layers import ActivationLayer, Dense, Dropout, Maxout, PReLU, get_layer
 from .losses import get_loss, l2_penalty, one_hot
 from .optimizers import get_optimizer
-from .training import (Callback, EarlyStopping, Evaluation, History, as_callbacks,
-                       as_early_stopping)
+from .training import Evaluation, History, as_callbacks, as_early_stopping
 
 __all__ = ["Sequential", "MLP", "model_from_config"]
 
@@ -434,7 +433,7 @@ class Sequential:
                              f"{list(_ON_NONFINITE)}. Got {on_nonfinite!r} instead.")
         if checkpoint is not None:
             checkpoint = _io.check_writable_path(checkpoint, "checkpoint")
-        return _fit.start(self, X, y, epochs=epochs, batch_size=batch_size, optimizer=opt,
+        return _fit.prepare(self, X, y, epochs=epochs, batch_size=batch_size, optimizer=opt,
                           validation_data=validation_data,
                           validation_split=validation_split, shuffle=shuffle,
                           stopper=stopper, callbacks=cbs, sample_weight=sample_weight,
