@@ -22,9 +22,9 @@ from .training import DeviceMemoryError, History, NonFiniteLossError, NonFiniteL
 __all__ = ["prepare", "FitRun"]
 
 
-def prepare(model, X, y, *, epochs, batch_size, optimizer, validation_data, validation_split,
-          shuffle, stopper, callbacks, sample_weight, verbose, checkpoint, checkpoint_every,
-          resume, on_nonfinite) -> "FitRun":
+def prepare(model, X, y, *, epochs, batch_size, optimizer, validation_data,
+            validation_split, shuffle, stopper, callbacks, sample_weight, verbose, checkpoint,
+            checkpoint_every, resume, on_nonfinite) -> "FitRun":
     """Prepare one call of :meth:`mlpx.Sequential.fit` whose arguments are checked.
 
     Everything is validated before the model is changed: the checkpoint to resume from
