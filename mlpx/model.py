@@ -433,13 +433,14 @@ class Sequential:
                              f"{list(_ON_NONFINITE)}. Got {on_nonfinite!r} instead.")
         if checkpoint is not None:
             checkpoint = _io.check_writable_path(checkpoint, "checkpoint")
-        return _fit.prepare(self, X, y, epochs=epochs, batch_size=batch_size, optimizer=opt,
-                          validation_data=validation_data,
-                          validation_split=validation_split, shuffle=shuffle,
-                          stopper=stopper, callbacks=cbs, sample_weight=sample_weight,
-                          verbose=verbose, checkpoint=checkpoint,
-                          checkpoint_every=checkpoint_every, resume=resume,
-                          on_nonfinite=on_nonfinite).run()
+        run = _fit.prepare(self, X, y, epochs=epochs, batch_size=batch_size, optimizer=opt,
+                           validation_data=validation_data,
+                           validation_split=validation_split, shuffle=shuffle,
+                           stopper=stopper, callbacks=cbs, sample_weight=sample_weight,
+                           verbose=verbose, checkpoint=checkpoint,
+                           checkpoint_every=checkpoint_every, resume=resume,
+                           on_nonfinite=on_nonfinite)
+        return run.run()  # called from here: the non-finite warning's stacklevel counts on it
 
     def _count_correct(self, z, Y, labels):
         """Correct predictions in a batch as a device scalar (no host sync)."""
