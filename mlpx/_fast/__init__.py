@@ -26,7 +26,7 @@ without bias), with :class:`~mlpx.layers.ActivationLayer` (``relu``, ``leaky_rel
 them; the loss/output pairs softmax + cross-entropy, sigmoid + binary cross-entropy and
 identity + MSE; float32 or float64; L2 (``alpha``) and sample weights; the optimizers
 SGD (any momentum, Nesterov, weight decay), Adam, AdamW and RMSProp with any schedule.
-On CuPy, additionally: no Dropout, and every activation right after a Dense layer.
+On CuPy, additionally: every activation right after a Dense layer.
 Everything else (PReLU, Maxout, other activations or losses) trains on the generic path.
 
 ``MLPX_FAST=0`` in the environment, or :func:`set_enabled` / :func:`disabled`, switches
@@ -114,7 +114,7 @@ def structure_reason(model, kind):
 
     ``kind`` is ``"numpy"`` or ``"cupy"``. The CuPy step also needs every activation
     layer to follow a Dense layer directly (it fuses bias and activation into one
-    kernel) and takes no Dropout (the generic path draws its masks).
+    kernel).
     """
     from ..activations import ACTIVATIONS
     from ..layers import ActivationLayer, Dense, Dropout
@@ -142,8 +142,6 @@ def structure_reason(model, kind):
         if type(layer) is Dense:
             continue
         if type(layer) is Dropout:
-            if kind == "cupy":
-                return "Dropout (the CuPy step has no dropout; the generic path draws masks)"
             continue
         if type(layer) is ActivationLayer:
             act = layer.activation

@@ -5,10 +5,12 @@ generic path for the models :func:`mlpx._fast.unsupported_reason` accepts on CuP
 the same numbers up to float rounding. Per Dense layer and step it launches:
 
 - forward: one cuBLAS product into a preallocated buffer, then one kernel for
-  ``act(z + b)`` in place (the activation layer after the Dense is fused into it);
-- backward: one kernel for the activation's gradient in place, one product for the input
-  gradient (skipped for the first layer), one for the weight gradient, one column sum
-  for the bias gradient;
+  ``act(z + b)`` in place (the activation layer after the Dense is fused into it); a
+  Dropout layer is one kernel on uniform numbers drawn as :class:`~mlpx.layers.Dropout`
+  draws them (same generator, same order, so the same masks as the generic path);
+- backward: one kernel for the activation's (or dropout's) gradient in place, one
+  product for the input gradient (skipped for the first layer), one for the weight
+  gradient, one column sum for the bias gradient;
 - update: plain SGD folds the learning rate and weight decay into the weight-gradient
   product (``W <- shrink W - lr x.T @ dz``, cuBLAS ``alpha``/``beta``), so that gradient
   is never written; SGD with momentum, Adam, AdamW and RMSProp update each parameter and
@@ -32,6 +34,7 @@ import os
 
 import numpy as np
 
+from .. import _backend
 from ..optimizers import SGD, Adam, AdamW
 from ._step import FastStep
 
@@ -41,8 +44,8 @@ __all__ = ["CupyTrainStep", "CupyDevice", "kernel_source", "ACTIVATION_CODES", "
 ACTIVATION_CODES = {"identity": 0, "relu": 1, "leaky_relu": 2, "tanh": 3, "sigmoid": 4}
 
 #: Every kernel in kernels.cu, compiled and looked up when a step is made.
-KERNELS = ("bias_act_forward", "act_forward", "act_backward", "softmax_xent", "sgd_update",
-           "adam_update", "rmsprop_update")
+KERNELS = ("bias_act_forward", "act_forward", "act_backward", "dropout_forward",
+           "multiply_inplace", "softmax_xent", "sgd_update", "adam_update", "rmsprop_update")
 
 _THREADS = 256
 _MAX_BLOCKS = 65535
@@ -116,8 +119,11 @@ class _Buffers:
         self.n = n
         self.act = []    # forward outputs (an activation shares its Dense's buffer)
         self.grad = {}   # plan index of a non-first Dense -> gradient of its input
+        self.masks = {}  # plan index of a Dropout -> its scaled mask
         for i, op in enumerate(plan):
-            if op.kind == "act":
+            if op.kind == "dropout":
+                self.masks[i] = xp.empty((n, op.width), dtype=dtype)
+            if op.inplace:  # an activation right after its Dense, a Dropout after a Dense
                 self.act.append(self.act[-1])
             elif op.last:
                 self.act.append(None)  # logits: a fresh array every step (it is returned)
@@ -179,8 +185,21 @@ class CupyTrainStep(FastStep):
         # ---------------------------------------------------------------- forward
         x = X
         for i, op in enumerate(plan):
-            if op.kind != "dense":
-                continue  # activations were fused into the Dense before them
+            if op.kind == "act":
+                continue  # fused into the Dense before it
+            if op.kind == "dropout":
+                if op.p > 0:  # p = 0 draws nothing, as Dropout itself
+                    u = _backend.random_uniform((n, op.width), backend=model.backend,
+                                                dtype=model.dtype, rng=model._noise_rng)
+                    out = buf.act[i]
+                    dev.launch("dropout_forward", x.size, x, u, buf.masks[i], out,
+                               np.int64(x.size), self._real(op.p),
+                               self._real(1.0 / (1.0 - op.p)))
+                    x = out
+                elif buf.act[i] is not x:
+                    xp.copyto(buf.act[i], x)
+                    x = buf.act[i]
+                continue
             W = params[op.param_index]
             out = xp.empty((n, op.width), dtype=self.dtype) if op.last else buf.act[i]
             dev.gemm("N", "N", x, W, out)
@@ -223,6 +242,11 @@ class CupyTrainStep(FastStep):
                 if code != 0:
                     dev.launch("act_backward", g.size, g, buf.act[i], np.int64(g.size),
                                code, slope)
+                continue
+            if op.kind == "dropout":
+                if op.p > 0:
+                    dev.launch("multiply_inplace", g.size, g, buf.masks[i],
+                               np.int64(g.size))
                 continue
             x_in = X if i == 0 else buf.act[i - 1]
             k = op.param_index

@@ -93,6 +93,24 @@ extern "C" __global__ void act_backward(real* g, const real* y, long long n, int
     }
 }
 
+// Dropout, as mlpx.layers.Dropout: mask = (u >= p) * scale (scale = 1 / (1 - p)),
+// out = x * mask. u holds the uniform draws; out may be x itself.
+extern "C" __global__ void dropout_forward(const real* x, const real* u, real* mask,
+                                           real* out, long long n, real p, real scale) {
+    GRID_STRIDE(i, n) {
+        real m = u[i] >= p ? scale : (real)0;
+        mask[i] = m;
+        out[i] = x[i] * m;
+    }
+}
+
+// g <- g * m in place (the dropout backward).
+extern "C" __global__ void multiply_inplace(real* g, const real* m, long long n) {
+    GRID_STRIDE(i, n) {
+        g[i] = g[i] * m[i];
+    }
+}
+
 // Softmax + cross-entropy, one thread per row of the (rows, cols) logits z:
 //   loss_rows[r] = -sum_j y[r,j] * log_softmax(z[r])_j
 //   g[r, j]      = (softmax(z[r])_j - y[r, j]) * scale        (scale = 1 / rows)
