@@ -255,9 +255,6 @@ def _optimizer_spec(args, total_steps=1):
 def _check_outputs(args, model):
     """Fail before training (exit 2) when --save or --plot cannot be honoured."""
     if args.save is not None:
-        if not hasattr(model, "save"):
-            raise _UsageError("--save needs model.save() from mlpx.io, which this "
-                              "version of mlpx does not have yet")
         parent = os.path.dirname(os.path.abspath(args.save))
         if not os.path.isdir(parent):
             raise _UsageError(f"--save: folder {parent!r} does not exist")

@@ -170,13 +170,6 @@ def test_save_writes_the_model(capsys, tmp_path):
         assert mlpx.to_numpy(model.predict(X)).shape == (5,)
 
 
-@pytest.mark.skipif(hasattr(mlpx.Sequential, "save"), reason="model.save exists")
-def test_save_without_model_save_exit_2(capsys, tmp_path):
-    code, _, err = run(capsys, *TINY, "--save", str(tmp_path / "m"))
-    assert code == 2
-    assert "--save needs model.save()" in err
-
-
 def test_python_dash_m_mlpx_train():
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run([sys.executable, "-m", "mlpx", *TINY, "--quiet"],
