@@ -155,8 +155,6 @@ def test_plot_without_matplotlib_exit_2(capsys, monkeypatch, tmp_path):
     assert "pip install 'mlpx[plot]'" in err
 
 
-@pytest.mark.skipif(not hasattr(mlpx.Sequential, "save"),
-                    reason="model.save (mlpx.io) is not in this version yet")
 def test_save_writes_the_model(capsys, tmp_path):
     path = tmp_path / "model.mlpx"
     code, out, _ = run(capsys, *TINY, "--save", str(path))
