@@ -402,3 +402,71 @@ def test_changing_alpha_keeps_the_plan_and_buffers():
             bufs = step.buffers(batch[0].shape[0])
     assert fast._fast_step is step and step.buffers(batches[0][0].shape[0]) is bufs
     assert_same(fast, ref, out_f, out_r, "float32")
+
+
+# ---------------------------------------------------------------------------- call protocol
+class _Unreadable:
+    """Stands in for an attribute the step must not read: any use fails."""
+
+    def _fail(self, *args):
+        raise AssertionError("read a value it was given explicitly")
+
+    __float__ = __gt__ = __lt__ = __ge__ = __le__ = __bool__ = __mul__ = __rmul__ = _fail
+    __add__ = __radd__ = __sub__ = __rsub__ = __pow__ = __rpow__ = __eq__ = _fail
+    __hash__ = object.__hash__
+
+
+@pytest.mark.parametrize("optimizer", ["sgd_wd", "nesterov_wd", "adam_wd", "adamw",
+                                       "rmsprop"])
+def test_alpha_and_hyper_given_are_used_instead_of_model_and_optimizer(optimizer):
+    from mlpx._fast import HYPER_KEYS, optimizer_hyper
+
+    fast = make(mlp_layers(dropout=0.2), alpha=1e-3, optimizer=optimizer)
+    ref = make(mlp_layers(dropout=0.2), alpha=1e-3, optimizer=optimizer)
+    step = fast._fast_step
+    opt = fast.optimizer_
+    hypers = []
+    for t in range(3):  # each step its own rate, eps and alpha, as the sklearn adapter
+        h = optimizer_hyper(ref.optimizer_, t)
+        h["lr"] *= 1.0 + t
+        if "eps" in h:
+            h["eps"] = 10.0 ** -(3 + t)
+        hypers.append(h)
+    assert all(set(h) == set(HYPER_KEYS[opt.name]) for h in hypers)
+    noise = np.random.default_rng(11)
+    ref_noise = np.random.default_rng(11)
+    # nothing may be read from the model's alpha, the optimizer's attributes or rng
+    fast.alpha = _Unreadable()
+    fast._noise_rng = None
+    for key in HYPER_KEYS[opt.name]:
+        setattr(opt, key, _Unreadable())
+    batches = batches_for("cross_entropy", "float32")[:3]
+    for t, (X, Y) in enumerate(batches):
+        alpha = 1e-3 * (t + 1)
+        loss_f, z_f = step(fast, X, Y, alpha=alpha, hyper=hypers[t], noise_rng=noise)
+        ref.alpha = alpha
+        ref.optimizer_ = type(ref.optimizer_)(**{k: (v if k != "lr" else hypers[t]["lr"])
+                                                 for k, v in hypers[t].items()})
+        ref._noise_rng = ref_noise
+        ref._fast_step = None
+        with _fast.disabled():
+            loss_r, z_r = ref.train_step(X, Y)
+        np.testing.assert_allclose(float(loss_f), float(loss_r), **TOL["float32"])
+        np.testing.assert_allclose(z_f, z_r, **TOL["float32"])
+    for pf, pr in zip(fast.params, ref.params):
+        np.testing.assert_allclose(pf, pr, **TOL["float32"])
+    assert fast.optimizer_state_["step"] == 3
+
+
+def test_hyper_must_hold_every_key_and_match_the_slots():
+    from mlpx._fast import optimizer_hyper
+
+    model = make(mlp_layers(), optimizer="momentum")
+    X, Y = batches_for("cross_entropy", "float32")[0]
+    hyper = optimizer_hyper(model.optimizer_, 0)
+    with pytest.raises(ValueError, match="'hyper' parameter .* keys"):
+        model._fast_step(model, X, Y, hyper={"lr": 0.1})
+    with pytest.raises(ValueError, match="momentum > 0"):
+        model._fast_step(model, X, Y, hyper={**hyper, "momentum": 0.0})
+    assert model.optimizer_state_["step"] == 0
+    assert model._fast_step(model, X, Y, hyper=hyper) is not None

@@ -39,9 +39,10 @@ import contextlib
 import os
 
 from .. import _backend
+from ._step import HYPER_KEYS, optimizer_hyper
 
 __all__ = ["select_step", "unsupported_reason", "structure_reason", "enabled", "set_enabled",
-           "disabled"]
+           "disabled", "optimizer_hyper", "HYPER_KEYS"]
 
 _ENABLED = os.environ.get("MLPX_FAST", "1").strip().lower() not in ("0", "false", "no")
 
@@ -168,9 +169,16 @@ def _model_key(model):
 def select_step(model):
     """Return a fast training step for ``model``, or None for the generic path.
 
-    The step is called as ``step(model, X, Y, sample_weight)`` and returns
-    ``(loss, logits)`` or None (take the generic path for this call). It keeps its
-    buffers to itself; the model stores it in ``model._fast_step`` and never pickles it.
+    The step is called as::
+
+        step(model, X, Y, sample_weight=None, *, alpha=None, hyper=None, noise_rng=None)
+
+    and returns ``(loss, logits)`` or None (take the generic path for this call).
+    ``alpha`` is this step's L2 strength (None: ``model.alpha``), ``hyper`` this step's
+    optimizer hyper-parameters (None: :func:`optimizer_hyper` of the optimizer at
+    ``state["step"]``; the keys are :data:`HYPER_KEYS`), ``noise_rng`` the dropout
+    generator (None: the model's own). It keeps its buffers to itself; the model stores
+    it and never pickles it.
     """
     if unsupported_reason(model) is not None:
         return None

@@ -16,9 +16,46 @@ from collections import OrderedDict
 
 from ..layers import ActivationLayer, Dense, Dropout
 
-__all__ = ["Op", "build_plan", "FastStep"]
+__all__ = ["Op", "build_plan", "FastStep", "optimizer_hyper", "check_hyper", "HYPER_KEYS"]
+
+#: The keys of the ``hyper`` dict a step reads, per optimizer name ("lr" always).
+HYPER_KEYS = {
+    "sgd": ("lr", "momentum", "nesterov", "weight_decay"),
+    "adam": ("lr", "beta1", "beta2", "eps", "weight_decay"),
+    "adamw": ("lr", "beta1", "beta2", "eps", "weight_decay"),
+    "rmsprop": ("lr", "rho", "eps", "momentum", "weight_decay"),
+}
+
+
+def optimizer_hyper(opt, step) -> dict:
+    """The optimizer's scalar hyper-parameters for update number ``step`` (0-based).
+
+    The one place a fast step reads them from the optimizer, used when the caller
+    passes no ``hyper=`` dict: ``{"lr": opt.current_lr(step), ...}`` with the keys of
+    :data:`HYPER_KEYS` for the optimizer's name. (Meant to become ``opt.hyper(step)``.)
+    """
+    out = {"lr": opt.current_lr(step)}
+    for key in HYPER_KEYS[opt.name][1:]:
+        out[key] = getattr(opt, key)
+    return out
 
 _MAX_SHAPES = 4  # batch shapes whose buffers are kept (full batch, last batch, ...)
+
+
+def check_hyper(hyper, opt_name, slot_names) -> None:
+    """Raise a ValueError unless ``hyper`` holds every key the step reads for the
+    optimizer ``opt_name`` and agrees with the optimizer state's slots (SGD and RMSProp
+    keep a "velocity" slot exactly when their momentum is > 0)."""
+    keys = HYPER_KEYS[opt_name]
+    if not isinstance(hyper, dict) or any(k not in hyper for k in keys):
+        got = sorted(hyper) if isinstance(hyper, dict) else repr(hyper)
+        raise ValueError(f"The 'hyper' parameter of the fast step must be a dict with the "
+                         f"keys {list(keys)} for optimizer {opt_name!r}. Got {got} instead.")
+    if "momentum" in keys and (hyper["momentum"] > 0) != ("velocity" in slot_names):
+        raise ValueError(f"The 'hyper' parameter of the fast step must keep momentum "
+                         f"{'> 0' if 'velocity' in slot_names else '= 0'}: the optimizer "
+                         f"state {'has' if 'velocity' in slot_names else 'has no'} velocity "
+                         f"slot. Got momentum={hyper['momentum']!r} instead.")
 
 
 class Op:
@@ -104,7 +141,8 @@ class FastStep:
     def _new_buffers(self, n):  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _step(self, model, params, state, opt, names, X, Y, w):  # pragma: no cover
+    def _step(self, model, params, state, opt, names, X, Y, w, alpha, hyper,
+              rng):  # pragma: no cover
         raise NotImplementedError
 
     def _add_l2(self, loss, params, decay_mask, alpha):
@@ -160,8 +198,32 @@ class FastStep:
         return sample_weight is None or (type(sample_weight) is nd
                                          and sample_weight.shape == (X.shape[0],))
 
-    def __call__(self, model, X, Y, sample_weight=None):
-        """One training step, or None when this call must take the generic path."""
+    def __call__(self, model, X, Y, sample_weight=None, *, alpha=None, hyper=None,
+                 noise_rng=None):
+        """One training step, or None when this call must take the generic path.
+
+        Parameters
+        ----------
+        model : mlpx.Sequential
+            The model the step was made for (its params and optimizer state are
+            updated in place).
+        X, Y : arrays of the model's namespace and dtype, shapes (n, n_in), (n, n_out)
+        sample_weight : array of shape (n,), optional
+        alpha : float, optional
+            The L2 strength for this step; None reads ``model.alpha``.
+        hyper : dict, optional
+            The optimizer's scalar hyper-parameters for this step: ``"lr"`` and the keys
+            of :data:`HYPER_KEYS` for the optimizer. None builds it with
+            :func:`optimizer_hyper` from the optimizer and ``state["step"]``. When given,
+            no hyper-parameter is read from the optimizer.
+        noise_rng : generator, optional
+            The dropout generator (what :func:`mlpx._backend.noise_rng` returned); None
+            uses the model's own. Only read when the model has a Dropout layer.
+
+        Returns
+        -------
+        (loss, logits) or None
+        """
         from . import _model_key, enabled, structure_reason
 
         if not enabled():
@@ -182,8 +244,18 @@ class FastStep:
         params = model.params
         state = model.optimizer_state_
         opt = model.optimizer_
-        names = opt.slot_names()
+        names = tuple(state["slots"])  # the optimizer's slot_names(), in its order
         slots = [state["slots"][s] for s in names]
         if not self._usable(params, slots):
             return None
-        return self._step(model, params, state, opt, names, X, Y, sample_weight)
+        if alpha is None:
+            alpha = model.alpha
+        if hyper is None:
+            hyper = optimizer_hyper(opt, state["step"])
+        else:
+            check_hyper(hyper, opt.name, names)
+        if noise_rng is None and any(op.kind == "dropout" for op in self.plan):
+            # transitional: the caller should pass noise_rng= (rule 2 of issue 10)
+            noise_rng = model._noise_rng
+        return self._step(model, params, state, opt, names, X, Y, sample_weight,
+                          float(alpha), hyper, noise_rng)

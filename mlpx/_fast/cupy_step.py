@@ -35,8 +35,9 @@ import os
 import numpy as np
 
 from .. import _backend
-from ..optimizers import SGD, Adam, AdamW
+from ..optimizers import SGD, AdamW
 from ._step import FastStep
+from .numpy_step import adam_corrections
 
 __all__ = ["CupyTrainStep", "CupyDevice", "kernel_source", "ACTIVATION_CODES", "KERNELS"]
 
@@ -157,7 +158,9 @@ class CupyTrainStep(FastStep):
     def _setup(self, model):
         self._grads = None
         opt = model.optimizer_
-        self.fused_sgd = type(opt) is SGD and opt.momentum == 0.0
+        self.fused_sgd = type(opt) is SGD and "velocity" not in opt.slot_names()
+        self.decoupled = type(opt) is AdamW
+        self.opt_kind = opt.name
 
     def _new_buffers(self, n):
         return _Buffers(n, self.plan, self.xp, self.dtype)
@@ -176,7 +179,7 @@ class CupyTrainStep(FastStep):
         return np.int32(ACTIVATION_CODES[op.name]), self._real(slope)
 
     # ------------------------------------------------------------------ the step
-    def _step(self, model, params, state, opt, names, X, Y, w):
+    def _step(self, model, params, state, opt, names, X, Y, w, alpha, hyper, rng):
         xp, dev, plan = self.xp, self.device, self.plan
         n = X.shape[0]
         buf = self.buffers(n)
@@ -190,7 +193,7 @@ class CupyTrainStep(FastStep):
             if op.kind == "dropout":
                 if op.p > 0:  # p = 0 draws nothing, as Dropout itself
                     u = _backend.random_uniform((n, op.width), backend=model.backend,
-                                                dtype=model.dtype, rng=model._noise_rng)
+                                                dtype=model.dtype, rng=rng)
                     out = buf.act[i]
                     dev.launch("dropout_forward", x.size, x, u, buf.masks[i], out,
                                np.int64(x.size), self._real(op.p),
@@ -224,16 +227,15 @@ class CupyTrainStep(FastStep):
         else:
             loss, dz = model.loss.value_and_grad(z, Y, output=model.output,
                                                  xp=model.backend.xp, sample_weight=w)
-        alpha = model.alpha
         decay_mask = model.decay_mask
         loss = self._add_l2(loss, params, decay_mask, alpha)
 
         # ---------------------------------------------------------------- backward
-        lr = opt.current_lr(state["step"])
+        lr = hyper["lr"]
         t = state["step"] + 1
         grads = self._grad_buffers(params)
         slot_lists = [state["slots"][s] for s in names]
-        wd = getattr(opt, "weight_decay", 0.0)
+        wd = hyper["weight_decay"]
         g = dz
         for i in range(len(plan) - 1, -1, -1):
             op = plan[i]
@@ -260,39 +262,40 @@ class CupyTrainStep(FastStep):
                 dev.gemm("T", "N", x_in, g, W, -lr, shrink)
             else:
                 dev.gemm("T", "N", x_in, g, grads[k])
-                self._update(opt, params, grads, slot_lists, names, k, lr, t,
+                self._update(hyper, params, grads, slot_lists, names, k, lr, t,
                              decay_mask[k], alpha)
             if op.bias:
                 xp.sum(g, axis=0, out=grads[k + 1])
-                self._update(opt, params, grads, slot_lists, names, k + 1, lr, t,
+                self._update(hyper, params, grads, slot_lists, names, k + 1, lr, t,
                              decay_mask[k + 1], alpha)
             g = dx
         state["step"] = t
         return loss, z
 
-    def _update(self, opt, params, grads, slot_lists, names, k, lr, t, decay, alpha):
+    def _update(self, hyper, params, grads, slot_lists, names, k, lr, t, decay, alpha):
         """One kernel: parameter ``k`` and its optimizer state, in place."""
         p, g = params[k], grads[k]
         slots = {s: lst[k] for s, lst in zip(names, slot_lists)}
         r = self._real
         size = np.int64(p.size)
         l2 = r(alpha if decay else 0.0)
-        wd = opt.weight_decay if decay else 0.0
-        if type(opt) is SGD:
+        wd = hyper["weight_decay"] if decay else 0.0
+        if self.opt_kind == "sgd":
             vel = slots.get("velocity", p)  # p stands in for the absent slot (unused)
             self.device.launch("sgd_update", p.size, p, g, vel, size, r(lr), l2, r(wd),
-                               r(opt.momentum), np.int32("velocity" in slots),
-                               np.int32(opt.nesterov))
-        elif type(opt) in (Adam, AdamW):
-            step_size, bc2_sqrt = opt._corrections(lr, t)
-            coupled = 0.0 if opt._decoupled else wd
-            shrink = 1.0 - lr * wd if opt._decoupled else 1.0
+                               r(hyper["momentum"]), np.int32("velocity" in slots),
+                               np.int32(hyper["nesterov"]))
+        elif self.opt_kind in ("adam", "adamw"):
+            b1, b2 = hyper["beta1"], hyper["beta2"]
+            step_size, bc2_sqrt = adam_corrections(hyper, lr, t)
+            coupled = 0.0 if self.decoupled else wd
+            shrink = 1.0 - lr * wd if self.decoupled else 1.0
             self.device.launch("adam_update", p.size, p, g, slots["m"], slots["v"], size,
-                               r(step_size), r(bc2_sqrt), r(opt.beta1), r(1.0 - opt.beta1),
-                               r(opt.beta2), r(1.0 - opt.beta2), r(opt.eps), l2,
+                               r(step_size), r(bc2_sqrt), r(b1), r(1.0 - b1),
+                               r(b2), r(1.0 - b2), r(hyper["eps"]), l2,
                                r(coupled), r(shrink))
         else:  # RMSProp: unsupported_reason admits no other optimizer
             vel = slots.get("velocity", p)
             self.device.launch("rmsprop_update", p.size, p, g, slots["square_avg"], vel,
-                               size, r(lr), r(opt.rho), r(1.0 - opt.rho), r(opt.eps),
-                               r(opt.momentum), l2, r(wd), np.int32("velocity" in slots))
+                               size, r(lr), r(hyper["rho"]), r(1.0 - hyper["rho"]),
+                               r(hyper["eps"]), r(hyper["momentum"]), l2, r(wd), np.int32("velocity" in slots))

@@ -30,6 +30,8 @@ Parameters are updated in place, so ``model.params`` is always current. The step
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..optimizers import SGD, Adam, AdamW
@@ -93,8 +95,10 @@ class NumpyTrainStep(FastStep):
         self._grads = None      # per-model gradient buffers for the optimizer route
         self._scratch = None
         opt = model.optimizer_
-        self.fused_sgd = type(opt) is SGD and opt.momentum == 0.0
+        self.opt_kind = opt.name
+        self.fused_sgd = type(opt) is SGD and "velocity" not in opt.slot_names()
         self.fast_adam = type(opt) in (Adam, AdamW)
+        self.decoupled = type(opt) is AdamW
 
     # ------------------------------------------------------------------ buffers
     def _new_buffers(self, n):
@@ -134,11 +138,10 @@ class NumpyTrainStep(FastStep):
            self._ptr(out) if out_cached else out.ctypes.data, n)
 
     # ------------------------------------------------------------------ the step
-    def _step(self, model, params, state, opt, names, X, Y, w):
+    def _step(self, model, params, state, opt, names, X, Y, w, alpha, hyper, rng):
         n = X.shape[0]
         buf = self.buffers(n)
         plan = self.plan
-        rng = model._noise_rng
         use_blas = _blas.available()
         fn = _blas.raw(self.dtype) if use_blas else None
         x_ok = X.flags.c_contiguous
@@ -188,17 +191,16 @@ class NumpyTrainStep(FastStep):
         # ---------------------------------------------------------------- loss
         loss, dz = _loss_and_grad(model, z, Y, w)
         decay_mask = model.decay_mask
-        alpha = model.alpha
         loss = self._add_l2(loss, params, decay_mask, alpha)
 
         # ---------------------------------------------------------------- backward
-        lr = opt.current_lr(state["step"])
+        lr = hyper["lr"]
         t = state["step"] + 1
         if not self.fused_sgd:
             grads = self._grad_buffers(params)
             scratch = self._scratch
             slot_lists = [state["slots"][s] for s in names]
-        wd = getattr(opt, "weight_decay", 0.0)
+        wd = hyper["weight_decay"]
         g = dz
         for i in range(len(plan) - 1, -1, -1):
             op = plan[i]
@@ -232,7 +234,7 @@ class NumpyTrainStep(FastStep):
             else:
                 gW = grads[k]
                 # Adam's gradients arrive pre-scaled by (1 - beta1) (see _adam_update)
-                scale = 1.0 - opt.beta1 if self.fast_adam else 1.0
+                scale = 1.0 - hyper["beta1"] if self.fast_adam else 1.0
                 if fn is not None and (i > 0 or x_ok) and g.flags.c_contiguous:
                     self._gemm(fn, x_in, True, i > 0, g, False, g is not dz, gW, True,
                                scale, 0.0)
@@ -242,7 +244,7 @@ class NumpyTrainStep(FastStep):
                     tmp = scratch[:W.size].reshape(W.shape)
                     np.multiply(W, alpha * scale, out=tmp)
                     gW += tmp
-                self._update(opt, params, grads, slot_lists, names, k, lr, t, decay_mask)
+                self._update(hyper, params, grads, slot_lists, names, k, lr, t, decay_mask)
                 if op.bias:
                     gb = grads[k + 1]
                     np.sum(g, axis=0, out=gb)
@@ -250,21 +252,24 @@ class NumpyTrainStep(FastStep):
                         gb *= scale
                     if alpha > 0 and decay_mask[k + 1]:  # pragma: no cover
                         gb += (alpha * scale) * params[k + 1]
-                    self._update(opt, params, grads, slot_lists, names, k + 1, lr, t,
+                    self._update(hyper, params, grads, slot_lists, names, k + 1, lr, t,
                                  decay_mask)
             g = dx
         state["step"] = t
         return loss, z
 
-    def _update(self, opt, params, grads, slot_lists, names, k, lr, t, decay_mask):
+    def _update(self, hyper, params, grads, slot_lists, names, k, lr, t, decay_mask):
         p, gk = params[k], grads[k]
         own = {s: lst[k] for s, lst in zip(names, slot_lists)}
         if self.fast_adam:
             tmp = self._scratch[:p.size].reshape(p.shape)
-            _adam_update(opt, p, gk, own["m"], own["v"], tmp, lr=lr, t=t,
+            _adam_update(hyper, self.decoupled, p, gk, own["m"], own["v"], tmp, lr=lr, t=t,
                          decay=decay_mask[k])
+        elif self.opt_kind == "sgd":
+            _sgd_update(hyper, p, gk, own.get("velocity"), lr=lr, decay=decay_mask[k])
         else:
-            opt._update_numpy(p, gk, own, lr=lr, t=t, decay=decay_mask[k])
+            _rmsprop_update(hyper, p, gk, own["square_avg"], own.get("velocity"), lr=lr,
+                            decay=decay_mask[k])
 
 
 # ---------------------------------------------------------------------- helpers
@@ -324,7 +329,57 @@ def _loss_and_grad(model, z, Y, w):
     return model.loss.value_and_grad(z, Y, output=model.output, xp=_xp(), sample_weight=w)
 
 
-def _adam_update(opt, p, g1, m, v, tmp, *, lr, t, decay):
+def adam_corrections(hyper, lr, t):
+    """``(lr / (1 - beta1^t), sqrt(1 - beta2^t))``: Adam's bias corrections."""
+    return lr / (1.0 - hyper["beta1"] ** t), math.sqrt(1.0 - hyper["beta2"] ** t)
+
+
+def _sgd_update(hyper, p, g, vel, *, lr, decay):
+    """SGD in place, the operations of ``SGD._update_numpy``; ``g`` is not modified."""
+    wd = hyper["weight_decay"]
+    if decay and wd:
+        tmp = np.multiply(p, wd)
+        tmp += g
+        g = tmp
+    if vel is not None:
+        mu = hyper["momentum"]
+        vel *= mu
+        vel += g
+        if hyper["nesterov"]:
+            tmp = np.multiply(vel, mu)
+            tmp += g
+            g = tmp
+        else:
+            g = vel
+    tmp = np.multiply(g, lr)
+    p -= tmp
+
+
+def _rmsprop_update(hyper, p, g, s, vel, *, lr, decay):
+    """RMSProp in place, the operations of ``RMSProp._update_numpy``."""
+    wd = hyper["weight_decay"]
+    if decay and wd:
+        tmp = np.multiply(p, wd)
+        tmp += g
+        g = tmp
+    rho = hyper["rho"]
+    s *= rho
+    sq = np.multiply(g, g)
+    sq *= 1.0 - rho
+    s += sq
+    denom = np.sqrt(s, out=sq)
+    denom += hyper["eps"]
+    scaled = np.divide(g, denom, out=denom)
+    if vel is not None:
+        vel *= hyper["momentum"]
+        vel += scaled
+        scaled = np.multiply(vel, lr, out=scaled)
+    else:
+        scaled *= lr
+    p -= scaled
+
+
+def _adam_update(hyper, decoupled, p, g1, m, v, tmp, *, lr, t, decay):
     """Adam / AdamW in place from ``g1 = (1 - beta1) * g`` (the product's ``alpha`` did
     the scaling for free): the update of ``Adam._update_numpy`` in 11 passes over memory
     instead of 13 and without temporaries. ``g1`` is our own buffer and is consumed;
@@ -335,12 +390,13 @@ def _adam_update(opt, p, g1, m, v, tmp, *, lr, t, decay):
         p <- p - (s bc2) m / (sqrt(v) + eps bc2),  s = lr / (1 - b1^t), bc2 = sqrt(1 - b2^t)
              (the same as the generic p - s m / (sqrt(v) / bc2 + eps))
     """
-    b1, b2 = opt.beta1, opt.beta2
-    if decay and opt.weight_decay:
-        if opt._decoupled:
-            p *= 1.0 - lr * opt.weight_decay
+    b1, b2 = hyper["beta1"], hyper["beta2"]
+    wd = hyper["weight_decay"]
+    if decay and wd:
+        if decoupled:
+            p *= 1.0 - lr * wd
         else:  # coupled L2: g + wd p, scaled like g
-            np.multiply(p, opt.weight_decay * (1.0 - b1), out=tmp)
+            np.multiply(p, wd * (1.0 - b1), out=tmp)
             g1 += tmp
     m *= b1
     m += g1
@@ -348,9 +404,9 @@ def _adam_update(opt, p, g1, m, v, tmp, *, lr, t, decay):
     np.multiply(g1, g1, out=g1)
     g1 *= (1.0 - b2) / ((1.0 - b1) * (1.0 - b1))
     v += g1
-    step_size, bc2_sqrt = opt._corrections(lr, t)
+    step_size, bc2_sqrt = adam_corrections(hyper, lr, t)
     np.sqrt(v, out=tmp)
-    tmp += opt.eps * bc2_sqrt
+    tmp += hyper["eps"] * bc2_sqrt
     np.divide(m, tmp, out=tmp)
     tmp *= step_size * bc2_sqrt
     p -= tmp
