@@ -161,14 +161,15 @@ def save_checkpoint(model, path, *, fit_state=None) -> str:
     str
         The absolute path written.
     """
-    if model.optimizer_ is None or model.optimizer_state_ is None:
+    ts = model.state_
+    if ts is None:
         raise ValueError("save_checkpoint needs a model with an optimizer: call "
                          "compile(...) or fit(...) first, or use mlpx.io.save for the "
                          "weights alone.")
     meta, arrays = _model_payload(model, kind="checkpoint")
-    state = model.optimizer_state_
+    state = ts.opt_state
     slot_keys = {}
-    for name in model.optimizer_.slot_names():
+    for name in ts.optimizer.slot_names():
         keys = []
         for i, a in enumerate(state["slots"][name]):
             key = f"slot.{name}.{i}"
@@ -176,11 +177,11 @@ def save_checkpoint(model, path, *, fit_state=None) -> str:
             keys.append(key)
         slot_keys[name] = keys
     training = {
-        "epoch": int(model.epoch_),
-        "optimizer": {"config": model.optimizer_.get_config(), "step": int(state["step"]),
+        "epoch": int(ts.epoch),
+        "optimizer": {"config": ts.optimizer.get_config(), "step": int(state["step"]),
                       "slots": slot_keys},
-        "rng": {"train": _rng_state(model._train_rng), "init": _rng_state(model._init_rng)},
-        "history": _history_to_json(model.history_),
+        "rng": {"train": _rng_state(ts.rng), "init": _rng_state(ts.init_rng)},
+        "history": _history_to_json(ts.history),
         "fit": None,
         "best_params": None,
     }
@@ -215,7 +216,7 @@ def load_checkpoint(path, *, backend="numpy"):
     path = _fspath(path)
     ckpt = _read_checkpoint(path)
     model = _build_model(path, ckpt["meta"], ckpt["arrays"], backend)
-    _apply_training(model, ckpt)
+    model.restore_checkpoint(ckpt)
     return model
 
 
@@ -273,16 +274,27 @@ def _check_training(t, meta, arrays):
         raise ModelFileError("the fit entry is malformed.")
 
 
-def _apply_training(model, ckpt, *, train_rng=None) -> None:
-    """Install a checkpoint's optimizer, epoch, random state and history into ``model``.
+def training_state_parts(ckpt, *, backend) -> dict:
+    """The training state a checkpoint holds, rebuilt on ``backend``.
 
-    ``train_rng`` replaces the generator rebuilt from the checkpoint (fit passes one it
-    has already drawn a validation split from).
+    Parameters
+    ----------
+    ckpt : dict
+        From :func:`read_checkpoint` (already checked).
+    backend : mlpx._backend.Backend
+        Where the optimizer's slot arrays go.
+
+    Returns
+    -------
+    dict
+        ``optimizer`` (rebuilt from its config), ``opt_state`` (step and fresh writable
+        slot arrays on the device), ``rng`` and ``init_rng`` (host generators), ``epoch``
+        and ``history`` (or None): what :class:`mlpx.state.TrainState` needs besides the
+        parameters.
     """
     from .optimizers import get_optimizer
 
     t, arrays, path = ckpt["training"], ckpt["arrays"], ckpt["path"]
-    backend = model.backend
     try:
         opt = get_optimizer(t["optimizer"]["config"])
     except (TypeError, ValueError) as exc:
@@ -293,30 +305,16 @@ def _apply_training(model, ckpt, *, train_rng=None) -> None:
         raise ModelFileError(f"{path}: the checkpoint holds optimizer slots "
                              f"{sorted(saved)} but {type(opt).__name__} keeps "
                              f"{sorted(opt.slot_names())}.")
-    # Fresh writable copies: the NumPy optimizer fast path updates them in place.
+    # Fresh writable copies: the NumPy update writes them in place.
     move = lambda a: _backend.to_device(np.array(a, copy=True), backend=backend)  # noqa: E731
     state = {"step": int(t["optimizer"]["step"]),
              "slots": {name: [move(arrays[k]) for k in saved[name]]
                        for name in opt.slot_names()}}
-    model.optimizer_ = opt
-    model.optimizer_state_ = state
-    model.epoch_ = int(t["epoch"])
-    model._train_rng = (train_rng if train_rng is not None
-                        else _rng_from_state(t["rng"]["train"]))
-    model._init_rng = _rng_from_state(t["rng"]["init"])
-    # The per-step noise generator is derived from the host one without advancing it:
-    # on CPU backends it *is* the host generator; a device generator (CuPy) is re-derived
-    # from the host state at the start of every epoch by fit.
-    probe = copy.deepcopy(model._train_rng)
-    noise = _backend.noise_rng(backend, probe)
-    model._noise_rng = model._train_rng if noise is probe else noise
-    model.history_ = (None if t.get("history") is None
-                      else _history_from_json(t["history"]))
-    # Train with the step compile() would pick (a backend fast path or the generic one),
-    # so that a resumed run computes exactly what the interrupted one did.
-    from . import _fast
-
-    model._fast_step = _fast.select_step(model)
+    return {"optimizer": opt, "opt_state": state,
+            "rng": _rng_from_state(t["rng"]["train"]),
+            "init_rng": _rng_from_state(t["rng"]["init"]),
+            "epoch": int(t["epoch"]),
+            "history": None if t.get("history") is None else _history_from_json(t["history"])}
 
 
 def _best_params(ckpt):
@@ -724,3 +722,30 @@ def _history_from_json(data):
     if data.get("stop_reason") is not None and hasattr(h, "stop_reason"):
         h.stop_reason = str(data["stop_reason"])
     return h
+
+
+# TEMP: public names the trainer uses, until the io hardening branch lands.
+read_checkpoint = _read_checkpoint
+rng_state = _rng_state
+rng_from_state = _rng_from_state
+to_json = _to_json
+best_params = _best_params
+
+
+def check_checkpoint_matches(model, ckpt) -> None:
+    """TEMP: refuse a checkpoint of another model (config) before changing the model."""
+    import json
+
+    def normal(obj):
+        return json.loads(json.dumps(obj, sort_keys=True))
+
+    mine = normal(_to_json(model.get_config()))
+    theirs = normal(ckpt["meta"]["config"])
+    if not model.built:
+        mine = dict(mine, n_features=theirs.get("n_features"))
+    if mine != theirs:
+        keys = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+        raise ValueError(f"The checkpoint {ckpt['path']} belongs to a different model "
+                         f"(config keys that differ: {keys}); build the model with the "
+                         "config it was saved from, or load it with "
+                         "mlpx.io.load_checkpoint.")

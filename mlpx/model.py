@@ -15,13 +15,18 @@ import math
 
 import numpy as np
 
+import threading
+
 from . import _backend, _fast
+from . import io as mio
 from .activations import get_activation
 from .initializers import default_initializer
 from ._validation import check_float, check_int
 from .layers import ActivationLayer, Dense, Dropout, Maxout, PReLU, get_layer
 from .losses import get_loss, l2_penalty, one_hot
 from .optimizers import get_optimizer
+from .state import TrainState, map_arrays
+from .trainer import FitOptions, fit_model
 from .training import Evaluation, History, as_callbacks, as_early_stopping
 
 __all__ = ["Sequential", "MLP", "model_from_config"]
@@ -77,17 +82,16 @@ class Sequential:
             None if isinstance(seed, np.random.Generator) else seed
         ).spawn(2)
         if isinstance(seed, np.random.Generator):
-            self._init_rng = seed
-            self._train_rng = np.random.default_rng(seed.integers(2**63))
+            self.init_rng = seed
+            self.train_rng = np.random.default_rng(seed.integers(2**63))
         else:
-            self._init_rng = np.random.default_rng(init_seed)
-            self._train_rng = np.random.default_rng(train_seed)
-        self._noise_rng = None
+            self.init_rng = np.random.default_rng(init_seed)
+            self.train_rng = np.random.default_rng(train_seed)
         self.n_features = None
-        self.optimizer_ = None
-        self.optimizer_state_ = None
-        self.history_ = None
-        self.epoch_ = 0
+        self.state_ = None
+        self._fast_step = None
+        self._busy = threading.Lock()
+        self._busy_owner = None
         self.stop_training = False
         if n_features is not None:
             self.build(n_features)
@@ -108,7 +112,7 @@ class Sequential:
         width = int(n_features)
         for layer in self.layers:
             width = layer.build(width, backend=self.backend, dtype=self.dtype,
-                                rng=self._init_rng)
+                                rng=self.init_rng)
         self.n_features = int(n_features)
         self.n_outputs = width
         return self
@@ -135,10 +139,14 @@ class Sequential:
                 raise ValueError(f"Parameter {i} must have shape {tuple(old.shape)}; got "
                                  f"{tuple(p.shape)}.")
             new.append(_copy(p, xp))
-        self._assign_params(new)
+        self.assign_params(new)
 
-    def _assign_params(self, params) -> None:
-        """Install ``params`` as they are (no copy): the model now owns them."""
+    def assign_params(self, params) -> None:
+        """Install ``params`` as they are (no copy): the model now owns them.
+
+        ``params`` must be aligned with :attr:`params` and already on the model's device
+        in its dtype (:meth:`set_params` checks and copies; this does not).
+        """
         params = list(params)
         i = 0
         for layer in self.layers:
@@ -147,6 +155,35 @@ class Sequential:
             i += n
         if i != len(params):
             raise ValueError(f"Expected {i} parameters, got {len(params)}.")
+        if self.state_ is not None:
+            self.state_.params = params
+
+    # ------------------------------------------------------------------ training state
+    @property
+    def optimizer_(self):
+        """The optimizer of :attr:`state_` (None before :meth:`compile` or ``fit``)."""
+        return None if self.state_ is None else self.state_.optimizer
+
+    @property
+    def optimizer_state_(self):
+        """The optimizer's state ``{"step", "slots"}`` of :attr:`state_`, or None."""
+        return None if self.state_ is None else self.state_.opt_state
+
+    @optimizer_state_.setter
+    def optimizer_state_(self, value):
+        if self.state_ is None:
+            raise RuntimeError("Call compile(optimizer) before setting optimizer_state_.")
+        self.state_.opt_state = value
+
+    @property
+    def epoch_(self) -> int:
+        """Epochs trained so far (0 before the first ``fit``)."""
+        return 0 if self.state_ is None else self.state_.epoch
+
+    @property
+    def history_(self):
+        """What the last ``fit`` recorded (:class:`History`), or None."""
+        return None if self.state_ is None else self.state_.history
 
     @property
     def decay_mask(self) -> list:
@@ -179,7 +216,15 @@ class Sequential:
         }
 
     # ------------------------------------------------------------------ input checks
-    def _to_device_X(self, X, what="X"):
+    def as_numeric(self, a, what="X"):
+        """``a`` as a numeric array: host NumPy, or left as is in the model's namespace.
+
+        Raises a ValueError naming ``what`` for non-numeric data, and the "how to move
+        it" error for an array of another namespace.
+        """
+        return _as_numeric(a, what, self.backend)
+
+    def to_device_X(self, X, what="X"):
         """Validate a feature matrix and return it on the device in the model's dtype."""
         X = _as_numeric(X, what, self.backend)
         xp = self.backend.xp
@@ -199,7 +244,7 @@ class Sequential:
             raise ValueError(f"{what} contains NaN or infinity; clean or impute it first.")
         return X
 
-    def _to_device_y(self, y, n_samples, what="y"):
+    def to_device_y(self, y, n_samples, what="y"):
         """Validate targets; return (float targets of shape (n, k), int labels or None)."""
         xp = self.backend.xp
         y = _as_numeric(y, what, self.backend)
@@ -244,7 +289,7 @@ class Sequential:
             return Y, labels
         return Y, None
 
-    def _to_device_weights(self, sample_weight, n_samples):
+    def to_device_weights(self, sample_weight, n_samples):
         if sample_weight is None:
             return None
         xp = self.backend.xp
@@ -262,9 +307,9 @@ class Sequential:
     # ------------------------------------------------------------------ math
     def _forward(self, x, *, training):
         caches = []
+        rng = self.state_.noise_rng if training and self.state_ is not None else None
         for layer in self.layers:
-            x, cache = layer.forward(x, xp=self.backend.xp, training=training,
-                                     rng=self._noise_rng if training else None)
+            x, cache = layer.forward(x, xp=self.backend.xp, training=training, rng=rng)
             caches.append(cache)
         return x, caches
 
@@ -275,44 +320,63 @@ class Sequential:
             dz, grads[i] = self.layers[i].backward(dz, caches[i], xp=xp, need_dx=i > 0)
         return [g for gs in grads for g in gs]
 
-    def loss_and_grads(self, X, Y, sample_weight=None, *, training=True):
+    def loss_and_grads(self, X, Y, sample_weight=None, *, training=True, alpha=None):
         """Return ``(loss, grads, logits)`` for one batch already on the device.
 
         ``loss`` is a 0-d array (L2 penalty included) and ``grads`` is aligned with
-        :attr:`params`. This is the whole of backprop; :meth:`fit` adds the update.
+        :attr:`params`. This is the whole of backprop; :meth:`apply_gradients` is the
+        update. ``alpha`` overrides the model's L2 strength for this call.
         """
         xp = self.backend.xp
+        alpha = self.alpha if alpha is None else alpha
         z, caches = self._forward(X, training=training)
         loss, dz = self.loss.value_and_grad(z, Y, output=self.output, xp=xp,
                                             sample_weight=sample_weight)
         grads = self._backward(dz, caches)
-        if self.alpha > 0:
+        if alpha > 0:
             params = self.params
             weights = [p for p, d in zip(params, self.decay_mask) if d]
-            loss = loss + l2_penalty(weights, self.alpha, xp=xp)
-            grads = [g + self.alpha * p if d else g
+            loss = loss + l2_penalty(weights, alpha, xp=xp)
+            grads = [g + alpha * p if d else g
                      for g, p, d in zip(grads, params, self.decay_mask)]
         return loss, grads, z
 
-    def train_step(self, X, Y, sample_weight=None):
+    def apply_gradients(self, grads, *, hyper=None) -> None:
+        """The update stage: one optimizer step with ``grads`` (aligned with params).
+
+        ``hyper`` overrides the optimizer's hyper-parameters for this step (see
+        :meth:`mlpx.optimizers.Optimizer.hyper`).
+        """
+        state = self._require_state("apply_gradients")
+        kw = {} if hyper is None else {"hyper": hyper}  # TEMP until registry lands
+        new = state.optimizer.step(self.params, grads, state.opt_state, xp=self.backend.xp,
+                                   decay_mask=self.decay_mask, **kw)
+        self.assign_params(new)
+
+    def train_step(self, X, Y, sample_weight=None, *, alpha=None, hyper=None):
         """One step of forward, loss gradient, backward and optimizer update.
 
         ``X`` and ``Y`` (float targets of shape (n, n_outputs)) must already be on the
-        device; :meth:`compile` or :meth:`fit` sets the optimizer first. Returns the loss
-        and the logits as device arrays (no host synchronisation).
+        device; :meth:`compile` or :meth:`fit` sets the optimizer first. ``alpha`` and
+        ``hyper`` override the L2 strength and the optimizer's hyper-parameters for this
+        step. Returns the loss and the logits as device arrays (no host
+        synchronisation). A backend fast path (:mod:`mlpx._fast`) runs the same stages
+        in place when it supports the model.
         """
-        if self.optimizer_ is None:
-            raise RuntimeError("Call compile(optimizer) or fit(...) before train_step.")
-        fast = getattr(self, "_fast_step", None)  # see mlpx._fast; None: generic path
-        if fast is not None:
-            done = fast(self, X, Y, sample_weight)
+        self._require_state("train_step")
+        if self._fast_step is not None:
+            done = self._fast_step(self, X, Y, sample_weight, alpha=alpha, hyper=hyper,
+                                   noise_rng=self.state_.noise_rng)
             if done is not None:
                 return done
-        loss, grads, z = self.loss_and_grads(X, Y, sample_weight)
-        new = self.optimizer_.step(self.params, grads, self.optimizer_state_,
-                                   xp=self.backend.xp, decay_mask=self.decay_mask)
-        self._assign_params(new)
+        loss, grads, z = self.loss_and_grads(X, Y, sample_weight, alpha=alpha)
+        self.apply_gradients(grads, hyper=hyper)
         return loss, z
+
+    def _require_state(self, what):
+        if self.state_ is None:
+            raise RuntimeError(f"Call compile(optimizer) or fit(...) before {what}.")
+        return self.state_
 
     def compile(self, optimizer="sgd", **params) -> "Sequential":
         """Set the optimizer (name, config dict or instance) and fresh optimizer state.
@@ -325,12 +389,45 @@ class Sequential:
         """
         if not self.built:
             raise RuntimeError("Build the model (n_features=... or fit) before compile().")
-        self.optimizer_ = get_optimizer(optimizer, **params)
-        self.optimizer_state_ = self.optimizer_.init_state(self.params, xp=self.backend.xp)
-        if self._noise_rng is None:
-            self._noise_rng = _backend.noise_rng(self.backend, self._train_rng)
+        opt = get_optimizer(optimizer, **params)
+        old = self.state_
+        noise = old.noise_rng if old is not None else _backend.noise_rng(self.backend,
+                                                                          self.train_rng)
+        self.state_ = TrainState(params=self.params, optimizer=opt,
+                                 opt_state=opt.init_state(self.params, xp=self.backend.xp),
+                                 rng=self.train_rng, init_rng=self.init_rng,
+                                 noise_rng=noise,
+                                 epoch=0 if old is None else old.epoch,
+                                 history=None if old is None else old.history)
         self._fast_step = _fast.select_step(self)
         return self
+
+    def restore_checkpoint(self, ckpt, *, train_rng=None) -> None:
+        """Install a checkpoint read by :func:`mlpx.io.read_checkpoint` (checked first).
+
+        Sets the parameters and the whole :class:`~mlpx.state.TrainState`: optimizer and
+        its state, epoch, random generators and history. ``train_rng`` replaces the
+        generator rebuilt from the checkpoint (``fit`` passes one it has already drawn a
+        validation split from).
+        """
+        params = [ckpt["arrays"][e["key"]] for e in ckpt["meta"]["params"]]
+        parts = mio.training_state_parts(ckpt, backend=self.backend)
+        self.set_params(params)
+        self.train_rng = train_rng if train_rng is not None else parts["rng"]
+        self.init_rng = parts["init_rng"]
+        # The per-step noise generator is derived from the host one without advancing
+        # it: on CPU backends it *is* the host generator; a device generator (CuPy) is
+        # re-derived from the host state at the start of every epoch by the trainer.
+        probe = copy.deepcopy(self.train_rng)
+        noise = _backend.noise_rng(self.backend, probe)
+        self.state_ = TrainState(params=self.params, optimizer=parts["optimizer"],
+                                 opt_state=parts["opt_state"], rng=self.train_rng,
+                                 init_rng=self.init_rng,
+                                 noise_rng=self.train_rng if noise is probe else noise,
+                                 epoch=parts["epoch"], history=parts["history"])
+        # Train with the step compile() would pick, so that a resumed run computes
+        # exactly what the interrupted one did.
+        self._fast_step = _fast.select_step(self)
 
     # ------------------------------------------------------------------ training
     def fit(self, X, y, *, epochs=10, batch_size=32, optimizer=None, validation_data=None,
@@ -416,33 +513,53 @@ class Sequential:
         non-deterministic device), the weights from the start of the epoch are kept and
         the batch is the first whose recorded loss is not finite.
         """
-        from . import _fit, io as _io
-
         owner = type(self).__name__
         epochs = check_int(epochs, "epochs", f"{owner}.fit", low=0)
         if batch_size is not None:
             batch_size = check_int(batch_size, "batch_size", f"{owner}.fit")
         validation_split = check_float(validation_split, "validation_split", owner,
                                        low=0.0, high=1.0, high_open=True)
-        stopper = as_early_stopping(early_stopping)
-        cbs = as_callbacks(callbacks)
-        opt = None if optimizer is None else get_optimizer(optimizer)
         checkpoint_every = check_int(checkpoint_every, "checkpoint_every", f"{owner}.fit")
         if on_nonfinite not in _ON_NONFINITE:
             raise ValueError(f"The 'on_nonfinite' parameter of {owner}.fit must be one of "
                              f"{list(_ON_NONFINITE)}. Got {on_nonfinite!r} instead.")
-        if checkpoint is not None:
-            checkpoint = _io.check_writable_path(checkpoint, "checkpoint")
-        run = _fit.prepare(self, X, y, epochs=epochs, batch_size=batch_size, optimizer=opt,
-                           validation_data=validation_data,
-                           validation_split=validation_split, shuffle=shuffle,
-                           stopper=stopper, callbacks=cbs, sample_weight=sample_weight,
-                           verbose=verbose, checkpoint=checkpoint,
-                           checkpoint_every=checkpoint_every, resume=resume,
-                           on_nonfinite=on_nonfinite)
-        return run.run()  # called from here: the non-finite warning's stacklevel counts on it
+        opts = FitOptions(
+            epochs=epochs, batch_size=batch_size,
+            optimizer=None if optimizer is None else get_optimizer(optimizer),
+            validation_data=validation_data, validation_split=validation_split,
+            shuffle=shuffle, stopper=as_early_stopping(early_stopping),
+            callbacks=as_callbacks(callbacks), sample_weight=sample_weight,
+            verbose=verbose,
+            checkpoint=None if checkpoint is None
+            else mio.check_writable_path(checkpoint, "checkpoint"),
+            checkpoint_every=checkpoint_every, resume=resume, on_nonfinite=on_nonfinite)
+        with self._exclusive("fit"):
+            # fit_model's warnings count on being called from here (stacklevel).
+            return fit_model(self, X, y, opts)
 
-    def _count_correct(self, z, Y, labels):
+    def _exclusive(self, what):
+        """Hold the model for one ``fit``: a second concurrent one raises at once."""
+        model = self
+
+        class _Hold:
+            def __enter__(self):
+                if not model._busy.acquire(blocking=False):
+                    raise RuntimeError(
+                        f"{what} was called on a {type(model).__name__} that another thread "
+                        "is training; one model trains in one thread at a time (predict "
+                        "while it trains is refused too). Train copies (copy.deepcopy) in "
+                        "parallel instead.")
+                model._busy_owner = threading.get_ident()
+                return self
+
+            def __exit__(self, *exc):
+                model._busy_owner = None
+                model._busy.release()
+                return False
+
+        return _Hold()
+
+    def count_correct(self, z, Y, labels):
         """Correct predictions in a batch as a device scalar (no host sync)."""
         xp = self.backend.xp
         if self.output.name == "softmax":
@@ -456,6 +573,8 @@ class Sequential:
     # ------------------------------------------------------------------ inference
     def _logits(self, X, batch_size=None):
         xp = self.backend.xp
+        if batch_size is not None:
+            batch_size = check_int(batch_size, "batch_size", f"{type(self).__name__}.predict")
         n = int(X.shape[0])
         step = batch_size or _PREDICT_BATCH
         if n <= step:
@@ -468,11 +587,16 @@ class Sequential:
         if not self.built:
             raise RuntimeError(f"This {type(self).__name__} is not built yet; call fit() "
                                "first or pass n_features.")
+        owner = self._busy_owner
+        if owner is not None and owner != threading.get_ident():
+            raise RuntimeError(f"This {type(self).__name__} is being trained by another "
+                               "thread; predict after fit returns, or on a copy "
+                               "(copy.deepcopy) of the model.")
 
     def decision_function(self, X, *, batch_size=None):
         """Logits (pre-output-activation values) of shape (n_samples, n_outputs)."""
         self._check_ready()
-        return self._logits(self._to_device_X(X), batch_size)
+        return self._logits(self.to_device_X(X), batch_size)
 
     def predict_proba(self, X, *, batch_size=None):
         """Output activations of shape (n_samples, n_outputs), in the model's namespace.
@@ -499,7 +623,7 @@ class Sequential:
             return hit[:, 0] if hit.shape[1] == 1 else hit
         return self.output.forward(z, xp=xp)
 
-    def _evaluate_device(self, X, Y, labels, sample_weight=None):
+    def evaluate_device(self, X, Y, labels, sample_weight=None):
         xp = self.backend.xp
         z = self._logits(X)
         loss = self.loss.value(z, Y, output=self.output, xp=xp, sample_weight=sample_weight)
@@ -508,7 +632,7 @@ class Sequential:
             loss = loss + l2_penalty(weights, self.alpha, xp=xp)
         acc = None
         if self.is_classifier:
-            acc = float(self._count_correct(z, Y, labels)) / int(X.shape[0])
+            acc = float(self.count_correct(z, Y, labels)) / int(X.shape[0])
         return float(loss), acc
 
     def evaluate(self, X, y, *, sample_weight=None) -> Evaluation:
@@ -520,10 +644,10 @@ class Sequential:
             A named tuple ``(loss, accuracy)`` of Python floats.
         """
         self._check_ready()
-        Xd = self._to_device_X(X)
-        Yd, labels = self._to_device_y(y, int(Xd.shape[0]))
-        Wd = self._to_device_weights(sample_weight, int(Xd.shape[0]))
-        return Evaluation(*self._evaluate_device(Xd, Yd, labels, Wd))
+        Xd = self.to_device_X(X)
+        Yd, labels = self.to_device_y(y, int(Xd.shape[0]))
+        Wd = self.to_device_weights(sample_weight, int(Xd.shape[0]))
+        return Evaluation(*self.evaluate_device(Xd, Yd, labels, Wd))
 
     # ------------------------------------------------------------------ saving
     def save(self, path) -> str:
@@ -548,11 +672,19 @@ class Sequential:
             c.params = [_backend.to_numpy(p) for p in layer.params]
             layers.append(c)
         state["layers"] = layers
-        if self.optimizer_state_ is not None:
-            state["optimizer_state_"] = _map_arrays(self.optimizer_state_, _backend.to_numpy)
+        ts = self.state_
+        if ts is not None:
+            # The host generators pickle as they are; a device noise generator (CuPy)
+            # is derived again from the host one on unpickling.
+            noise = ts.noise_rng if ts.noise_rng is ts.rng else None
+            state["state_"] = TrainState(
+                params=[], optimizer=ts.optimizer,
+                opt_state=map_arrays(ts.opt_state, _backend.to_numpy), rng=ts.rng,
+                init_rng=ts.init_rng, noise_rng=noise, epoch=ts.epoch, history=ts.history)
         state["backend"] = self.backend.name
-        state["_noise_rng"] = None
         state.pop("_fast_step", None)  # buffers are never pickled
+        state["_busy"] = None       # locks neither
+        state["_busy_owner"] = None
         return state
 
     def __setstate__(self, state):
@@ -561,11 +693,16 @@ class Sequential:
         move = lambda a: _backend.to_device(a, backend=backend)  # noqa: E731
         for layer in state["layers"]:
             layer.params = [move(p) for p in layer.params]
-        if state.get("optimizer_state_") is not None:
-            state["optimizer_state_"] = _map_arrays(state["optimizer_state_"], move)
+        ts = state.get("state_")
+        if ts is not None:
+            ts.opt_state = map_arrays(ts.opt_state, move)
         self.__dict__.update(state)
-        if self.optimizer_ is not None:
-            self._noise_rng = _backend.noise_rng(backend, self._train_rng)
+        self._busy = threading.Lock()
+        self._fast_step = None
+        if ts is not None:
+            ts.params = self.params
+            if ts.noise_rng is None:
+                ts.noise_rng = _backend.noise_rng(backend, ts.rng)
             self._fast_step = _fast.select_step(self)
 
 
@@ -707,13 +844,3 @@ _ON_NONFINITE = ("raise", "stop")
 
 def _copy(a, xp):
     return xp.asarray(a, copy=True)
-
-
-def _map_arrays(tree, fn):
-    if isinstance(tree, dict):
-        return {k: _map_arrays(v, fn) for k, v in tree.items()}
-    if isinstance(tree, (list, tuple)):
-        return type(tree)(_map_arrays(v, fn) for v in tree)
-    if isinstance(tree, (int, float, str, bool)) or tree is None:
-        return tree
-    return fn(tree)

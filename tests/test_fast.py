@@ -437,7 +437,7 @@ def test_alpha_and_hyper_given_are_used_instead_of_model_and_optimizer(optimizer
     ref_noise = np.random.default_rng(11)
     # nothing may be read from the model's alpha, the optimizer's attributes or rng
     fast.alpha = _Unreadable()
-    fast._noise_rng = None
+    fast.state_.noise_rng = None
     for key in HYPER_KEYS[opt.name]:
         setattr(opt, key, _Unreadable())
     batches = batches_for("cross_entropy", "float32")[:3]
@@ -445,9 +445,9 @@ def test_alpha_and_hyper_given_are_used_instead_of_model_and_optimizer(optimizer
         alpha = 1e-3 * (t + 1)
         loss_f, z_f = step(fast, X, Y, alpha=alpha, hyper=hypers[t], noise_rng=noise)
         ref.alpha = alpha
-        ref.optimizer_ = type(ref.optimizer_)(**{k: (v if k != "lr" else hypers[t]["lr"])
+        ref.state_.optimizer = type(ref.optimizer_)(**{k: (v if k != "lr" else hypers[t]["lr"])
                                                  for k, v in hypers[t].items()})
-        ref._noise_rng = ref_noise
+        ref.state_.noise_rng = ref_noise
         ref._fast_step = None
         with _fast.disabled():
             loss_r, z_r = ref.train_step(X, Y)

@@ -184,9 +184,9 @@ def test_checkpoint_round_trip_restores_training_state(tmp_path):
                         model.optimizer_state_["slots"][name], strict=True):
             np.testing.assert_array_equal(a, b)
             assert a.flags.writeable
-    assert clone._train_rng.integers(2**62) == model._train_rng.integers(2**62)
-    assert clone._init_rng.integers(2**62) == model._init_rng.integers(2**62)
-    assert clone._noise_rng is clone._train_rng
+    assert clone.train_rng.integers(2**62) == model.train_rng.integers(2**62)
+    assert clone.init_rng.integers(2**62) == model.init_rng.integers(2**62)
+    assert clone.state_.noise_rng is clone.train_rng
     assert clone.history_.epochs == [1, 2]
     assert clone.history_["loss"] == model.history_["loss"]
     # Training goes on identically from the loaded checkpoint.

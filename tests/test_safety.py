@@ -65,7 +65,7 @@ def snapshot(model):
         "epoch": model.epoch_,
         "history": {k: v for k, v in h.history.items() if k != "seconds"},
         "epochs": list(h.epochs), "best_epoch": h.best_epoch, "stopped": h.stopped_early,
-        "rng": model._train_rng.bit_generator.state,
+        "rng": model.train_rng.bit_generator.state,
     }
 
 
@@ -329,15 +329,15 @@ class _PoisonOnMarkedBatch:
         self.model, self.marker, self.once = model, marker, once
         self.step, self.fired = model.train_step, 0
 
-    def __call__(self, xb, yb, wb=None):
-        out = self.step(xb, yb, wb)
+    def __call__(self, xb, yb, wb=None, **kw):
+        out = self.step(xb, yb, wb, **kw)
         hit = bool(np.any(np.all(np.asarray(xb) == self.marker, axis=1)))
         if hit and self.model.epoch_ == 1 and not (self.once and self.fired):
             self.fired += 1
             params = self.model.params
             params[0] = params[0].copy()
             params[0][0, 0] = np.inf
-            self.model._assign_params(params)
+            self.model.assign_params(params)
         return out
 
 
@@ -370,9 +370,9 @@ def test_nonfinite_fallback_names_the_first_bad_recorded_loss():
     model = MLP([3, 16, 1], loss="mse", seed=0)
     real, calls = model.train_step, []
 
-    def flaky(xb, yb, wb=None):  # the replay (later calls) never fails
+    def flaky(xb, yb, wb=None, **kw):  # the replay (later calls) never fails
         calls.append(1)
-        loss, z = real(xb, yb, wb)
+        loss, z = real(xb, yb, wb, **kw)
         if len(calls) == 4:
             loss = loss * np.float32(np.nan)
         return loss, z

@@ -256,6 +256,6 @@ class FastStep:
             check_hyper(hyper, opt.name, names)
         if noise_rng is None and any(op.kind == "dropout" for op in self.plan):
             # transitional: the caller should pass noise_rng= (rule 2 of issue 10)
-            noise_rng = model._noise_rng
+            noise_rng = model.state_.noise_rng
         return self._step(model, params, state, opt, names, X, Y, sample_weight,
                           float(alpha), hyper, noise_rng)

@@ -1,0 +1,861 @@
+"""The training engine: one :class:`Trainer` owns the loop, every caller drives it.
+
+:meth:`mlpx.Sequential.fit`, the ``mlpx train`` command and the scikit-learn estimators
+(:mod:`mlpx.sklearn`) all train through a :class:`Trainer` over a model and its
+:class:`~mlpx.state.TrainState`. The trainer does the batching, shuffling, validation,
+callbacks, early stopping, the recovery from a non-finite loss, checkpoints and the
+progress bar. One step has named stages:
+
+1. ``before_step``: every :class:`StepHook` may set this step's L2 strength
+   (``ctx.alpha``), optimizer hyper-parameters (``ctx.hyper``, e.g. the learning rate)
+   or skip the batch;
+2. ``forward`` and ``loss and gradients``: :meth:`mlpx.Sequential.loss_and_grads`;
+3. ``gradient hook``: each hook's :meth:`StepHook.on_gradients` (a gradient all-reduce
+   plugs in here);
+4. ``update``: :meth:`mlpx.Sequential.apply_gradients` (the optimizer's rule).
+
+When no hook needs the gradients, stages 2 to 4 run fused in
+:meth:`mlpx.Sequential.train_step`, which takes a backend fast path when there is one
+(:mod:`mlpx._fast`): an in-place implementation of the same stages.
+
+A step is all or nothing: a Ctrl-C (SIGINT) that arrives during a step is held until the
+step has finished, then raised as KeyboardInterrupt, so the model never holds a
+half-applied update.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import _backend
+from . import io as mio
+from .state import map_arrays
+from .training import (
+    Callback,
+    DeviceMemoryError,
+    EarlyStopping,
+    History,
+    NonFiniteLossError,
+    NonFiniteLossWarning,
+)
+
+__all__ = ["Trainer", "FitOptions", "StepContext", "StepHook", "DeviceData", "fit_model"]
+
+
+# ---------------------------------------------------------------------- options
+@dataclass
+class FitOptions:
+    """The checked options of one :meth:`mlpx.Sequential.fit` call.
+
+    Built once by ``fit`` (which validates them) and handed to :func:`fit_model` and the
+    :class:`Trainer`; see ``fit`` for the meaning of each.
+    """
+
+    epochs: int = 10
+    batch_size: int | None = 32
+    optimizer: Any = None
+    validation_data: Any = None
+    validation_split: float = 0.0
+    shuffle: bool = True
+    stopper: EarlyStopping | None = None
+    callbacks: list = field(default_factory=list)
+    sample_weight: Any = None
+    verbose: int = 1
+    checkpoint: str | None = None
+    checkpoint_every: int = 1
+    resume: Any = None
+    on_nonfinite: str = "raise"
+
+
+# ---------------------------------------------------------------------- steps
+@dataclass
+class StepContext:
+    """What one step knows, and what :class:`StepHook` objects may change before it runs.
+
+    Attributes
+    ----------
+    index : int
+        The batch's position in the epoch (0-based).
+    rows : numpy.ndarray or slice
+        The samples of the batch (host indices into the training data, or a slice when
+        the data are not shuffled).
+    n : int
+        Samples in the batch.
+    step : int
+        Updates made before this one (the optimizer's ``state["step"]``).
+    alpha : float
+        L2 strength of this step (the model's ``alpha`` unless a hook changes it).
+    hyper : dict
+        The optimizer's hyper-parameters for this step (from
+        :meth:`~mlpx.optimizers.Optimizer.hyper`); a hook may change any of them.
+    skip : bool
+        Set by a hook to leave this batch out (no update, no loss).
+    extra_loss : float
+        Host-side amount a hook adds to the epoch's summed loss (times ``n``).
+    info : dict
+        Free room for hooks to pass values from ``before_step`` to ``reported_loss``.
+    """
+
+    index: int
+    rows: Any
+    n: int
+    step: int
+    alpha: float
+    hyper: dict
+    skip: bool = False
+    extra_loss: float = 0.0
+    info: dict = field(default_factory=dict)
+
+
+class StepHook:
+    """Changes one step from outside the loop; override what you need.
+
+    Hooks are how callers steer training without editing the model or optimizer:
+    the scikit-learn estimators scale L2 by the batch's weight and move Adam's epsilon;
+    a data-parallel run all-reduces the gradients in :meth:`on_gradients`.
+    """
+
+    #: True when :meth:`on_gradients` must see the gradients (this turns off the fused
+    #: in-place step, which never materialises them).
+    needs_gradients = False
+
+    def before_step(self, ctx: StepContext, trainer: "Trainer") -> None:
+        """Called before each step; may change ``ctx.alpha``, ``ctx.hyper``, ``ctx.skip``."""
+
+    def on_gradients(self, grads: list, ctx: StepContext) -> list:
+        """Return the gradients the update should use (called only if needs_gradients)."""
+        return grads
+
+    def reported_loss(self, loss, ctx: StepContext):
+        """Return the batch loss to record (a device scalar); the update is unaffected."""
+        return loss
+
+
+# ---------------------------------------------------------------------- data
+class DeviceData:
+    """Training data on the device, taken batch by batch in the trainer's order.
+
+    Parameters
+    ----------
+    X : array of shape (n_samples, n_features)
+    Y : array of shape (n_samples, n_outputs)
+        Float targets.
+    labels : array of shape (n_samples,) or None
+        Integer labels (classifiers), for the accuracy.
+    W : array of shape (n_samples,) or None
+        Sample weights.
+    xp : namespace
+    """
+
+    def __init__(self, X, Y, labels=None, W=None, *, xp):
+        self.X, self.Y, self.labels, self.W = X, Y, labels, W
+        self.xp = xp
+        self.n = int(Y.shape[0])
+        #: Host copy of the weights, for the per-batch checks (None without weights).
+        self.host_weights = None if W is None else _backend.to_numpy(W)
+
+    def batch(self, perm, rows, start, stop):
+        """Return ``(X, Y, W, labels)`` of samples ``start:stop`` of the epoch's order.
+
+        ``perm`` is the order on the device (None: unshuffled); ``rows`` the same on
+        the host (unused here; subclasses that densify on the host take it).
+        """
+        X, Y, labels, W = self.X, self.Y, self.labels, self.W
+        if perm is None:
+            return (X[start:stop, ...], Y[start:stop, ...],
+                    None if W is None else W[start:stop, ...],
+                    None if labels is None else labels[start:stop, ...])
+        xp = self.xp
+        idx = perm[start:stop]
+        return (xp.take(X, idx, axis=0), xp.take(Y, idx, axis=0),
+                None if W is None else xp.take(W, idx, axis=0),
+                None if labels is None else xp.take(labels, idx, axis=0))
+
+
+class _NoWeightBatches(StepHook):
+    """Skips a batch whose sample weights are all zero: it carries no information, and
+    its weighted mean loss would be 0/0."""
+
+    def __init__(self, host_weights):
+        self.w = host_weights
+
+    def before_step(self, ctx, trainer):
+        if not float(np.sum(self.w[ctx.rows])) > 0.0:
+            ctx.skip = True
+
+
+# ---------------------------------------------------------------------- interrupts
+class _DeferredInterrupt:
+    """Holds SIGINT while a step runs; the loop raises it between steps.
+
+    Only the main thread can handle signals; elsewhere this does nothing (a
+    KeyboardInterrupt cannot reach another thread anyway).
+    """
+
+    def __init__(self):
+        self.pending = False
+        self._old = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread() \
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.pending = True
+
+    def check(self):
+        """Raise the KeyboardInterrupt that arrived during the last step, if any."""
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+            self._old = None
+        if self.pending and exc[0] is None:
+            self.pending = False
+            raise KeyboardInterrupt
+        return False
+
+
+# ---------------------------------------------------------------------- the trainer
+class Trainer:
+    """The training loop over one model: epochs of minibatch steps, and all around them.
+
+    Parameters
+    ----------
+    model : mlpx.Sequential
+        Built and compiled (its :attr:`~mlpx.Sequential.state_` is advanced in place).
+    batch_size : int
+        Samples per step (at most the number of samples).
+    shuffle : bool or callable, default=True
+        Reshuffle every epoch with a permutation drawn from the state's host generator;
+        or a callable ``order(n) -> numpy index array`` giving each epoch's order.
+    validation : tuple (X_val, Y_val, labels_val) or None
+        Validation data on the device, evaluated after every epoch.
+    stopper : EarlyStopping or None
+    callbacks : list of Callback
+    hooks : list of StepHook
+    verbose : int
+        0 silent, 1 a progress bar over epochs, 2 also one over batches.
+    checkpoint : str or None
+        File to write a checkpoint to every ``checkpoint_every`` epochs.
+    checkpoint_every : int
+    on_nonfinite : {"raise", "stop", "ignore"}
+        What a NaN/inf loss or weight does: raise :class:`NonFiniteLossError`, stop with
+        a warning, or go on (the scikit-learn estimators check the weights at the end).
+    metrics : bool, default=True
+        Count the training accuracy of classifiers (a device reduction per batch).
+    fit_record : dict or None
+        What each checkpoint records about the ``fit`` call (arguments, data
+        fingerprint) so that a resumed call can check it sees the same run.
+    """
+
+    def __init__(self, model, *, batch_size, shuffle=True, validation=None, stopper=None,
+                 callbacks=(), hooks=(), verbose=0, checkpoint=None, checkpoint_every=1,
+                 on_nonfinite="raise", metrics=True, fit_record=None):
+        self.model = model
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.val = validation
+        self.stopper = stopper
+        self.callbacks = list(callbacks)
+        self.hooks = list(hooks)
+        self.verbose = int(verbose)
+        self.checkpoint = checkpoint
+        self.checkpoint_every = checkpoint_every
+        self.on_nonfinite = on_nonfinite
+        self.metrics = metrics
+        self.fit_record = fit_record
+        self.monitor = None
+        if stopper is not None:
+            self.monitor = stopper.monitor or ("val_loss" if validation is not None
+                                               else "loss")
+
+    # -- the step, in stages ----------------------------------------------------------
+    def context(self, index, rows, n) -> StepContext:
+        """Stage 1: this step's settings, after every hook's ``before_step``."""
+        state = self.model.state_
+        step = state.step
+        opt = state.optimizer
+        hyper = opt.hyper(step) if hasattr(opt, "hyper") else None  # TEMP until registry lands
+        ctx = StepContext(index=index, rows=rows, n=n, step=step, alpha=self.model.alpha,
+                          hyper=hyper)
+        for hook in self.hooks:
+            hook.before_step(ctx, self)
+        return ctx
+
+    def step(self, X, Y, W, ctx: StepContext):
+        """Stages 2 to 4 for one batch; return ``(loss, logits)`` as device arrays."""
+        model = self.model
+        if not any(h.needs_gradients for h in self.hooks):
+            return model.train_step(X, Y, W, alpha=ctx.alpha, hyper=ctx.hyper)
+        loss, grads, z = model.loss_and_grads(X, Y, W, alpha=ctx.alpha)
+        for hook in self.hooks:
+            if hook.needs_gradients:
+                grads = hook.on_gradients(grads, ctx)
+        model.apply_gradients(grads, hyper=ctx.hyper)
+        return loss, z
+
+    # -- epochs -----------------------------------------------------------------------
+    def epoch_order(self, n):
+        """This epoch's sample order on the host and on the device (None, None: as is)."""
+        state = self.model.state_
+        if state.noise_rng is not state.rng:
+            state.noise_rng = _backend.noise_rng(self.model.backend, state.rng)
+        if self.shuffle is False:
+            return None, None
+        rows = state.rng.permutation(n) if self.shuffle is True else self.shuffle(n)
+        return rows, _backend.to_device(rows, backend=self.model.backend)
+
+    def _batches(self, data, perm, rows, *, on_step=None):
+        """Run the epoch's steps; ``on_step(j, loss, z, batch)`` sees each one.
+
+        Returns the host-side extra loss the hooks added.
+        """
+        n, bs = data.n, min(self.batch_size, data.n)
+        extra = 0.0
+        guard = self._guard
+        for j, start in enumerate(range(0, n, bs)):
+            stop = min(start + bs, n)
+            where = slice(start, stop) if rows is None else rows[start:stop]
+            ctx = self.context(j, where, stop - start)
+            if ctx.skip:
+                continue
+            batch = data.batch(perm, where, start, stop)
+            try:
+                loss, z = self.step(batch[0], batch[1], batch[2], ctx)
+            except Exception as exc:
+                if _backend.is_out_of_memory(exc):
+                    raise memory_error(self.model, exc, bs) from exc
+                raise
+            if guard is not None:
+                guard.check()
+            for hook in self.hooks:
+                loss = hook.reported_loss(loss, ctx)
+            extra += ctx.extra_loss
+            if on_step is not None:
+                on_step(j, loss, z, batch, stop - start)
+        return extra
+
+    _guard: _DeferredInterrupt | None = None
+
+    def run(self, data, epochs, *, history=None, stopper_state=None,
+            best_params=None) -> History:
+        """Train for ``epochs`` epochs (or until stopped) and return the history.
+
+        Parameters
+        ----------
+        data : DeviceData
+        epochs : int
+        history : History, optional
+            A resumed run's history to append to.
+        stopper_state : dict, optional
+            A resumed run's early-stopping state: ``best``, ``best_epoch``, ``wait``.
+        best_params : list of arrays, optional
+            A resumed run's best weights (early stopping with ``restore_best``).
+
+        Raises
+        ------
+        NonFiniteLossError
+            On a NaN/inf loss or weight with ``on_nonfinite="raise"``.
+        DeviceMemoryError
+            When the device runs out of memory during a step.
+        """
+        from tqdm.auto import tqdm
+
+        model = self.model
+        state = model.state_
+        xp = model.backend.xp
+        n, val, stopper = data.n, self.val, self.stopper
+        n_batches = -(-n // min(self.batch_size, n))
+        history = History() if history is None else history
+        state.history = history
+        model.stop_training = False
+        monitor = self.monitor
+        best, best_epoch, wait = math.inf, None, 0
+        sign = 1.0
+        if stopper is not None:
+            sign = -1.0 if monitor.endswith("accuracy") else 1.0
+            if stopper_state is not None:
+                best = float(stopper_state["best"])
+                best_epoch = stopper_state["best_epoch"]
+                wait = int(stopper_state["wait"])
+        if data.host_weights is not None and not any(
+                isinstance(h, _NoWeightBatches) for h in self.hooks):
+            self.hooks.insert(0, _NoWeightBatches(data.host_weights))
+        good_params = [_copy(p, xp) for p in state.params]
+        for cb in self.callbacks:
+            cb.on_train_begin(model)
+        bar = tqdm(total=epochs, unit="epoch", disable=self.verbose < 1, leave=True,
+                   desc=f"{type(model).__name__} [{model.backend.name}]")
+        # A diverging run is reported once, as NonFiniteLossError, not as a stream of
+        # NumPy overflow warnings.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
+                _DeferredInterrupt() as guard:
+            self._guard = guard
+            try:
+                for i in range(epochs):
+                    epoch = state.epoch + 1
+                    t0 = time.perf_counter()
+                    # What a replay of this epoch needs, should it fail (see _recover).
+                    rng_state = state.rng.bit_generator.state
+                    state0 = map_arrays(state.opt_state, lambda a: _copy(a, xp))
+                    rows, perm = self.epoch_order(n)
+                    acc = {"total": 0.0, "correct": 0.0, "losses": []}
+                    lr = state.optimizer.current_lr(state.step)
+                    inner = tqdm(total=n_batches, unit="batch", leave=False,
+                                 disable=self.verbose < 2, desc=f"epoch {epoch}")
+
+                    def on_step(j, loss, z, batch, nb, acc=acc, inner=inner):
+                        acc["losses"].append(loss)
+                        acc["total"] = acc["total"] + loss * nb
+                        if self.metrics and model.is_classifier:
+                            acc["correct"] = acc["correct"] + model.count_correct(
+                                z, batch[1], batch[3])
+                        inner.update(1)
+
+                    extra = self._batches(data, perm, rows, on_step=on_step)
+                    inner.close()
+                    train_loss = (float(acc["total"]) + extra) / n
+                    if self.on_nonfinite != "ignore" and not (
+                            math.isfinite(train_loss) and params_finite(model)):
+                        error = self._recover(data, epoch=epoch, lr=lr,
+                                              losses=acc["losses"], train_loss=train_loss,
+                                              params0=good_params, state0=state0,
+                                              rng_state=rng_state)
+                        if self.on_nonfinite == "raise":
+                            raise error
+                        warnings.warn(str(error), NonFiniteLossWarning, stacklevel=4)
+                        history.stopped_early = True
+                        history.stop_reason = str(error)
+                        break
+                    if self.on_nonfinite != "ignore":
+                        good_params = [_copy(p, xp) for p in state.params]
+                    state.epoch = epoch
+                    logs = {"loss": train_loss}
+                    if self.metrics and model.is_classifier:
+                        logs["accuracy"] = float(acc["correct"]) / n
+                    if val is not None:
+                        vl, va = model.evaluate_device(*val)
+                        logs["val_loss"] = vl
+                        if va is not None:
+                            logs["val_accuracy"] = va
+                    seconds = time.perf_counter() - t0
+                    logs["seconds"] = seconds
+                    logs["lr"] = lr
+                    history.append(epoch, logs)
+                    bar.update(1)
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()
+                                     if k not in ("seconds", "lr")}
+                                    | {"samples/s": f"{n / seconds:.3g}"})
+                    for cb in self.callbacks:
+                        cb.on_epoch_end(model, epoch, logs)
+                    if stopper is not None:
+                        value = sign * logs[monitor]
+                        if value < best - stopper.min_delta:
+                            best, best_epoch, wait = value, epoch, 0
+                            if stopper.restore_best:
+                                best_params = [_copy(p, xp) for p in state.params]
+                        else:
+                            wait += 1
+                            if wait >= stopper.patience:
+                                model.stop_training = True
+                    if model.stop_training:
+                        history.stopped_early = True
+                    if self.checkpoint is not None and (
+                            epoch % self.checkpoint_every == 0 or i == epochs - 1
+                            or model.stop_training):
+                        self._write_checkpoint(best, best_epoch, wait, best_params)
+                    if model.stop_training:
+                        break
+            finally:
+                self._guard = None
+                bar.close()
+        if stopper is not None:
+            history.best_epoch = best_epoch
+            if stopper.restore_best and best_params is not None:
+                model.assign_params(best_params)
+        for cb in self.callbacks:
+            cb.on_train_end(model, history)
+        return history
+
+    def _write_checkpoint(self, best, best_epoch, wait, best_params) -> None:
+        """Write a checkpoint of the model and of this run's early-stopping state."""
+        stopper = self.stopper
+        info = dict(self.fit_record)
+        info["stopper"] = None if stopper is None else {
+            "best": best, "best_epoch": best_epoch, "wait": wait}
+        arrays = best_params if stopper is not None and stopper.restore_best else None
+        mio.save_checkpoint(self.model, self.checkpoint,
+                            fit_state={"json": info, "arrays": arrays})
+
+    def _recover(self, data, *, epoch, lr, losses, train_loss, params0, state0,
+                 rng_state) -> NonFiniteLossError:
+        """Find the first bad batch of a failed epoch and keep the weights from before it.
+
+        Replays the epoch from its start (weights ``params0``, optimizer state ``state0``,
+        host random state ``rng_state``) with a host check after every batch. Returns the
+        error to raise (or warn with); the model then holds the last good weights.
+        """
+        model = self.model
+        state = model.state_
+        n = data.n
+        n_batches = -(-n // min(self.batch_size, n))
+        xp = model.backend.xp
+        copy_state = lambda s: map_arrays(s, lambda a: _copy(a, xp))  # noqa: E731
+        model.assign_params([_copy(p, xp) for p in params0])
+        state.opt_state = copy_state(state0)
+        state.rng.bit_generator.state = rng_state
+        rows, perm = self.epoch_order(n)
+        found = []
+        saved = {}
+
+        class _Stop(Exception):
+            pass
+
+        def before(j):
+            saved["params"] = [_copy(p, xp) for p in state.params]
+            saved["state"] = copy_state(state.opt_state)
+
+        class _Snapshot(StepHook):
+            def before_step(self, ctx, trainer):
+                before(ctx.index)
+
+        def on_step(j, loss, z, batch, nb):
+            value = float(loss)
+            if not math.isfinite(value):
+                found.append((j, "loss", value))
+            elif not params_finite(model):
+                found.append((j, "weights", value))
+            if found:
+                model.assign_params(saved["params"])
+                state.opt_state = saved["state"]
+                raise _Stop
+
+        self.hooks.append(_Snapshot())
+        try:
+            self._batches(data, perm, rows, on_step=on_step)
+        except _Stop:
+            pass
+        finally:
+            self.hooks.pop()
+        hint = (f"Lower the learning rate (now {lr:g}), scale the inputs, or add "
+                "regularisation; fit(..., on_nonfinite='stop') ends training without an "
+                "error instead.")
+        if found:
+            j, what, value = found[0]
+            cause = (f"The training loss became {value} in epoch {epoch}, batch {j + 1} of "
+                     f"{n_batches}" if what == "loss" else
+                     f"The weights became NaN or infinite in epoch {epoch}, batch {j + 1} "
+                     f"of {n_batches} (the loss of that batch was still {value:g})")
+            kept = ("the weights and optimizer state from just before that batch were "
+                    "kept" + (f" (those of the end of epoch {epoch - 1})" if j == 0 else ""))
+            return NonFiniteLossError(f"{cause}; {kept}. {hint}", epoch=epoch, batch=j + 1,
+                                      n_batches=n_batches, what=what)
+        # The replay did not fail (a non-deterministic device): fall back to the start of
+        # the epoch and to the per-batch losses recorded on the device.
+        model.assign_params([_copy(p, xp) for p in params0])
+        state.opt_state = copy_state(state0)
+        values = _backend.to_numpy(xp.stack([xp.asarray(v) for v in losses]))
+        bad = np.flatnonzero(~np.isfinite(values))
+        batch = int(bad[0]) + 1 if bad.size else None
+        what = "loss" if bad.size else "weights"
+        where = f"batch {batch} of {n_batches}" if batch else "its last batch"
+        return NonFiniteLossError(
+            f"The training {what} became non-finite in epoch {epoch} ({where}; mean loss "
+            f"{train_loss}); the weights of epoch {epoch - 1} were restored. {hint}",
+            epoch=epoch, batch=batch, n_batches=n_batches, what=what)
+
+
+# ---------------------------------------------------------------------- fit
+def fit_model(model, X, y, opts: FitOptions) -> History:
+    """Run one :meth:`mlpx.Sequential.fit` call whose options are checked.
+
+    Everything is validated before the model is changed: the checkpoint to resume from
+    (config, optimizer, early stopping, data fingerprint), the data and the validation
+    split. Then the checkpoint's weights and training state are restored, or the model
+    is compiled when it needs an optimizer, and a :class:`Trainer` trains it.
+
+    Raises
+    ------
+    ValueError
+        For bad data, or a checkpoint that does not match the model or data.
+    mlpx.io.ModelFileError
+        When ``opts.resume`` names a file that is not a sound mlpx checkpoint.
+    """
+    ckpt = fit_info = None
+    if opts.resume is not None:
+        ckpt = mio.read_checkpoint(opts.resume)
+        fit_info = ckpt["training"].get("fit")
+        # Refuse a checkpoint of another model before building or changing anything.
+        mio.check_checkpoint_matches(model, ckpt)
+        _check_resume(model, ckpt, opts.optimizer, opts.stopper)
+
+    # Validate everything before changing anything.
+    X_probe = model.as_numeric(X, "X")
+    if ckpt is not None and not model.built and X_probe.ndim == 2:
+        width = ckpt["meta"]["config"].get("n_features")
+        if X_probe.shape[1] != width:
+            raise ValueError(f"X has {X_probe.shape[1]} features, but the checkpoint "
+                             f"{ckpt['path']} was trained on {width}.")
+    if not model.built and X_probe.ndim == 2:
+        model.build(int(X_probe.shape[1]))
+    Xd = model.to_device_X(X)
+    n = int(Xd.shape[0])
+    Yd, labels = model.to_device_y(y, n)
+    Wd = model.to_device_weights(opts.sample_weight, n)
+    # The split is drawn from the host generator as it was when the (interrupted)
+    # call started, so that a resumed run holds out the same samples.
+    split_rng = model.train_rng
+    if fit_info is not None:
+        split_rng = mio.rng_from_state(fit_info["start_rng"])
+    elif ckpt is not None:  # a checkpoint from save_checkpoint: as load_checkpoint + fit
+        split_rng = mio.rng_from_state(ckpt["training"]["rng"]["train"])
+    start_rng = mio.rng_state(split_rng)
+    val = None
+    n_val = 0
+    xp = model.backend.xp
+    if opts.validation_data is not None:
+        vd = opts.validation_data
+        if not isinstance(vd, (tuple, list)) or len(vd) != 2:
+            raise ValueError("validation_data must be a tuple (X_val, y_val).")
+        Xv = model.to_device_X(vd[0], "X_val")
+        Yv, lv = model.to_device_y(vd[1], int(Xv.shape[0]), "y_val")
+        val = (Xv, Yv, lv)
+    elif opts.validation_split > 0:
+        n_val = int(round(n * opts.validation_split))
+        if n_val < 1 or n - n_val < 1:
+            raise ValueError(f"validation_split={opts.validation_split} leaves an empty "
+                             f"training or validation set for {n} samples.")
+        perm = split_rng.permutation(n)
+        vi = _backend.to_device(perm[:n_val], backend=model.backend)
+        ti = _backend.to_device(np.sort(perm[n_val:]), backend=model.backend)
+        val = (xp.take(Xd, vi, axis=0), xp.take(Yd, vi, axis=0),
+               None if labels is None else xp.take(labels, vi, axis=0))
+        Xd, Yd = xp.take(Xd, ti, axis=0), xp.take(Yd, ti, axis=0)
+        labels = None if labels is None else xp.take(labels, ti, axis=0)
+        Wd = None if Wd is None else xp.take(Wd, ti, axis=0)
+        n = n - n_val
+    if Wd is not None:
+        Wd = normalise_weights(Wd, xp)
+    stopper = opts.stopper
+    if stopper is not None:
+        monitor = stopper.monitor or ("val_loss" if val is not None else "loss")
+        if monitor.startswith("val_") and val is None:
+            raise ValueError(f"EarlyStopping monitors {monitor!r} but there is no "
+                             "validation data; pass validation_data or "
+                             "validation_split.")
+        if monitor.endswith("accuracy") and not model.is_classifier:
+            raise ValueError(f"EarlyStopping cannot monitor {monitor!r} for a "
+                             "regression model.")
+    batch_size = opts.batch_size or n
+    record = None
+    if opts.checkpoint is not None or fit_info is not None:
+        record = {
+            "start_epoch": int(model.epoch_),
+            "epochs": opts.epochs,
+            "batch_size": min(batch_size, n),
+            "shuffle": bool(opts.shuffle),
+            "n_samples": n,
+            "n_features": int(model.n_features),
+            "n_val": n_val if val is None else int(val[0].shape[0]),
+            "validation": ("data" if opts.validation_data is not None
+                           else "split" if val is not None else None),
+            "start_rng": start_rng,
+            "early_stopping": None if stopper is None else stopper_config(stopper),
+            "fingerprint": _fingerprint(model, Xd, Yd, Wd, *(val[:2] if val else ())),
+        }
+        if fit_info is not None:
+            record["start_epoch"] = int(fit_info["start_epoch"])
+            _check_same_run(fit_info, record, ckpt["path"])
+        elif ckpt is not None:
+            record["start_epoch"] = int(ckpt["training"]["epoch"])
+
+    stopper_state = best_params = history = None
+    if ckpt is not None:
+        model.restore_checkpoint(ckpt, train_rng=None if fit_info is not None else split_rng)
+        history = model.history_
+        if history is None:
+            history = History()
+        if fit_info is not None:
+            stopper_state = fit_info.get("stopper")
+            target = int(fit_info["start_epoch"]) + opts.epochs
+            remaining = 0 if history.stopped_early else max(0, target - model.epoch_)
+        else:
+            remaining = opts.epochs
+        if stopper is not None and stopper_state is not None:
+            best = mio.best_params(ckpt)
+            if best is not None:
+                best_params = [_backend.to_device(b, backend=model.backend) for b in best]
+    else:
+        if opts.optimizer is not None or model.state_ is None:
+            model.compile(opts.optimizer if opts.optimizer is not None else "sgd")
+        remaining = opts.epochs
+    trainer = Trainer(model, batch_size=batch_size, shuffle=bool(opts.shuffle),
+                      validation=val, stopper=stopper, callbacks=opts.callbacks,
+                      verbose=opts.verbose, checkpoint=opts.checkpoint,
+                      checkpoint_every=opts.checkpoint_every,
+                      on_nonfinite=opts.on_nonfinite, fit_record=record)
+    return trainer.run(DeviceData(Xd, Yd, labels, Wd, xp=xp), remaining, history=history,
+                       stopper_state=stopper_state, best_params=best_params)
+
+
+# ---------------------------------------------------------------------- helpers
+def normalise_weights(W, xp):
+    """Scale sample weights by a power of two so that the largest lies in [1, 2).
+
+    A weighted mean ``sum(w l) / sum(w)`` does not change when every weight is scaled,
+    and a power of two scales exactly, so this changes no result; it keeps the batch sums
+    of weights far from the float range (weights near 1e38 in float32 would overflow to
+    inf and give a loss of 0).
+    """
+    top = float(xp.max(W))
+    if not top > 0 or not math.isfinite(top):
+        return W
+    exponent = math.frexp(top)[1] - 1  # top = m * 2**e with m in [0.5, 1): [1, 2) at e-1
+    if exponent == 0:
+        return W
+    return W * math.ldexp(1.0, -exponent)
+
+
+def _check_resume(model, ckpt, opt, stopper) -> None:
+    """Refuse a checkpoint trained with another optimizer or early stopping."""
+    path = ckpt["path"]
+    saved = _json_normal(ckpt["training"]["optimizer"]["config"])
+    if opt is not None and _json_normal(mio.to_json(opt.get_config())) != saved:
+        raise ValueError(f"The checkpoint {path} was trained with optimizer {saved}, "
+                         f"not {opt.get_config()}; pass optimizer=None (or the same "
+                         "one) to resume.")
+    fit_info = ckpt["training"].get("fit")
+    if fit_info is not None:
+        had = fit_info.get("early_stopping")
+        now = None if stopper is None else _json_normal(stopper_config(stopper))
+        if _json_normal(had) != now:
+            raise ValueError(f"The checkpoint {path} was trained with early_stopping="
+                             f"{had}, not {now}; pass the same early_stopping to "
+                             "resume.")
+
+
+def _fingerprint(model, *arrays) -> list:
+    """Sums of the training arrays: a cheap check that a resumed run sees the same data."""
+    xp = model.backend.xp
+    out: list = []
+    for a in arrays:
+        if a is None:
+            out.append(None)
+        elif hasattr(xp, "float64"):
+            out.append(float(xp.sum(a, dtype=xp.float64)))
+        else:  # pragma: no cover - namespaces without float64
+            out.append(float(xp.sum(a)))
+    return out
+
+
+def params_finite(model) -> bool:
+    """Whether every parameter is finite (one device reduction, one host read)."""
+    xp = model.backend.xp
+    ok = None
+    for p in model.params:
+        f = xp.all(xp.isfinite(p))
+        ok = f if ok is None else xp.logical_and(ok, f)
+    return True if ok is None else bool(ok)
+
+
+def memory_error(model, exc, batch_size) -> DeviceMemoryError:
+    """Turn a device out-of-memory error into one that says what would fit."""
+    requested = _backend.oom_requested_bytes(exc)
+    info = _backend.device_memory_info(model.backend)
+    free, total = info if info is not None else (None, None)
+    itemsize = 8 if model.dtype == "float64" else 4
+    # Rough bytes per sample of one step: inputs, every layer's output and cache, and
+    # the gradients flowing back (about three copies of each activation).
+    widths = [model.n_features] + [int(getattr(layer, "n_out", 0) or 0)
+                                  for layer in model.layers]
+    per_sample = itemsize * (widths[0] + 3 * sum(widths[1:]))
+    suggested = None
+    if free is not None and per_sample > 0:
+        fits = int(0.8 * free // per_sample)
+        suggested = min(fits, max(1, batch_size // 2)) if fits >= 1 else None
+    parts = [f"The device ran out of memory during a training step with "
+             f"batch_size={batch_size}"]
+    if requested is not None:
+        parts.append(f"an allocation of {_bytes(requested)} was refused")
+    if free is not None:
+        parts.append(f"{_bytes(free)} of {_bytes(total)} are free")
+    msg = "; ".join(parts) + "."
+    if suggested is not None:
+        msg += (f" A step needs roughly {_bytes(per_sample)} per sample, so "
+                f"batch_size={suggested} should fit (an estimate): pass it to fit "
+                "(mlpx train --batch-size).")
+    else:
+        msg += (" Not even a single sample seems to fit: free device memory (other "
+                "processes, cupy.get_default_memory_pool().free_all_blocks()) or use "
+                "a smaller model.")
+    return DeviceMemoryError(msg, requested=requested, free=free, total=total,
+                             batch_size=batch_size, suggested_batch_size=suggested)
+
+
+def _json_normal(obj):
+    """``obj`` as it reads back from JSON (tuples become lists, keys strings)."""
+    return json.loads(json.dumps(obj, sort_keys=True))
+
+
+def stopper_config(stopper) -> dict:
+    """The JSON form of an :class:`EarlyStopping` a checkpoint records."""
+    return {"patience": int(stopper.patience), "min_delta": float(stopper.min_delta),
+            "restore_best": bool(stopper.restore_best), "monitor": stopper.monitor}
+
+
+def _check_same_run(saved, now, path) -> None:
+    """Raise a ValueError when a resumed fit does not see the interrupted run's data."""
+    diffs = []
+    for key in ("n_samples", "n_features", "batch_size", "shuffle", "validation", "n_val"):
+        if saved.get(key) != now.get(key):
+            diffs.append(f"{key}: {saved.get(key)!r} in the checkpoint, {now.get(key)!r} now")
+    a, b = saved.get("fingerprint") or [], now["fingerprint"]
+    same = len(a) == len(b) and all(
+        (x is None) == (y is None)
+        and (x is None or math.isclose(float(x), y, rel_tol=1e-5, abs_tol=1e-6))
+        for x, y in zip(a, b))
+    if not same:
+        diffs.append("the data differ from the checkpoint's (their sums do not match)")
+    if diffs:
+        raise ValueError(f"resume={path!r} needs the same data and arguments as the "
+                         f"interrupted run: {'; '.join(diffs)}.")
+
+
+def _bytes(n) -> str:
+    if n is None:
+        return "an unknown amount"
+    value, unit = float(n), "bytes"
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            break
+        value /= 1024
+    return f"{int(n):,} bytes" if unit == "bytes" else f"{int(n):,} bytes ({value:.2f} {unit})"
+
+
+def _copy(a, xp):
+    return xp.asarray(a, copy=True)
+
+
+@contextlib.contextmanager
+def _nothing():
+    yield
+
+
+__all__ += ["Callback", "normalise_weights", "params_finite", "memory_error",
+            "stopper_config"]
