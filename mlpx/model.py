@@ -348,7 +348,9 @@ class Sequential:
         :meth:`mlpx.optimizers.Optimizer.hyper`).
         """
         state = self._require_state("apply_gradients")
-        kw = {} if hyper is None else {"hyper": hyper}  # TEMP until registry lands
+        import inspect  # TEMP until registry lands
+        kw = {} if hyper is None or "hyper" not in inspect.signature(
+            state.optimizer.step).parameters else {"hyper": hyper}
         new = state.optimizer.step(self.params, grads, state.opt_state, xp=self.backend.xp,
                                    decay_mask=self.decay_mask, **kw)
         self.assign_params(new)

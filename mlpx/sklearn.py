@@ -58,6 +58,7 @@ from ._validation import check_bool, check_float, check_int, check_options
 from .losses import l2_penalty
 from .model import MLP
 from .optimizers import SGD, Adam
+from .trainer import Callback, DeviceData, StepHook, Trainer
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -232,7 +233,6 @@ class _BaseMLP(BaseEstimator):
         else:
             self._fit_lbfgs(s, X, Y, sample_weight)
 
-        self._model.alpha = 0.0
         params = [_backend.to_numpy(p) for p in self._model.params]
         if not all(np.all(np.isfinite(p)) for p in params):
             raise ValueError(
@@ -324,24 +324,6 @@ class _BaseMLP(BaseEstimator):
         return None
 
     # -- stochastic solvers -------------------------------------------------------------
-    def _set_sgd_lr(self, new_lr):
-        """Change SGD's learning rate with scikit-learn's momentum semantics.
-
-        scikit-learn keeps the velocity ``v = mu v - lr g`` (the rate inside it); mlpx's
-        SGD keeps ``b = mu b + g`` and steps by ``lr b``. They agree while the rate is
-        constant; rescaling ``b`` by ``old / new`` keeps them equal across a change.
-        """
-        model = self._model
-        opt = model.optimizer_
-        old = opt.lr
-        if new_lr == old:
-            return
-        slots = model.optimizer_state_["slots"]
-        if "velocity" in slots:
-            factor = old / new_lr
-            slots["velocity"] = [v * factor for v in slots["velocity"]]
-        opt.lr = float(new_lr)
-
     def _init_stochastic_state(self, s):
         """Counters of the stochastic solvers (also when warm_start switches solver or
         turns early stopping on, where scikit-learn would fail)."""
@@ -359,7 +341,13 @@ class _BaseMLP(BaseEstimator):
             self.best_loss_ = np.inf
 
     def _fit_stochastic(self, s, X, y, Y, sample_weight, rs, incremental):
-        """scikit-learn's epoch loop around :meth:`mlpx.Sequential.train_step`."""
+        """scikit-learn's protocol as hooks and a callback on :class:`mlpx.trainer.Trainer`.
+
+        The trainer does the batching and the steps; :class:`_SklearnStep` gives each step
+        scikit-learn's objective (L2 over the batch's weight), Adam epsilon and learning
+        rate, and :class:`_SklearnEpochs` does the convergence test, the learning-rate
+        rules and the validation score after each epoch.
+        """
         model = self._model
         self._init_stochastic_state(s)
         key = (self._model_key, s.solver)
@@ -372,6 +360,7 @@ class _BaseMLP(BaseEstimator):
                 opt = Adam(lr=s.lr_init, beta1=s.beta_1, beta2=s.beta_2, eps=s.epsilon)
             model.compile(opt)
             self._optimizer_key = key
+            self._rate = _SklearnRate(s.lr_init)
 
         offsets = self._loss_offsets(s, Y)
         val = None
@@ -393,103 +382,37 @@ class _BaseMLP(BaseEstimator):
                 warnings.warn("Got `batch_size` less than 1 or larger than sample size. "
                               "It is going to be clipped", UserWarning, stacklevel=4)
             batch_size = int(np.clip(s.batch_size, 1, n))
-        if scipy.sparse.issparse(X):
-            data = (X.tocsr(), None)  # densified batch by batch
-        else:
-            data = (X, self._to_device(X))
+        xp = model.backend.xp
         Yd = _backend.to_device(Y, backend=model.backend, dtype=model.dtype)
         Wd = None if sample_weight is None else _backend.to_device(
             sample_weight, backend=model.backend, dtype=model.dtype)
-        sample_idx = np.arange(n)
+        if scipy.sparse.issparse(X):
+            data = _SparseRows(X.tocsr(), Yd, Wd, xp=xp, to_device=self._to_device)
+        else:
+            data = DeviceData(self._to_device(X), Yd, None, Wd, xp=xp)
+        mean_k = Y.shape[1] if self._reports_mean_over_outputs() else 1
+        epochs = _SklearnEpochs(self, s, val, n)
+        order = None
+        if s.shuffle:
+            order = _SklearnOrder(rs, n)
+        trainer = Trainer(model, batch_size=batch_size,
+                          shuffle=order if order is not None else False,
+                          callbacks=[epochs],
+                          hooks=[_SklearnStep(s, self._rate, sample_weight, offsets, mean_k)],
+                          verbose=0, on_nonfinite="ignore", metrics=False)
         self.n_iter_ = 0
         try:
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                for _ in range(s.max_iter):
-                    if s.shuffle:
-                        sample_idx = _sk_shuffle(sample_idx, random_state=rs)
-                    self.loss_ = self._epoch(s, data, Yd, Wd, sample_weight, offsets,
-                                             sample_idx, batch_size)
-                    self.n_iter_ += 1
-                    self.t_ += n
-                    self.loss_curve_.append(self.loss_)
-                    if s.verbose:
-                        print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
-                    if self._end_of_epoch(s, val):
-                        break
-                    if incremental:
-                        break
-                    if self.n_iter_ == s.max_iter:
-                        warnings.warn(
-                            "Stochastic Optimizer: Maximum iterations (%d) reached and the "
-                            "optimization hasn't converged yet." % s.max_iter,
-                            ConvergenceWarning, stacklevel=4)
+            trainer.run(data, 1 if incremental else s.max_iter)
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.", stacklevel=4)
+        else:
+            if not incremental and not epochs.converged and self.n_iter_ == s.max_iter:
+                warnings.warn(
+                    "Stochastic Optimizer: Maximum iterations (%d) reached and the "
+                    "optimization hasn't converged yet." % s.max_iter,
+                    ConvergenceWarning, stacklevel=4)
         if s.early_stopping:
             model.set_params(self._best_params)
-
-    def _epoch(self, s, data, Yd, Wd, sample_weight, offsets, sample_idx, batch_size):
-        """One pass over the minibatches in ``sample_idx`` order; return the mean loss.
-
-        The loss stays on the device until the end of the epoch (one host read).
-        """
-        model = self._model
-        xp = model.backend.xp
-        opt = model.optimizer_
-        X_host, Xd = data
-        n = sample_idx.shape[0]
-        k = Yd.shape[1]
-        mean_k = k if self._reports_mean_over_outputs() else 1
-        perm = None
-        if s.shuffle and Xd is not None:
-            perm = _backend.to_device(sample_idx, backend=model.backend)
-        total, extra = 0.0, 0.0
-        for start in range(0, n, batch_size):
-            stop = min(start + batch_size, n)
-            nb = stop - start
-            rows = sample_idx[start:stop]
-            weights = None if sample_weight is None else sample_weight[rows]
-            sw_sum = float(nb) if weights is None else float(weights.sum())
-            if sw_sum <= 0.0:
-                continue  # a batch whose weights are all zero carries no information
-            if Xd is None:        # sparse: densify this batch only
-                ridx = _backend.to_device(rows, backend=model.backend)
-                xb = self._to_device(X_host, rows)
-            elif perm is not None:
-                ridx = perm[start:stop]
-                xb = xp.take(Xd, ridx, axis=0)
-            else:
-                ridx = None
-                xb = Xd[start:stop, ...]
-            if ridx is None:
-                yb = Yd[start:stop, ...]
-                wb = None if Wd is None else Wd[start:stop, ...]
-            else:
-                yb = xp.take(Yd, ridx, axis=0)
-                wb = None if Wd is None else xp.take(Wd, ridx, axis=0)
-            # scikit-learn's objective for a batch: the (weighted) mean loss plus
-            # alpha / (2 * sum of the batch's weights) * sum ||W||^2.
-            model.alpha = s.alpha / sw_sum
-            if s.solver == "adam":
-                # scikit-learn adds epsilon to sqrt(v) before Adam's bias correction, mlpx
-                # (as PyTorch) after it: rescale epsilon so both take the same step.
-                t = model.optimizer_state_["step"] + 1
-                opt.eps = s.epsilon / math.sqrt(1.0 - s.beta_2 ** t)
-            penalty = None
-            if mean_k > 1 and s.alpha > 0:
-                decayed = [p for p, d in zip(model.params, model.decay_mask) if d]
-                penalty = l2_penalty(decayed, model.alpha, xp=xp)
-            loss, _ = model.train_step(xb, yb, wb)
-            if mean_k > 1:
-                # scikit-learn reports the squared error averaged over the outputs (its
-                # gradient is the one of the sum over outputs, as mlpx's).
-                loss = loss / mean_k
-                if penalty is not None:
-                    loss = loss + penalty * ((mean_k - 1) / mean_k)
-            total = total + loss * nb
-            if offsets is not None:
-                extra += nb * _weighted_mean(offsets[rows], weights)
-        return (float(total) + extra) / n
 
     def _end_of_epoch(self, s, val):
         """Convergence test and learning-rate schedule; return True to stop."""
@@ -497,9 +420,9 @@ class _BaseMLP(BaseEstimator):
             self._track_validation(s, *val)
         else:
             self._track_loss(s)
-        opt = self._model.optimizer_
+        rate = self._rate
         if s.solver == "sgd" and s.learning_rate == "invscaling":
-            self._set_sgd_lr(s.lr_init / (self.t_ + 1) ** s.power_t)
+            rate.set(self._model, s.lr_init / (self.t_ + 1) ** s.power_t)
         if self._no_improvement_count <= s.n_iter_no_change:
             return False
         if val is not None:
@@ -509,13 +432,13 @@ class _BaseMLP(BaseEstimator):
             msg = ("Training loss did not improve more than tol=%f for %d consecutive "
                    "epochs." % (s.tol, s.n_iter_no_change))
         if s.solver == "sgd" and s.learning_rate == "adaptive":
-            if opt.lr <= 1e-6:
+            if rate.lr <= 1e-6:
                 if s.verbose:
                     print(msg + " Learning rate too small. Stopping.")
                 return True
-            self._set_sgd_lr(opt.lr / 5.0)
+            rate.set(self._model, rate.lr / 5.0)
             if s.verbose:
-                print(msg + " Setting learning rate to %f" % opt.lr)
+                print(msg + " Setting learning rate to %f" % rate.lr)
             self._no_improvement_count = 0
             return False
         if s.verbose:
@@ -578,7 +501,7 @@ class _BaseMLP(BaseEstimator):
         Wd = None if sample_weight is None else _backend.to_device(
             sample_weight, backend=model.backend, dtype=model.dtype)
         sw_sum = float(X.shape[0]) if sample_weight is None else float(sample_weight.sum())
-        model.alpha = s.alpha / sw_sum
+        alpha = s.alpha / sw_sum
         shapes = [tuple(p.shape) for p in model.params]
         # scikit-learn's packing order (all weights, then all biases): L-BFGS is
         # invariant to it up to rounding, but this keeps both runs closest.
@@ -598,7 +521,7 @@ class _BaseMLP(BaseEstimator):
 
         def objective(theta):
             model.set_params(unpack(theta))
-            loss, grads, _ = model.loss_and_grads(Xd, Yd, Wd)
+            loss, grads, _ = model.loss_and_grads(Xd, Yd, Wd, alpha=alpha)
             return float(loss), pack(grads)
 
         iteration = [0]
@@ -630,7 +553,7 @@ class _BaseMLP(BaseEstimator):
         k = Y.shape[1]
         if self._reports_mean_over_outputs() and k > 1:
             weights = [p for p, d in zip(model.params, model.decay_mask) if d]
-            penalty = float(l2_penalty(weights, model.alpha, xp=xp)) if s.alpha > 0 else 0.0
+            penalty = float(l2_penalty(weights, alpha, xp=xp)) if s.alpha > 0 else 0.0
             loss = (loss - penalty) / k + penalty
         offsets = self._loss_offsets(s, Y)
         if offsets is not None:
@@ -658,6 +581,121 @@ class _BaseMLP(BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         return tags
+
+
+class _SklearnRate:
+    """scikit-learn's current learning rate for SGD and Adam (its rules set it per epoch).
+
+    scikit-learn keeps the velocity ``v = mu v - lr g`` (the rate inside it); mlpx's SGD
+    keeps ``b = mu b + g`` and steps by ``lr b``. They agree while the rate is constant;
+    :meth:`set` rescales ``b`` by ``old / new`` so they stay equal across a change.
+    """
+
+    def __init__(self, lr):
+        self.lr = float(lr)
+
+    def set(self, model, new_lr) -> None:
+        """Change the rate, rescaling the momentum buffer of ``model``'s training state."""
+        old = self.lr
+        if new_lr == old:
+            return
+        slots = model.state_.opt_state["slots"]
+        if "velocity" in slots:
+            factor = old / new_lr
+            slots["velocity"] = [v * factor for v in slots["velocity"]]
+        self.lr = float(new_lr)
+
+
+class _SklearnOrder:
+    """scikit-learn's minibatch order: the previous epoch's order, shuffled again."""
+
+    def __init__(self, rs, n):
+        self.rs = rs
+        self.idx = np.arange(n)
+
+    def __call__(self, n):
+        self.idx = _sk_shuffle(self.idx, random_state=self.rs)
+        return self.idx
+
+
+class _SklearnStep(StepHook):
+    """scikit-learn's objective for one batch, as a step hook.
+
+    L2 is ``alpha / (2 * sum of the batch's weights) * sum ||W||^2``; Adam's epsilon is
+    added to ``sqrt(v)`` before the bias correction (mlpx, as PyTorch, adds it after:
+    the hook rescales it so both take the same step); the learning rate is
+    :class:`_SklearnRate`'s. Batches whose weights are all zero are skipped. The reported
+    loss is averaged over the outputs where scikit-learn does so, and the constant
+    offsets of its Poisson deviance are added.
+    """
+
+    def __init__(self, s, rate, sample_weight, offsets, mean_k):
+        self.s, self.rate = s, rate
+        self.sample_weight, self.offsets, self.mean_k = sample_weight, offsets, mean_k
+
+    def before_step(self, ctx, trainer):
+        s = self.s
+        weights = None if self.sample_weight is None else self.sample_weight[ctx.rows]
+        sw_sum = float(ctx.n) if weights is None else float(weights.sum())
+        if ctx.skip or sw_sum <= 0.0:
+            ctx.skip = True  # a batch whose weights are all zero carries no information
+            return
+        ctx.alpha = s.alpha / sw_sum
+        ctx.hyper["lr"] = self.rate.lr
+        if s.solver == "adam":
+            t = ctx.step + 1
+            ctx.hyper["eps"] = s.epsilon / math.sqrt(1.0 - s.beta_2 ** t)
+        if self.mean_k > 1 and s.alpha > 0:
+            model = trainer.model
+            xp = model.backend.xp
+            decayed = [p for p, d in zip(model.params, model.decay_mask) if d]
+            ctx.info["penalty"] = l2_penalty(decayed, ctx.alpha, xp=xp)
+        if self.offsets is not None:
+            ctx.extra_loss = ctx.n * _weighted_mean(self.offsets[ctx.rows], weights)
+
+    def reported_loss(self, loss, ctx):
+        k = self.mean_k
+        if k > 1:
+            # scikit-learn reports the squared error averaged over the outputs (its
+            # gradient is the one of the sum over outputs, as mlpx's).
+            loss = loss / k
+            penalty = ctx.info.get("penalty")
+            if penalty is not None:
+                loss = loss + penalty * ((k - 1) / k)
+        return loss
+
+
+class _SklearnEpochs(Callback):
+    """After each epoch: scikit-learn's counters, convergence test and rate rules."""
+
+    def __init__(self, est, s, val, n):
+        self.est, self.s, self.val, self.n = est, s, val, n
+        self.converged = False
+
+    def on_epoch_end(self, model, epoch, logs):
+        est, s = self.est, self.s
+        est.loss_ = logs["loss"]
+        est.n_iter_ += 1
+        est.t_ += self.n
+        est.loss_curve_.append(est.loss_)
+        if s.verbose:
+            print("Iteration %d, loss = %.8f" % (est.n_iter_, est.loss_))
+        if est._end_of_epoch(s, self.val):
+            self.converged = True
+            model.stop_training = True
+
+
+class _SparseRows(DeviceData):
+    """Sparse training data: each batch's rows are densified on the host, then moved."""
+
+    def __init__(self, X_csr, Y, W, *, xp, to_device):
+        super().__init__(Y, Y, None, W, xp=xp)
+        self.X_csr = X_csr
+        self.to_device = to_device
+
+    def batch(self, perm, rows, start, stop):
+        _, Y, W, _ = super().batch(perm, rows, start, stop)
+        return self.to_device(self.X_csr, rows), Y, W, None
 
 
 def _weighted_mean(values, weights):

@@ -391,11 +391,11 @@ def test_learning_rate_schedules_of_sgd():
     params = dict(hidden_layer_sizes=(8,), solver="sgd", random_state=0)
     inv = _quiet_fit(MLPClassifier(learning_rate="invscaling", learning_rate_init=0.5,
                                    power_t=0.25, max_iter=4, **params), DIGITS_X, DIGITS_Y)
-    assert inv._model.optimizer_.lr == pytest.approx(0.5 / (inv.t_ + 1) ** 0.25)
+    assert inv._rate.lr == pytest.approx(0.5 / (inv.t_ + 1) ** 0.25)
     ada = _quiet_fit(MLPClassifier(learning_rate="adaptive", learning_rate_init=0.1,
                                    tol=0.05, n_iter_no_change=1, max_iter=30, **params),
                      DIGITS_X, DIGITS_Y)
-    divisions = np.log(0.1 / ada._model.optimizer_.lr) / np.log(5.0)
+    divisions = np.log(0.1 / ada._rate.lr) / np.log(5.0)
     assert divisions >= 1 and divisions == pytest.approx(round(divisions))
 
 
