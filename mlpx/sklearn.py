@@ -192,8 +192,6 @@ class _BaseMLP(BaseEstimator):
         """The float type the network computes in (see the ``dtype`` parameter)."""
         if s.dtype != "auto":
             return s.dtype
-        if s.solver in _STOCHASTIC_SOLVERS:
-            return "float32"
         return np.dtype(X_dtype).name
 
     # ------------------------------------------------------------------ fitting
@@ -768,10 +766,11 @@ _COMMON_PARAMS_DOC = """
         outputs stay NumPy; with 'cupy' the data is moved to the GPU once per fit.
     dtype : {'auto', 'float32', 'float64'}, default='auto'
         mlpx addition (keyword-only): the float type the network computes in. 'auto'
-        trains the stochastic solvers in float32 (about twice as fast as float64 and as
-        accurate for minibatch training) and L-BFGS in the data's float type. Results
-        (predictions, ``coefs_``) always come back in the input's float type: float32
-        data gives float32, anything else float64.
+        follows the data, as scikit-learn does: float32 data trains in float32, anything
+        else in float64, so swapping the import gives the same numbers. 'float32' trains
+        float64 data in float32 (about twice as fast, as accurate for minibatch
+        training). Results (predictions, ``coefs_``) always come back in the input's
+        float type.
 """
 
 _ATTRIBUTES_DOC = """

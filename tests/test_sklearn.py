@@ -68,23 +68,6 @@ def _quiet_fit(est, *args, **kwargs):
 
 # --------------------------------------------------------------------------- estimator checks
 SMALL = dict(hidden_layer_sizes=(16,), learning_rate_init=0.01, max_iter=50)
-FLOAT32_SW_REASON = (
-    "dtype='auto' trains the stochastic solvers in float32: fitting with integer "
-    "sample_weight and fitting on repeated rows agree to float32 rounding (about 1e-7 "
-    "relative), not to the check's rtol=1e-7 in float64. The same check passes with "
-    "dtype='float64' (test_sample_weight_equivalence_float64) and with solver='lbfgs'."
-)
-
-
-def _expected_failed_checks(estimator):
-    if estimator.solver in ("sgd", "adam") and estimator.dtype in ("auto", "float32"):
-        return {
-            "check_sample_weight_equivalence_on_dense_data": FLOAT32_SW_REASON,
-            "check_sample_weight_equivalence_on_sparse_data": FLOAT32_SW_REASON,
-        }
-    return {}
-
-
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @parametrize_with_checks(
     [
@@ -93,8 +76,6 @@ def _expected_failed_checks(estimator):
         MLPClassifier(hidden_layer_sizes=(16,), solver="lbfgs", max_iter=100),
         MLPRegressor(hidden_layer_sizes=(16,), solver="lbfgs", max_iter=100),
     ],
-    expected_failed_checks=_expected_failed_checks,
-    xfail_strict=True,
 )
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
@@ -333,7 +314,7 @@ def test_partial_fit_errors():
                                                            classes=np.arange(10))
 
 
-@pytest.mark.parametrize("dtype,rtol", [("float64", 1e-9), ("auto", 2e-4)])
+@pytest.mark.parametrize("dtype,rtol", [("float64", 1e-9), ("auto", 1e-9), ("float32", 2e-4)])
 def test_sample_weight_two_equals_duplicating_the_row(dtype, rtol):
     X, y = DIGITS_X[:150], DIGITS_Y[:150]  # one full batch: the order does not matter
     sw = np.ones(150)
@@ -524,7 +505,13 @@ def test_float32_stays_float32_and_float64_stays_float64(solver):
 
 def test_dtype_selects_the_compute_type():
     auto = _quiet_fit(MLPClassifier(hidden_layer_sizes=(4,), max_iter=1), DIGITS_X, DIGITS_Y)
-    assert auto._model.dtype == "float32"     # stochastic solvers: float32
+    assert auto._model.dtype == "float64"     # 'auto' follows the data (float64 here)
+    auto32 = _quiet_fit(MLPClassifier(hidden_layer_sizes=(4,), max_iter=1),
+                        DIGITS_X.astype(np.float32), DIGITS_Y)
+    assert auto32._model.dtype == "float32"   # ... and float32 data trains in float32
+    f32 = _quiet_fit(MLPClassifier(hidden_layer_sizes=(4,), max_iter=1, dtype="float32"),
+                     DIGITS_X, DIGITS_Y)
+    assert f32._model.dtype == "float32"      # asked for explicitly
     lb = _quiet_fit(MLPClassifier(hidden_layer_sizes=(4,), solver="lbfgs", max_iter=2),
                     DIGITS_X, DIGITS_Y)
     assert lb._model.dtype == "float64"       # L-BFGS: the data's type
