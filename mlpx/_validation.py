@@ -172,8 +172,8 @@ class Options(Constraint):
     options : iterable
         The accepted values, in the order the message lists them. A value matches an
         option when it is equal to it and an instance of the option's type (so ``1``
-        does not match ``True`` and ``numpy.str_("a")`` matches ``"a"``); the option
-        itself is returned.
+        does not match ``True``, ``numpy.bool_(True)`` does and ``numpy.str_("a")`` matches
+        ``"a"``); the option itself is returned.
 
     Examples
     --------
@@ -191,7 +191,9 @@ class Options(Constraint):
                 if value is None:
                     return True, option
                 continue
-            if _is_bool(value) != _is_bool(option):
+            if _is_bool(value) or _is_bool(option):  # bools match bools only
+                if _is_bool(value) and _is_bool(option) and bool(value) == bool(option):
+                    return True, option
                 continue
             if isinstance(value, type(option)) and value == option:
                 return True, option
