@@ -56,7 +56,7 @@ class Loss:
     #: Name of the natural output activation (see :mod:`mlpx.activations`).
     default_output: str = "identity"
     #: Output activation class the loss requires, or None when any output works.
-    _required_output = None
+    _required_output: type[Activation] | None = None
 
     # ------------------------------------------------------------------ public API
     def value_and_grad(self, z, y, *, output=None, xp, sample_weight=None):

@@ -104,6 +104,7 @@ class Schedule:
     """
 
     name = "schedule"
+    lr: float | None
     #: Declarative constraints of the constructor parameters (see
     #: :func:`mlpx._validation.validate_params`).
     parameter_constraints: dict = {"lr": [_POSITIVE, None]}
@@ -294,8 +295,9 @@ class InverseScalingSchedule(Schedule):
 #: Registry of schedule classes by name (``"invscaling"`` is scikit-learn's spelling).
 #: Lookups ignore case, ``-``, ``_`` and spaces (see :func:`mlpx._registry.normalize_name`).
 SCHEDULES = Registry("schedule", Schedule)
-for _cls in (ConstantSchedule, StepSchedule, ExponentialSchedule, CosineSchedule):
-    SCHEDULES.register(_cls, _cls.name)
+for _sched in (ConstantSchedule, StepSchedule, ExponentialSchedule, CosineSchedule):
+    SCHEDULES.register(_sched, _sched.name)
+del _sched
 SCHEDULES.register(InverseScalingSchedule, "inverse_scaling", aliases=("invscaling",))
 
 
@@ -349,6 +351,7 @@ class Optimizer:
     """
 
     name = "optimizer"
+    lr: float | Schedule
     #: Learning rate a schedule without its own ``lr`` starts from.
     default_lr = 0.01
     #: Scalar hyper-parameters that :meth:`hyper` returns besides ``"lr"`` (attributes
