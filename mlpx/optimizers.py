@@ -430,6 +430,15 @@ class Optimizer:
         for key in self.hyper_names:
             constraints[key] = self.parameter_constraints[key]
         h.update(validate_params(f"{type(self).__name__}.step", hyper, constraints))
+        if h.get("momentum", 0.0) > 0.0 and "velocity" not in self.slot_names():
+            raise InvalidParameterError(
+                f"The 'momentum' parameter of {type(self).__name__}.step must be 0 for an "
+                "optimizer built without momentum (it keeps no velocity slot). Got "
+                f"{h['momentum']!r} instead.")
+        if h.get("nesterov") and h["momentum"] == 0.0:
+            raise InvalidParameterError(
+                f"The 'nesterov' parameter of {type(self).__name__}.step needs momentum > 0. "
+                f"Got nesterov=True with momentum={h['momentum']!r} instead.")
         return h
 
     # -- state --------------------------------------------------------------------------

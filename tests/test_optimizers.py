@@ -738,6 +738,12 @@ def test_step_hyper_errors_leave_the_state_alone():
         (adam, {"eps": 0.0}, "The 'eps' parameter of Adam.step must be a float > 0. Got 0.0"),
         (adam, {"lr": {"name": "constant"}}, "The 'lr' parameter of Adam.step must be a float"),
         (sgd, [("lr", 0.1)], "The 'hyper' parameter of SGD.step must be a dict or None"),
+        # no silent fallback: momentum needs the velocity slot the optimizer was built with
+        (sgd, {"momentum": 0.5}, "The 'momentum' parameter of SGD.step must be 0 for an "
+                                 "optimizer built without momentum"),
+        (RMSProp(), {"momentum": 0.5}, "'momentum' parameter of RMSProp.step must be 0"),
+        (SGD(momentum=0.5), {"momentum": 0.0, "nesterov": True},
+         "'nesterov' parameter of SGD.step needs momentum > 0"),
     ]:
         state = opt.init_state(params, xp=xp)
         with pytest.raises(ValueError, match=match):
