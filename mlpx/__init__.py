@@ -5,6 +5,7 @@ The public API, re-exported from the modules that hold it.
 
 from . import datasets, io
 from ._backend import BACKENDS, resolve_backend, to_numpy
+from ._validation import InvalidParameterError
 from .activations import ACTIVATIONS, get_activation
 from .initializers import INITIALIZERS, get_initializer
 from .layers import LAYERS, ActivationLayer, Dense, Dropout, Layer, Maxout, PReLU, get_layer
@@ -25,7 +26,7 @@ from .optimizers import OPTIMIZERS, SCHEDULES, get_optimizer, get_schedule
 __version__ = "0.1.0"
 
 __all__ = [
-    "BACKENDS", "resolve_backend", "to_numpy",
+    "BACKENDS", "resolve_backend", "to_numpy", "InvalidParameterError",
     "ACTIVATIONS", "get_activation",
     "INITIALIZERS", "get_initializer",
     "LAYERS", "Layer", "Dense", "ActivationLayer", "Dropout", "PReLU", "Maxout", "get_layer",

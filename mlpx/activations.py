@@ -34,7 +34,8 @@ from __future__ import annotations
 import math
 
 from . import _backend
-from ._validation import check_float, check_options
+from ._registry import Registry
+from ._validation import Interval, Options, validate_params
 
 __all__ = [
     "Activation",
@@ -301,6 +302,9 @@ class Activation:
     name: str = "activation"
     #: Names of the constructor parameters (attributes of the same name).
     _params: tuple = ()
+    #: Declarative constraints of the constructor parameters (see
+    #: :func:`mlpx._validation.validate_params`).
+    parameter_constraints: dict = {}
 
     def forward(self, x, *, xp):
         """Return ``f(x)``, of the same shape and dtype as ``x``.
@@ -358,6 +362,13 @@ class Activation:
         return hash(tuple(sorted(self.get_config().items())))
 
     # helpers for subclasses
+    def _set_params(self, **values):
+        """Validate constructor parameters against :attr:`parameter_constraints` and store
+        their normalised values as attributes."""
+        for key, value in validate_params(self.name, values,
+                                          self.parameter_constraints).items():
+            setattr(self, key, value)
+
     def _output(self, x, y, xp):
         if y is None:
             if x is None:
@@ -399,10 +410,10 @@ class Affine(Activation):
 
     name = "affine"
     _params = ("slope", "intercept")
+    parameter_constraints = {"slope": Interval(float), "intercept": Interval(float)}
 
     def __init__(self, slope=1.0, intercept=0.0):
-        self.slope = check_float(slope, "slope", self.name)
-        self.intercept = check_float(intercept, "intercept", self.name)
+        self._set_params(slope=slope, intercept=intercept)
 
     def forward(self, x, *, xp):
         return self.slope * x + self.intercept
@@ -486,9 +497,10 @@ class LeakyReLU(Activation):
 
     name = "leaky_relu"
     _params = ("alpha",)
+    parameter_constraints = {"alpha": Interval(float, 0, None, closed="left")}
 
     def __init__(self, alpha=0.01):
-        self.alpha = check_float(alpha, "alpha", self.name, low=0)
+        self._set_params(alpha=alpha)
 
     def forward(self, x, *, xp):
         return xp.where(x > 0, x, self.alpha * x)
@@ -518,9 +530,10 @@ class ELU(Activation):
 
     name = "elu"
     _params = ("alpha",)
+    parameter_constraints = {"alpha": Interval(float, 0, None, closed="left")}
 
     def __init__(self, alpha=1.0):
-        self.alpha = check_float(alpha, "alpha", self.name, low=0)
+        self._set_params(alpha=alpha)
 
     def forward(self, x, *, xp):
         return xp.where(x > 0, x, self.alpha * xp.expm1(xp.minimum(x, 0.0)))
@@ -564,9 +577,10 @@ class Swish(Activation):
 
     name = "swish"
     _params = ("beta",)
+    parameter_constraints = {"beta": Interval(float)}
 
     def __init__(self, beta=1.0):
-        self.beta = check_float(beta, "beta", self.name)
+        self._set_params(beta=beta)
 
     def forward(self, x, *, xp):
         return x * sigmoid(self.beta * x, xp=xp)
@@ -628,9 +642,10 @@ class GELU(Activation):
     # keeps x*x from overflowing for huge inputs.
     _CLIP = 40.0
 
+    parameter_constraints = {"approximate": Options(_APPROXIMATIONS)}
+
     def __init__(self, approximate="none"):
-        self.approximate = check_options(approximate, "approximate", self.name,
-                                          self._APPROXIMATIONS)
+        self._set_params(approximate=approximate)
 
     def forward(self, x, *, xp):
         if self.approximate == "none":
@@ -766,36 +781,27 @@ class LogSoftmax(Activation):
 
 
 # --------------------------------------------------------------------------- registry
-_CLASSES = (Identity, Affine, Sigmoid, Tanh, ReLU, LeakyReLU, ELU, Softplus, Swish, GELU,
-            HardSigmoid, HardTanh, Exp, Softmax, LogSoftmax)
-
-#: Registry: every accepted name (aliases included) -> Activation class.
-ACTIVATIONS: dict = {cls.name: cls for cls in _CLASSES}
-ACTIVATIONS.update({
-    "linear": Identity,
-    "logistic": Sigmoid,
-    "silu": Swish,
-    "exponential": Exp,
-})
-
-
-def _lookup(name):
-    key = name.lower().replace("-", "_") if isinstance(name, str) else name
-    if key not in ACTIVATIONS:
-        raise ValueError(
-            f"Unknown activation {name!r}. Valid names are: {sorted(ACTIVATIONS)}."
-        )
-    return ACTIVATIONS[key]
+#: Registry: every accepted name (aliases included) -> Activation class. Lookups ignore
+#: case, ``-``, ``_`` and spaces (see :func:`mlpx._registry.normalize_name`).
+ACTIVATIONS = Registry("activation", Activation)
+for _cls in (Identity, Affine, Sigmoid, Tanh, ReLU, LeakyReLU, ELU, Softplus, Swish, GELU,
+             HardSigmoid, HardTanh, Exp, Softmax, LogSoftmax):
+    ACTIVATIONS.register(_cls, _cls.name)
+ACTIVATIONS.register(Identity, "identity", aliases=("linear",))
+ACTIVATIONS.register(Sigmoid, "sigmoid", aliases=("logistic",))
+ACTIVATIONS.register(Swish, "swish", aliases=("silu",))
+ACTIVATIONS.register(Exp, "exp", aliases=("exponential",))
+del _cls
 
 
-def get_activation(spec, **params):
+def get_activation(spec, **params) -> Activation:
     """Return an :class:`Activation` from a name, an instance or a config dict.
 
     Parameters
     ----------
     spec : str, Activation or dict
-        A registry name or alias (see :data:`ACTIVATIONS`; case-insensitive, ``-`` and
-        ``_`` interchangeable), an Activation (returned as is), or a config dict
+        A registry name or alias (see :data:`ACTIVATIONS`; case, ``-``, ``_`` and spaces
+        are ignored), an Activation (returned as is), or a config dict
         ``{"name": ..., **params}`` as produced by :meth:`Activation.get_config`.
     **params
         Parameters of the activation (with a name or a config dict, where they override
@@ -807,11 +813,10 @@ def get_activation(spec, **params):
 
     Raises
     ------
-    ValueError
-        For an unknown name (the message lists the valid ones), an unknown parameter, or
-        an invalid parameter value.
-    TypeError
-        When ``spec`` is none of the accepted types.
+    mlpx.InvalidParameterError
+        (a ``ValueError`` and a ``TypeError``) for an unknown name (the message lists the
+        valid ones), an unknown parameter, an invalid parameter value, parameters given
+        with an instance, or a ``spec`` of another type.
 
     Examples
     --------
@@ -820,37 +825,7 @@ def get_activation(spec, **params):
     LeakyReLU(alpha=0.1)
     >>> get_activation({"name": "gelu", "approximate": "tanh"}).get_config()
     {'name': 'gelu', 'approximate': 'tanh'}
-    >>> get_activation("silu")
-    Swish(beta=1.0)
+    >>> get_activation("silu"), get_activation("Leaky-ReLU")
+    (Swish(beta=1.0), LeakyReLU(alpha=0.01))
     """
-    if isinstance(spec, Activation):
-        if params:
-            raise ValueError(
-                f"Parameters {sorted(params)} were given with an Activation instance "
-                f"{spec!r}; pass a name or a config dict to set parameters."
-            )
-        return spec
-    if isinstance(spec, dict):
-        config = dict(spec)
-        if "name" not in config:
-            raise ValueError(
-                f"An activation config dict needs a 'name' key. Got {spec!r} instead."
-            )
-        name = config.pop("name")
-        config.update(params)
-        params = config
-    elif isinstance(spec, str):
-        name = spec
-    else:
-        raise TypeError(
-            "The 'activation' parameter must be a name, an Activation or a config dict. "
-            f"Got {spec!r} of type {type(spec).__name__} instead."
-        )
-    cls = _lookup(name)
-    unknown = sorted(set(params) - set(cls._params))
-    if unknown:
-        raise ValueError(
-            f"Unknown parameter(s) {unknown} for activation {cls.name!r}. Valid "
-            f"parameters are: {list(cls._params)}."
-        )
-    return cls(**params)
+    return ACTIVATIONS.build(spec, **params)

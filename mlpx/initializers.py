@@ -18,13 +18,13 @@ shape ``()`` has fans of 1.
 
 from __future__ import annotations
 
-import inspect
 import math
 
 import numpy as np
 
 from . import _backend
-from ._validation import check_float
+from ._registry import Registry, normalize_name
+from ._validation import Interval, validate_params
 
 __all__ = [
     "Initializer",
@@ -105,6 +105,16 @@ class Initializer:
     """
 
     name = "initializer"
+    #: Declarative constraints of the constructor parameters (see
+    #: :func:`mlpx._validation.validate_params`).
+    parameter_constraints: dict = {}
+
+    def _set_params(self, **values):
+        """Validate constructor parameters against :attr:`parameter_constraints` and store
+        their normalised values as attributes."""
+        for key, value in validate_params(self.name, values,
+                                          self.parameter_constraints).items():
+            setattr(self, key, value)
 
     def __call__(self, shape, *, rng, dtype="float32"):
         """Draw a weight array of ``shape`` on the host.
@@ -193,8 +203,10 @@ class Constant(Initializer):
 
     name = "constant"
 
+    parameter_constraints = {"value": Interval(float)}
+
     def __init__(self, value=0.0):
-        self.value = check_float(value, "value", self.name)
+        self._set_params(value=value)
 
     def _draw(self, shape, rng):
         return np.full(shape, self.value, dtype=np.float64)
@@ -231,9 +243,11 @@ class Normal(Initializer):
 
     name = "normal"
 
+    parameter_constraints = {"std": Interval(float, 0.0, None, closed="neither"),
+                             "mean": Interval(float)}
+
     def __init__(self, std=1.0, mean=0.0):
-        self.std = check_float(std, "std", self.name, low=0.0, low_open=True)
-        self.mean = check_float(mean, "mean", self.name)
+        self._set_params(std=std, mean=mean)
 
     def _draw(self, shape, rng):
         return self.mean + self.std * rng.standard_normal(shape, dtype=np.float64)
@@ -267,9 +281,13 @@ class Uniform(Initializer):
 
     name = "uniform"
 
+    parameter_constraints = {"a": Interval(float), "b": Interval(float)}
+
     def __init__(self, a=-0.05, b=0.05):
-        self.a = check_float(a, "a", self.name)
-        self.b = check_float(b, "b", self.name, low=self.a, low_open=True)
+        self._set_params(a=a)
+        # b's lower bound depends on a: checked against a constraint built from it
+        self.b = validate_params(self.name, {"b": b},
+                                 {"b": Interval(float, self.a, None, closed="neither")})["b"]
 
     def _draw(self, shape, rng):
         return rng.uniform(self.a, self.b, size=shape)
@@ -421,35 +439,16 @@ class LecunNormal(_VarianceScaling):
 
 
 #: Registry of initializer classes by name; ``xavier_*`` and ``kaiming_*`` are aliases.
-INITIALIZERS = {
-    cls.name: cls
-    for cls in (Zeros, Constant, Normal, Uniform, HeUniform, HeNormal, GlorotUniform,
-                GlorotNormal, LecunNormal)
-}
-INITIALIZERS.update({
-    "xavier_uniform": GlorotUniform,
-    "xavier_normal": GlorotNormal,
-    "kaiming_uniform": HeUniform,
-    "kaiming_normal": HeNormal,
-})
-
-
-def _build(name, params):
-    if not isinstance(name, str):
-        raise TypeError(f"An initializer name must be a str. Got {name!r} instead.")
-    cls = INITIALIZERS.get(name.lower())
-    if cls is None:
-        raise ValueError(
-            f"Unknown initializer {name!r}. Valid initializers: {sorted(INITIALIZERS)}."
-        )
-    valid = [p for p in inspect.signature(cls).parameters]
-    unknown = sorted(set(params) - set(valid))
-    if unknown:
-        raise ValueError(
-            f"Unknown parameter(s) {unknown} for initializer {cls.name!r}. "
-            f"Valid parameters: {valid}."
-        )
-    return cls(**params)
+#: Lookups ignore case, ``-``, ``_`` and spaces (see :func:`mlpx._registry.normalize_name`).
+INITIALIZERS = Registry("initializer", Initializer)
+for _cls in (Zeros, Constant, Normal, Uniform, HeUniform, HeNormal, GlorotUniform,
+             GlorotNormal, LecunNormal):
+    INITIALIZERS.register(_cls, _cls.name)
+INITIALIZERS.register(GlorotUniform, "glorot_uniform", aliases=("xavier_uniform",))
+INITIALIZERS.register(GlorotNormal, "glorot_normal", aliases=("xavier_normal",))
+INITIALIZERS.register(HeUniform, "he_uniform", aliases=("kaiming_uniform",))
+INITIALIZERS.register(HeNormal, "he_normal", aliases=("kaiming_normal",))
+del _cls
 
 
 def get_initializer(spec, **params) -> Initializer:
@@ -458,9 +457,9 @@ def get_initializer(spec, **params) -> Initializer:
     Parameters
     ----------
     spec : str, Initializer or dict
-        A key of :data:`INITIALIZERS` (case-insensitive), an :class:`Initializer`
-        (returned as is), or the output of :meth:`Initializer.get_config`
-        (``{"name": ..., **params}``).
+        A key of :data:`INITIALIZERS` (case, ``-``, ``_`` and spaces are ignored), an
+        :class:`Initializer` (returned as is), or the output of
+        :meth:`Initializer.get_config` (``{"name": ..., **params}``).
     **params
         Parameters of the initializer when ``spec`` is a name or a config dict (they
         override the dict's values), e.g. ``std=0.01`` for ``"normal"``.
@@ -471,11 +470,10 @@ def get_initializer(spec, **params) -> Initializer:
 
     Raises
     ------
-    ValueError
-        For an unknown name (the message lists the valid ones), an unknown parameter
-        or an invalid parameter value.
-    TypeError
-        For a spec of another type, or parameters given with an instance.
+    mlpx.InvalidParameterError
+        (a ``ValueError`` and a ``TypeError``) for an unknown name (the message lists
+        the valid ones), an unknown parameter, an invalid parameter value, parameters
+        given with an instance, or a spec of another type.
 
     Examples
     --------
@@ -484,37 +482,17 @@ def get_initializer(spec, **params) -> Initializer:
     Normal(std=0.01, mean=0.0)
     >>> get_initializer({"name": "uniform", "a": -0.1, "b": 0.1}).get_config()
     {'name': 'uniform', 'a': -0.1, 'b': 0.1}
+    >>> get_initializer("He-Normal")
+    HeNormal()
     """
-    if isinstance(spec, Initializer):
-        if params:
-            raise TypeError(
-                f"Parameters {sorted(params)} cannot be given with an Initializer "
-                f"instance ({spec!r}); pass a name or a config dict instead."
-            )
-        return spec
-    if isinstance(spec, str):
-        return _build(spec, params)
-    if isinstance(spec, dict):
-        if "name" not in spec:
-            raise ValueError(
-                f"An initializer config must be a dict with a 'name' key. Got {spec!r} "
-                "instead."
-            )
-        cfg = dict(spec)
-        name = cfg.pop("name")
-        cfg.update(params)
-        return _build(name, cfg)
-    raise TypeError(
-        "The 'init' parameter must be an initializer name, an Initializer or a config "
-        f"dict. Got {spec!r} of type {type(spec).__name__} instead."
-    )
+    return INITIALIZERS.build(spec, **params)
 
 
-_HE_FAMILY = frozenset({
+_HE_FAMILY = frozenset(normalize_name(n) for n in (
     "relu", "relu6", "leaky_relu", "prelu", "elu", "gelu", "swish", "silu", "mish",
     "softplus", "hard_swish",
-})
-_LECUN_FAMILY = frozenset({"selu"})
+))
+_LECUN_FAMILY = frozenset({normalize_name("selu")})
 
 
 def default_initializer(activation_name) -> str:
@@ -523,7 +501,8 @@ def default_initializer(activation_name) -> str:
     Parameters
     ----------
     activation_name : str, object with a ``name`` attribute, or None
-        An activation name (case-insensitive) or an Activation; None means identity.
+        An activation name (case, ``-``, ``_`` and spaces ignored) or an Activation;
+        None means identity.
 
     Returns
     -------
@@ -546,7 +525,7 @@ def default_initializer(activation_name) -> str:
         name = activation_name.get("name")
     if not isinstance(name, str):
         return "glorot_uniform"
-    key = name.lower().replace("-", "_")
+    key = normalize_name(name)
     if key in _HE_FAMILY:
         return "he_normal"
     if key in _LECUN_FAMILY:

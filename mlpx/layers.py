@@ -17,7 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import _backend
-from ._validation import check_int
+from ._registry import Registry
+from ._validation import Boolean, Interval, check_int, validate_params
 from .activations import get_activation
 from .initializers import get_initializer
 
@@ -47,12 +48,22 @@ class Layer:
 
     #: Names of the parameters, aligned with ``params`` (used in saved files).
     param_names: tuple = ()
+    #: Declarative constraints of the constructor parameters (see
+    #: :func:`mlpx._validation.validate_params`).
+    parameter_constraints: dict = {}
 
     def __init__(self):
         self.params = []
         self.decay = []
         self.n_in = None
         self.n_out = None
+
+    def _set_params(self, **values):
+        """Validate constructor parameters against :attr:`parameter_constraints` and store
+        their normalised values as attributes."""
+        for key, value in validate_params(type(self).__name__, values,
+                                          self.parameter_constraints).items():
+            setattr(self, key, value)
 
     @property
     def built(self) -> bool:
@@ -114,12 +125,13 @@ class Dense(Layer):
     """
 
     param_names = ("W", "b")
+    parameter_constraints = {"units": Interval(int, 1, None, closed="left"),
+                             "bias": Boolean()}
 
     def __init__(self, units, *, init="glorot_uniform", bias=True):
         super().__init__()
-        self.units = check_int(units, "units", "Dense")
+        self._set_params(units=units, bias=bias)
         self.init = get_initializer(init)
-        self.bias = bool(bias)
 
     def build(self, n_in, *, backend, dtype, rng):
         n_in = check_int(n_in, "n_in", "Dense")
@@ -190,13 +202,11 @@ class Dropout(Layer):
         Drop probability.
     """
 
+    parameter_constraints = {"p": Interval(float, 0.0, 1.0, closed="left")}
+
     def __init__(self, p=0.5):
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
-            raise ValueError(
-                f"The 'p' parameter of Dropout must be a float in [0, 1). Got {p!r} instead."
-            )
-        self.p = float(p)
+        self._set_params(p=p)
         self._backend = None
 
     def build(self, n_in, *, backend, dtype, rng):
@@ -232,15 +242,11 @@ class PReLU(Layer):
     """
 
     param_names = ("alpha",)
+    parameter_constraints = {"alpha_init": Interval(float)}
 
     def __init__(self, alpha_init=0.25):
         super().__init__()
-        if isinstance(alpha_init, bool) or not isinstance(alpha_init, (int, float)):
-            raise ValueError(
-                f"The 'alpha_init' parameter of PReLU must be a float. Got {alpha_init!r} "
-                "instead."
-            )
-        self.alpha_init = float(alpha_init)
+        self._set_params(alpha_init=alpha_init)
 
     def build(self, n_in, *, backend, dtype, rng):
         n_in = check_int(n_in, "n_in", "PReLU")
@@ -284,10 +290,12 @@ class Maxout(Layer):
 
     param_names = ("W", "b")
 
+    parameter_constraints = {"units": Interval(int, 1, None, closed="left"),
+                             "k": Interval(int, 1, None, closed="left")}
+
     def __init__(self, units, k=2, *, init="glorot_uniform"):
         super().__init__()
-        self.units = check_int(units, "units", "Maxout")
-        self.k = check_int(k, "k", "Maxout")
+        self._set_params(units=units, k=k)
         self.init = get_initializer(init)
 
     def build(self, n_in, *, backend, dtype, rng):
@@ -321,31 +329,44 @@ class Maxout(Layer):
                 "init": self.init.get_config()}
 
 
-#: Registry of layer classes by name (used to rebuild models from configs).
-LAYERS = {cls.__name__: cls for cls in (Dense, ActivationLayer, Dropout, PReLU, Maxout)}
+#: Registry of layer classes by name (used to rebuild models from configs). Lookups ignore
+#: case, ``-``, ``_`` and spaces, so ``"dense"`` finds ``Dense``.
+LAYERS = Registry("layer", Layer)
+for _cls in (Dense, ActivationLayer, Dropout, PReLU, Maxout):
+    LAYERS.register(_cls, _cls.__name__)
+del _cls
 
 
-def get_layer(config) -> Layer:
-    """Build a layer from :meth:`Layer.get_config` output (or return a Layer as is).
+def get_layer(spec, **params) -> Layer:
+    """Return a :class:`Layer` from a config dict, a name or an instance.
+
+    Parameters
+    ----------
+    spec : dict, str or Layer
+        :meth:`Layer.get_config` output (``{"name": "Dense", "units": 3, ...}``), a key
+        of :data:`LAYERS` (case, ``-``, ``_`` and spaces are ignored) or a Layer
+        (returned as is).
+    **params
+        Constructor parameters with a name or a config dict (they override the dict's
+        entries).
+
+    Returns
+    -------
+    Layer
 
     Raises
     ------
-    ValueError
-        If the config names an unknown layer (the message lists the valid ones) or
-        carries parameters the layer does not take.
+    mlpx.InvalidParameterError
+        (a ``ValueError`` and a ``TypeError``) if the config names an unknown layer (the
+        message lists the valid ones), carries parameters the layer does not take (the
+        message lists those it takes), misses a required one, or holds an invalid value.
+
+    Examples
+    --------
+    >>> from mlpx.layers import get_layer
+    >>> get_layer({"name": "Dense", "units": 3}).get_config()["units"]
+    3
+    >>> get_layer("dropout", p=0.2)
+    Dropout(p=0.2)
     """
-    if isinstance(config, Layer):
-        return config
-    if not isinstance(config, dict) or "name" not in config:
-        raise ValueError(
-            f"A layer config must be a dict with a 'name' key. Got {config!r} instead."
-        )
-    cfg = dict(config)
-    name = cfg.pop("name")
-    cls = LAYERS.get(name)
-    if cls is None:
-        raise ValueError(f"Unknown layer {name!r}. Valid layers: {sorted(LAYERS)}.")
-    try:
-        return cls(**cfg)
-    except TypeError as exc:
-        raise ValueError(f"Bad config for layer {name!r}: {exc}") from None
+    return LAYERS.build(spec, **params)

@@ -21,12 +21,11 @@ logits' namespace and dtype (no host synchronisation).
 
 from __future__ import annotations
 
-import numbers
-
 import array_api_compat
 
 from . import _backend
-from ._validation import check_float
+from ._registry import Registry
+from ._validation import Interval, validate_params
 from .activations import Activation, Exp, Sigmoid, Softmax, get_activation
 from .activations import log_softmax as _log_softmax
 
@@ -57,7 +56,7 @@ class Loss:
     #: Name of the natural output activation (see :mod:`mlpx.activations`).
     default_output: str = "identity"
     #: Output activation class the loss requires, or None when any output works.
-    _required_output = None
+    _required_output: type[Activation] | None = None
 
     # ------------------------------------------------------------------ public API
     def value_and_grad(self, z, y, *, output=None, xp, sample_weight=None):
@@ -348,28 +347,28 @@ class Poisson(Loss):
 
 
 # --------------------------------------------------------------------------- registry
-_CLASSES = (MeanSquaredError, CrossEntropy, BinaryCrossEntropy, Poisson)
-
-#: Registry: every accepted name (aliases included) -> Loss class.
-LOSSES: dict = {cls.name: cls for cls in _CLASSES}
-LOSSES.update({
-    "squared_error": MeanSquaredError,
-    "mean_squared_error": MeanSquaredError,
-    "quadratic": MeanSquaredError,
-    "categorical_cross_entropy": CrossEntropy,
-    "log_loss": CrossEntropy,
-})
+#: Registry: every accepted name (aliases included) -> Loss class. Lookups ignore case,
+#: ``-``, ``_`` and spaces (see :func:`mlpx._registry.normalize_name`).
+LOSSES = Registry("loss", Loss)
+LOSSES.register(MeanSquaredError, "mse",
+                aliases=("squared_error", "mean_squared_error", "quadratic"))
+LOSSES.register(CrossEntropy, "cross_entropy", aliases=("categorical_cross_entropy", "log_loss"))
+LOSSES.register(BinaryCrossEntropy, "binary_cross_entropy")
+LOSSES.register(Poisson, "poisson")
 
 
-def get_loss(spec):
+def get_loss(spec, **params) -> Loss:
     """Return a :class:`Loss` from a name, an instance or a config dict.
 
     Parameters
     ----------
     spec : str, Loss or dict
-        A registry name or alias (see :data:`LOSSES`; case-insensitive, ``-`` and ``_``
-        interchangeable), a Loss (returned as is), or ``{"name": ...}`` as produced by
+        A registry name or alias (see :data:`LOSSES`; case, ``-``, ``_`` and spaces are
+        ignored), a Loss (returned as is), or ``{"name": ...}`` as produced by
         :meth:`Loss.get_config`.
+    **params
+        Constructor parameters (the built-in losses take none; any given is refused
+        with the list of valid ones).
 
     Returns
     -------
@@ -377,38 +376,19 @@ def get_loss(spec):
 
     Raises
     ------
-    ValueError
-        For an unknown name; the message lists the valid ones.
-    TypeError
-        When ``spec`` is none of the accepted types.
+    mlpx.InvalidParameterError
+        (a ``ValueError`` and a ``TypeError``) for an unknown name (the message lists
+        the valid ones), an unknown parameter, or a ``spec`` of another type.
 
     Examples
     --------
     >>> from mlpx.losses import get_loss
     >>> get_loss("log_loss")
     CrossEntropy()
-    >>> get_loss("squared_error").default_output
+    >>> get_loss("Squared-Error").default_output
     'identity'
     """
-    if isinstance(spec, Loss):
-        return spec
-    if isinstance(spec, dict):
-        extra = sorted(set(spec) - {"name"})
-        if "name" not in spec or extra:
-            raise ValueError(
-                "A loss config dict must be {'name': <loss name>} (losses take no "
-                f"parameters). Got {spec!r} instead."
-            )
-        spec = spec["name"]
-    if not isinstance(spec, str):
-        raise TypeError(
-            "The 'loss' parameter must be a name, a Loss or a config dict. "
-            f"Got {spec!r} of type {type(spec).__name__} instead."
-        )
-    key = spec.lower().replace("-", "_")
-    if key not in LOSSES:
-        raise ValueError(f"Unknown loss {spec!r}. Valid names are: {sorted(LOSSES)}.")
-    return LOSSES[key]()
+    return LOSSES.build(spec, **params)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -452,13 +432,8 @@ def one_hot(labels, n_classes, *, xp, dtype="float32", device=None):
     >>> one_hot(np.array([0, 2, 1]), 3, xp=xp, dtype="float32", device="cpu").tolist()
     [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]]
     """
-    if (not isinstance(n_classes, numbers.Integral) or isinstance(n_classes, bool)
-            or n_classes < 1):
-        raise ValueError(
-            f"The 'n_classes' parameter of one_hot must be an int >= 1. Got {n_classes!r} "
-            "instead."
-        )
-    n_classes = int(n_classes)
+    n_classes = validate_params("one_hot", {"n_classes": n_classes},
+                                {"n_classes": Interval(int, 1, None, closed="left")})["n_classes"]
     try:
         same = _backend.array_namespace(labels) is xp
     except TypeError:
@@ -520,7 +495,8 @@ def l2_penalty(weights, alpha, *, xp):
     >>> float(l2_penalty([np.array([[1.0, 2.0]]), np.array([[2.0]])], 0.5, xp=xp))
     2.25
     """
-    alpha = check_float(alpha, "alpha", "l2_penalty", low=0)
+    alpha = validate_params("l2_penalty", {"alpha": alpha},
+                            {"alpha": Interval(float, 0, None, closed="left")})["alpha"]
     if alpha == 0.0 or len(weights) == 0:
         return 0.0
     total = None

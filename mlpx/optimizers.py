@@ -11,10 +11,14 @@ keeps beside the parameters::
 list aligned with them too (one fresh array per parameter, never keyed by name, never
 shared). ``state["step"]`` counts the updates made so far.
 
-The generic path is functional: it builds new arrays with Array API operations and
-returns a new list. On NumPy a fast path updates the parameters and slots in place and
-returns the same array objects; tests prove it gives the same numbers as the generic
-path. Both preserve dtypes: every scalar is a Python float, so float32 stays float32.
+Each optimizer has ONE update rule, :meth:`Optimizer.update`, written with Array API
+operations: it returns the new parameter and slot arrays and reads every scalar from the
+``hyper`` dict of :meth:`Optimizer.hyper` (``lr``, ``eps``, ...), which a caller may
+override per step (``step(..., hyper={"eps": 1e-6})``). On every backend but writable
+NumPy arrays :meth:`Optimizer.step` returns the new arrays; on writable NumPy arrays it
+writes them back into the existing parameter and slot arrays
+(:meth:`Optimizer.update_in_place`), so their identities are kept. Both are therefore the
+same numbers, bit for bit. Every scalar is a Python float, so float32 stays float32.
 
 The update rules follow ``torch.optim`` (without dampening, amsgrad, centering or
 maximisation) so results can be checked against PyTorch step by step.
@@ -22,14 +26,21 @@ maximisation) so results can be checked against PyTorch step by step.
 
 from __future__ import annotations
 
-import inspect
 import math
-from numbers import Real
 
 import numpy as np
 
 from . import _backend
-from ._validation import check_bool, check_float, check_int
+from ._registry import Registry
+from ._validation import (
+    Boolean,
+    InstanceOf,
+    Interval,
+    InvalidParameterError,
+    check_float,
+    check_int,
+    validate_params,
+)
 
 __all__ = [
     "Optimizer",
@@ -51,48 +62,22 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------------------
-# validation (one message style: "The 'lr' parameter of SGD must be a float > 0. Got 0
-# instead.")
+# helpers
 # --------------------------------------------------------------------------------------
 
-def _init_params(cls):
-    return [p for p in inspect.signature(cls).parameters]
+_POSITIVE = Interval(float, 0.0, None, closed="neither")
+_NON_NEGATIVE = Interval(float, 0.0, None, closed="left")
+_UNIT_LEFT_CLOSED = Interval(float, 0.0, 1.0, closed="left")    # [0, 1)
+_UNIT_RIGHT_CLOSED = Interval(float, 0.0, 1.0, closed="right")  # (0, 1]
+_COUNT = Interval(int, 1, None, closed="left")
 
 
-def _build(registry, kind, name, params):
-    if not isinstance(name, str):
-        raise TypeError(f"A{'n' if kind[0] in 'aeiou' else ''} {kind} name must be a str. "
-                        f"Got {name!r} instead.")
-    cls = registry.get(name.lower())
-    if cls is None:
-        raise ValueError(f"Unknown {kind} {name!r}. Valid {kind}s: {sorted(registry)}.")
-    valid = _init_params(cls)
-    unknown = sorted(set(params) - set(valid))
-    if unknown:
-        raise ValueError(f"Unknown parameter(s) {unknown} for {kind} {cls.name!r}. "
-                         f"Valid parameters: {valid}.")
-    return cls(**params)
-
-
-def _resolve(spec, params, *, base, registry, kind):
-    if isinstance(spec, base):
-        if params:
-            raise TypeError(f"Parameters {sorted(params)} cannot be given with a "
-                            f"{type(spec).__name__} instance; pass a name or a config "
-                            "dict instead.")
-        return spec
-    if isinstance(spec, str):
-        return _build(registry, kind, spec, params)
-    if isinstance(spec, dict):
-        if "name" not in spec:
-            raise ValueError(f"A{'n' if kind[0] in 'aeiou' else ''} {kind} config must be "
-                             f"a dict with a 'name' key. Got {spec!r} instead.")
-        cfg = dict(spec)
-        name = cfg.pop("name")
-        cfg.update(params)
-        return _build(registry, kind, name, cfg)
-    raise TypeError(f"Expected {kind} name, {base.__name__} or config dict. Got {spec!r} "
-                    f"of type {type(spec).__name__} instead.")
+def _set_params(obj, values):
+    """Validate ``values`` against ``obj.parameter_constraints`` (owner: the class name)
+    and store the normalised values as attributes of ``obj``."""
+    checked = validate_params(type(obj).__name__, values, obj.parameter_constraints)
+    for key, value in checked.items():
+        setattr(obj, key, value)
 
 
 def _repr(obj):
@@ -119,10 +104,13 @@ class Schedule:
     """
 
     name = "schedule"
+    lr: float | None
+    #: Declarative constraints of the constructor parameters (see
+    #: :func:`mlpx._validation.validate_params`).
+    parameter_constraints: dict = {"lr": [_POSITIVE, None]}
 
     def __init__(self, lr=None):
-        self.lr = None if lr is None else check_float(lr, "lr", type(self).__name__,
-                                                       low=0.0, low_open=True)
+        _set_params(self, {"lr": lr})
 
     def __call__(self, base_lr, step) -> float:
         """Return the learning rate for update number ``step`` (0-based) from ``base_lr``."""
@@ -183,12 +171,12 @@ class StepSchedule(Schedule):
     """
 
     name = "step"
+    parameter_constraints = {**Schedule.parameter_constraints, "step_size": _COUNT,
+                             "gamma": _UNIT_RIGHT_CLOSED}
 
     def __init__(self, step_size, gamma=0.1, lr=None):
         super().__init__(lr)
-        self.step_size = check_int(step_size, "step_size", "StepSchedule", low=1)
-        self.gamma = check_float(gamma, "gamma", "StepSchedule", low=0.0, high=1.0,
-                                  low_open=True)
+        _set_params(self, {"step_size": step_size, "gamma": gamma})
 
     def _value(self, base_lr, step):
         return base_lr * self.gamma ** (step // self.step_size)
@@ -217,11 +205,11 @@ class ExponentialSchedule(Schedule):
     """
 
     name = "exponential"
+    parameter_constraints = {**Schedule.parameter_constraints, "gamma": _UNIT_RIGHT_CLOSED}
 
     def __init__(self, gamma, lr=None):
         super().__init__(lr)
-        self.gamma = check_float(gamma, "gamma", "ExponentialSchedule", low=0.0,
-                                  high=1.0, low_open=True)
+        _set_params(self, {"gamma": gamma})
 
     def _value(self, base_lr, step):
         return base_lr * self.gamma ** step
@@ -256,11 +244,12 @@ class CosineSchedule(Schedule):
     """
 
     name = "cosine"
+    parameter_constraints = {**Schedule.parameter_constraints, "total_steps": _COUNT,
+                             "min_lr": _NON_NEGATIVE}
 
     def __init__(self, total_steps, min_lr=0.0, lr=None):
         super().__init__(lr)
-        self.total_steps = check_int(total_steps, "total_steps", "CosineSchedule", low=1)
-        self.min_lr = check_float(min_lr, "min_lr", "CosineSchedule", low=0.0)
+        _set_params(self, {"total_steps": total_steps, "min_lr": min_lr})
 
     def _value(self, base_lr, step):
         frac = min(step, self.total_steps) / self.total_steps
@@ -290,10 +279,11 @@ class InverseScalingSchedule(Schedule):
     """
 
     name = "inverse_scaling"
+    parameter_constraints = {**Schedule.parameter_constraints, "power_t": _NON_NEGATIVE}
 
     def __init__(self, power_t=0.5, lr=None):
         super().__init__(lr)
-        self.power_t = check_float(power_t, "power_t", "InverseScalingSchedule", low=0.0)
+        _set_params(self, {"power_t": power_t})
 
     def _value(self, base_lr, step):
         return base_lr / (step + 1.0) ** self.power_t
@@ -303,12 +293,12 @@ class InverseScalingSchedule(Schedule):
 
 
 #: Registry of schedule classes by name (``"invscaling"`` is scikit-learn's spelling).
-SCHEDULES = {
-    cls.name: cls
-    for cls in (ConstantSchedule, StepSchedule, ExponentialSchedule, CosineSchedule,
-                InverseScalingSchedule)
-}
-SCHEDULES["invscaling"] = InverseScalingSchedule
+#: Lookups ignore case, ``-``, ``_`` and spaces (see :func:`mlpx._registry.normalize_name`).
+SCHEDULES = Registry("schedule", Schedule)
+for _sched in (ConstantSchedule, StepSchedule, ExponentialSchedule, CosineSchedule):
+    SCHEDULES.register(_sched, _sched.name)
+del _sched
+SCHEDULES.register(InverseScalingSchedule, "inverse_scaling", aliases=("invscaling",))
 
 
 def get_schedule(spec, **params) -> Schedule:
@@ -317,18 +307,17 @@ def get_schedule(spec, **params) -> Schedule:
     Parameters
     ----------
     spec : str, Schedule or dict
-        A key of :data:`SCHEDULES` (case-insensitive), a :class:`Schedule` (returned as
-        is) or the output of :meth:`Schedule.get_config`.
+        A key of :data:`SCHEDULES` (case, ``-``, ``_`` and spaces are ignored), a
+        :class:`Schedule` (returned as is) or the output of :meth:`Schedule.get_config`.
     **params
         Parameters of the schedule when ``spec`` is a name or a config dict.
 
     Raises
     ------
-    ValueError
-        For an unknown name (the message lists the valid ones), an unknown parameter or
-        an invalid value.
-    TypeError
-        For a spec of another type, or parameters given with an instance.
+    mlpx.InvalidParameterError
+        (a ``ValueError`` and a ``TypeError``) for an unknown name (the message lists the
+        valid ones), an unknown parameter, an invalid value, a spec of another type, or
+        parameters given with an instance.
 
     Examples
     --------
@@ -336,7 +325,7 @@ def get_schedule(spec, **params) -> Schedule:
     >>> get_schedule("step", step_size=30, gamma=0.1)
     StepSchedule(step_size=30, gamma=0.1, lr=None)
     """
-    return _resolve(spec, params, base=Schedule, registry=SCHEDULES, kind="schedule")
+    return SCHEDULES.build(spec, **params)
 
 
 # --------------------------------------------------------------------------------------
@@ -350,10 +339,9 @@ def _writable_ndarrays(arrays):
 class Optimizer:
     """Base class of optimizers: hyper-parameters here, state in a dict beside the params.
 
-    Subclasses set :attr:`name` and :attr:`default_lr`, list their slots in
-    :meth:`slot_names`, and implement the update of one parameter twice: functionally
-    with Array API operations (:meth:`_update`) and in place with NumPy
-    (:meth:`_update_numpy`).
+    Subclasses set :attr:`name`, :attr:`default_lr` and :attr:`hyper_names`, declare
+    :attr:`parameter_constraints`, list their slots in :meth:`slot_names`, and implement
+    the update of one parameter once, with Array API operations (:meth:`update`).
 
     Parameters
     ----------
@@ -363,18 +351,23 @@ class Optimizer:
     """
 
     name = "optimizer"
+    lr: float | Schedule
     #: Learning rate a schedule without its own ``lr`` starts from.
     default_lr = 0.01
+    #: Scalar hyper-parameters that :meth:`hyper` returns besides ``"lr"`` (attributes
+    #: of the same names).
+    hyper_names: tuple = ()
+    #: Declarative constraints of the constructor parameters (see
+    #: :func:`mlpx._validation.validate_params`); those of :attr:`hyper_names` also
+    #: check the values a caller passes to :meth:`step` in ``hyper``.
+    parameter_constraints: dict = {
+        "lr": [_POSITIVE, InstanceOf((Schedule, dict), "a Schedule")],
+    }
 
     def __init__(self, lr):
-        owner = type(self).__name__
-        if isinstance(lr, (Schedule, dict)):
-            self.lr = get_schedule(lr)
-        elif isinstance(lr, Real) and not isinstance(lr, (bool, np.bool_)):
-            self.lr = check_float(lr, "lr", owner, low=0.0, low_open=True)
-        else:
-            raise ValueError(f"The 'lr' parameter of {owner} must be a float > 0 or a "
-                             f"Schedule. Got {lr!r} instead.")
+        _set_params(self, {"lr": lr})
+        if isinstance(self.lr, (Schedule, dict)):
+            self.lr = get_schedule(self.lr)
 
     # -- learning rate ------------------------------------------------------------------
     @property
@@ -396,6 +389,57 @@ class Optimizer:
         if isinstance(self.lr, Schedule):
             return self.lr(self.base_lr, step)
         return self.lr
+
+    def hyper(self, step) -> dict:
+        """Return the scalar hyper-parameters of update number ``step`` (0-based).
+
+        Parameters
+        ----------
+        step : int >= 0
+            The number of updates already made (``state["step"]``).
+
+        Returns
+        -------
+        dict
+            ``{"lr": current_lr(step), **{name: value for name in hyper_names}}`` with
+            Python scalars: SGD adds ``momentum``, ``nesterov`` and ``weight_decay``;
+            Adam and AdamW ``beta1``, ``beta2``, ``eps`` and ``weight_decay``; RMSProp
+            ``rho``, ``eps``, ``momentum`` and ``weight_decay``.
+
+        Examples
+        --------
+        >>> from mlpx.optimizers import Adam
+        >>> Adam(lr=0.1).hyper(0)
+        {'lr': 0.1, 'beta1': 0.9, 'beta2': 0.999, 'eps': 1e-08, 'weight_decay': 0.0}
+        """
+        h = {"lr": self.current_lr(step)}
+        for key in self.hyper_names:
+            h[key] = getattr(self, key)
+        return h
+
+    def _resolve_hyper(self, step, hyper):
+        """``hyper(step)`` updated with the caller's (checked, normalised) overrides."""
+        h = self.hyper(step)
+        if hyper is None:
+            return h
+        if not isinstance(hyper, dict):
+            raise InvalidParameterError(f"The 'hyper' parameter of {type(self).__name__}."
+                                        f"step must be a dict or None. Got {hyper!r} "
+                                        "instead.")
+        constraints = {"lr": _POSITIVE}
+        for key in self.hyper_names:
+            constraints[key] = self.parameter_constraints[key]
+        h.update(validate_params(f"{type(self).__name__}.step", hyper, constraints))
+        if h.get("momentum", 0.0) > 0.0 and "velocity" not in self.slot_names():
+            raise InvalidParameterError(
+                f"The 'momentum' parameter of {type(self).__name__}.step must be 0 for an "
+                "optimizer built without momentum (it keeps no velocity slot). Got "
+                f"{h['momentum']!r} instead.")
+        if h.get("nesterov") and h["momentum"] == 0.0:
+            raise InvalidParameterError(
+                f"The 'nesterov' parameter of {type(self).__name__}.step needs momentum > 0. "
+                f"Got nesterov=True with momentum={h['momentum']!r} instead.")
+        return h
 
     # -- state --------------------------------------------------------------------------
     def slot_names(self) -> tuple:
@@ -423,7 +467,7 @@ class Optimizer:
                 "slots": {s: [xp.zeros_like(p) for p in params] for s in self.slot_names()}}
 
     # -- update -------------------------------------------------------------------------
-    def step(self, params, grads, state, *, xp, decay_mask=None) -> list:
+    def step(self, params, grads, state, *, xp, decay_mask=None, hyper=None) -> list:
         """Apply one update and return the new parameter list.
 
         Parameters
@@ -439,38 +483,98 @@ class Optimizer:
         xp : namespace
         decay_mask : list of bool, optional
             Aligned with ``params``: which ones weight decay applies to. Default: all.
+        hyper : dict, optional
+            Hyper-parameters for this update that override those of
+            ``self.hyper(state["step"])`` (e.g. ``{"eps": 1e-6}`` or ``{"lr": 0.05}``);
+            keys must be ``"lr"`` or names in :attr:`hyper_names`, and values satisfy
+            the constructor's constraints. None uses ``self.hyper(state["step"])``.
 
         Returns
         -------
         list of arrays
-            New arrays on the generic path; on NumPy the same (updated) arrays.
+            New arrays, except for writable NumPy parameters and slots: those are
+            updated in place (the same objects come back), with the same numbers.
         """
-        return self._apply(params, grads, state, xp=xp, decay_mask=decay_mask, fast=None)
+        return self._apply(params, grads, state, xp=xp, decay_mask=decay_mask, hyper=hyper,
+                           in_place=None)
 
-    def _apply(self, params, grads, state, *, xp, decay_mask=None, fast=None):
-        """:meth:`step`, with ``fast`` forcing (True/False) or choosing (None) the path."""
+    def _apply(self, params, grads, state, *, xp, decay_mask=None, hyper=None,
+               in_place=None, fast=None):
+        """:meth:`step`, with ``in_place`` (or its older name ``fast``) forcing
+        (True/False) or choosing (None) whether results are written back."""
         params, grads = list(params), list(grads)
         mask = self._check(params, grads, state, decay_mask)
+        h = self._resolve_hyper(state["step"], hyper)
         slots = state["slots"]
         names = self.slot_names()
-        if fast is None:
-            fast = _backend.is_numpy_namespace(xp) and _writable_ndarrays(params) and all(
+        if in_place is None:
+            in_place = fast
+        if in_place is None:
+            in_place = _backend.is_numpy_namespace(xp) and _writable_ndarrays(params) and all(
                 _writable_ndarrays(slots[s]) for s in names)
-        lr = self.current_lr(state["step"])
         t = state["step"] + 1
         out = []
         for i, (p, g, decay) in enumerate(zip(params, grads, mask)):
             own = {s: slots[s][i] for s in names}
-            if fast:
-                self._update_numpy(p, g, own, lr=lr, t=t, decay=decay)
+            if in_place:
+                self.update_in_place(p, g, own, hyper=h, t=t, decay=decay, xp=xp)
                 out.append(p)
             else:
-                new_p, new_slots = self._update(p, g, own, lr=lr, t=t, decay=decay, xp=xp)
+                new_p, new_slots = self.update(p, g, own, hyper=h, t=t, decay=decay, xp=xp)
                 for s in names:
                     slots[s][i] = new_slots[s]
                 out.append(new_p)
         state["step"] = t
         return out
+
+    def update(self, p, g, slots, *, hyper, t, decay, xp) -> tuple:  # pragma: no cover
+        """The update rule of one parameter: return ``(new_p, new_slots)``.
+
+        Functional: written with Array API operations of ``xp``; ``p``, ``g`` and the
+        slot arrays are never modified.
+
+        Parameters
+        ----------
+        p, g : arrays
+            The parameter and its gradient.
+        slots : dict
+            ``{slot name: array}`` of this parameter (see :meth:`slot_names`).
+        hyper : dict
+            From :meth:`hyper` (possibly overridden); every scalar is read from it.
+        t : int >= 1
+            The 1-based number of this update.
+        decay : bool
+            Whether weight decay applies to this parameter.
+        xp : namespace
+
+        Returns
+        -------
+        new_p : array
+        new_slots : dict
+            ``{slot name: new array}`` for every slot.
+        """
+        raise NotImplementedError
+
+    def update_in_place(self, p, g, slots, *, hyper, t, decay, xp) -> None:
+        """Apply :meth:`update` and write the results into ``p`` and the slot arrays.
+
+        For writable arrays (NumPy): the objects keep their identity and hold the same
+        numbers :meth:`update` returns. ``g`` is never modified.
+        """
+        new_p, new_slots = self.update(p, g, slots, hyper=hyper, t=t, decay=decay, xp=xp)
+        for key, new in new_slots.items():
+            slots[key][...] = new
+        p[...] = new_p
+
+    def _update_numpy(self, p, g, slots, *, lr, t, decay):
+        """Compatibility shim for ``mlpx._fast`` until it calls :meth:`update_in_place`:
+        the one update rule, in place, with this optimizer's hyper-parameters and ``lr``.
+        """
+        h = {"lr": lr}
+        for key in self.hyper_names:
+            h[key] = getattr(self, key)
+        self.update_in_place(p, g, slots, hyper=h, t=t, decay=decay,
+                             xp=_backend.array_namespace(p))
 
     def _check(self, params, grads, state, decay_mask):
         owner = type(self).__name__
@@ -505,14 +609,6 @@ class Optimizer:
             raise ValueError(f"The 'decay_mask' parameter of {owner}.step must have one "
                              f"bool per param ({len(params)}). Got {len(mask)} instead.")
         return mask
-
-    def _update(self, p, g, slots, *, lr, t, decay, xp):  # pragma: no cover - abstract
-        """Return ``(new_p, new_slots)`` for one parameter (functional, any namespace)."""
-        raise NotImplementedError
-
-    def _update_numpy(self, p, g, slots, *, lr, t, decay):  # pragma: no cover - abstract
-        """Update ``p`` and ``slots`` in place (NumPy only); never modify ``g``."""
-        raise NotImplementedError
 
     # -- config -------------------------------------------------------------------------
     def _params(self) -> dict:
@@ -576,47 +672,32 @@ class SGD(Optimizer):
 
     name = "sgd"
     default_lr = 0.01
+    hyper_names = ("momentum", "nesterov", "weight_decay")
+    parameter_constraints = {**Optimizer.parameter_constraints, "momentum": _UNIT_LEFT_CLOSED,
+                             "nesterov": Boolean(), "weight_decay": _NON_NEGATIVE}
 
     def __init__(self, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0):
         super().__init__(lr)
-        self.momentum = check_float(momentum, "momentum", "SGD", low=0.0, high=1.0,
-                                     high_open=True)
-        self.nesterov = check_bool(nesterov, "nesterov", "SGD")
+        _set_params(self, {"momentum": momentum, "nesterov": nesterov,
+                           "weight_decay": weight_decay})
         if self.nesterov and self.momentum == 0.0:
-            raise ValueError("The 'nesterov' parameter of SGD needs momentum > 0. Got "
-                             f"nesterov=True with momentum={momentum!r} instead.")
-        self.weight_decay = check_float(weight_decay, "weight_decay", "SGD", low=0.0)
+            raise InvalidParameterError("The 'nesterov' parameter of SGD needs momentum > 0. "
+                                        f"Got nesterov=True with momentum={momentum!r} "
+                                        "instead.")
 
     def slot_names(self):
         return ("velocity",) if self.momentum > 0.0 else ()
 
-    def _update(self, p, g, slots, *, lr, t, decay, xp):
-        if decay and self.weight_decay:
-            g = g + self.weight_decay * p
+    def update(self, p, g, slots, *, hyper, t, decay, xp):
+        if decay and hyper["weight_decay"]:
+            g = g + hyper["weight_decay"] * p
         new = {}
-        if self.momentum:
-            b = self.momentum * slots["velocity"] + g
+        if "velocity" in slots:  # momentum > 0 at construction
+            mu = hyper["momentum"]
+            b = mu * slots["velocity"] + g
             new["velocity"] = b
-            g = g + self.momentum * b if self.nesterov else b
-        return p - lr * g, new
-
-    def _update_numpy(self, p, g, slots, *, lr, t, decay):
-        if decay and self.weight_decay:
-            tmp = np.multiply(p, self.weight_decay)
-            tmp += g
-            g = tmp
-        if self.momentum:
-            b = slots["velocity"]
-            b *= self.momentum
-            b += g
-            if self.nesterov:
-                tmp = np.multiply(b, self.momentum)
-                tmp += g
-                g = tmp
-            else:
-                g = b
-        tmp = np.multiply(g, lr)
-        p -= tmp
+            g = g + mu * b if hyper["nesterov"] else b
+        return p - hyper["lr"] * g, new
 
     def _params(self):
         return {"momentum": self.momentum, "nesterov": self.nesterov,
@@ -669,56 +750,56 @@ class Adam(Optimizer):
 
     name = "adam"
     default_lr = 1e-3
-    _decoupled = False
+    hyper_names = ("beta1", "beta2", "eps", "weight_decay")
+    parameter_constraints = {**Optimizer.parameter_constraints, "beta1": _UNIT_LEFT_CLOSED,
+                             "beta2": _UNIT_LEFT_CLOSED, "eps": _POSITIVE,
+                             "weight_decay": _NON_NEGATIVE}
+    #: Whether weight decay is decoupled (AdamW: shrink ``p``) rather than coupled L2
+    #: (Adam: add ``weight_decay * p`` to the gradient).
+    decoupled = False
+    _decoupled = False  # the same, for mlpx._fast until it reads ``decoupled``
 
     def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
         super().__init__(lr)
-        owner = type(self).__name__
-        self.beta1 = check_float(beta1, "beta1", owner, low=0.0, high=1.0, high_open=True)
-        self.beta2 = check_float(beta2, "beta2", owner, low=0.0, high=1.0, high_open=True)
-        self.eps = check_float(eps, "eps", owner, low=0.0, low_open=True)
-        self.weight_decay = check_float(weight_decay, "weight_decay", owner, low=0.0)
+        _set_params(self, {"beta1": beta1, "beta2": beta2, "eps": eps,
+                           "weight_decay": weight_decay})
 
     def slot_names(self):
         return ("m", "v")
 
+    @staticmethod
+    def bias_corrections(hyper, t) -> tuple:
+        """Return ``(step_size, bc2_sqrt)`` of update number ``t`` (1-based).
+
+        ``step_size = lr / (1 - beta1**t)`` and ``bc2_sqrt = sqrt(1 - beta2**t)``, from
+        the ``lr``, ``beta1`` and ``beta2`` of ``hyper`` (see :meth:`hyper`). The one
+        place Adam's bias correction is written; fused kernels call it too.
+
+        Examples
+        --------
+        >>> from mlpx.optimizers import Adam
+        >>> Adam.bias_corrections({"lr": 0.1, "beta1": 0.5, "beta2": 0.75}, 1)
+        (0.2, 0.5)
+        """
+        return (hyper["lr"] / (1.0 - hyper["beta1"] ** t),
+                math.sqrt(1.0 - hyper["beta2"] ** t))
+
     def _corrections(self, lr, t):
-        return lr / (1.0 - self.beta1 ** t), math.sqrt(1.0 - self.beta2 ** t)
+        """Compatibility shim for ``mlpx._fast`` until it calls :meth:`bias_corrections`."""
+        return self.bias_corrections({"lr": lr, "beta1": self.beta1, "beta2": self.beta2}, t)
 
-    def _update(self, p, g, slots, *, lr, t, decay, xp):
-        if decay and self.weight_decay:
-            if self._decoupled:
-                p = p * (1.0 - lr * self.weight_decay)
+    def update(self, p, g, slots, *, hyper, t, decay, xp):
+        b1, b2, wd = hyper["beta1"], hyper["beta2"], hyper["weight_decay"]
+        if decay and wd:
+            if self.decoupled:
+                p = p * (1.0 - hyper["lr"] * wd)
             else:
-                g = g + self.weight_decay * p
-        m = self.beta1 * slots["m"] + (1.0 - self.beta1) * g
-        v = self.beta2 * slots["v"] + (1.0 - self.beta2) * (g * g)
-        step_size, bc2_sqrt = self._corrections(lr, t)
-        denom = xp.sqrt(v) / bc2_sqrt + self.eps
+                g = g + wd * p
+        m = b1 * slots["m"] + (1.0 - b1) * g
+        v = b2 * slots["v"] + (1.0 - b2) * (g * g)
+        step_size, bc2_sqrt = self.bias_corrections(hyper, t)
+        denom = xp.sqrt(v) / bc2_sqrt + hyper["eps"]
         return p - step_size * (m / denom), {"m": m, "v": v}
-
-    def _update_numpy(self, p, g, slots, *, lr, t, decay):
-        if decay and self.weight_decay:
-            if self._decoupled:
-                p *= 1.0 - lr * self.weight_decay
-            else:
-                tmp = np.multiply(p, self.weight_decay)
-                tmp += g
-                g = tmp
-        m, v = slots["m"], slots["v"]
-        m *= self.beta1
-        m += np.multiply(g, 1.0 - self.beta1)
-        v *= self.beta2
-        sq = np.multiply(g, g)
-        sq *= 1.0 - self.beta2
-        v += sq
-        step_size, bc2_sqrt = self._corrections(lr, t)
-        denom = np.sqrt(v, out=sq)
-        denom /= bc2_sqrt
-        denom += self.eps
-        upd = np.divide(m, denom, out=denom)
-        upd *= step_size
-        p -= upd
 
     def _params(self):
         return {"beta1": self.beta1, "beta2": self.beta2, "eps": self.eps,
@@ -765,7 +846,8 @@ class AdamW(Adam):
     """
 
     name = "adamw"
-    _decoupled = True
+    decoupled = True
+    _decoupled = True  # the same, for mlpx._fast until it reads ``decoupled``
 
     def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01):
         super().__init__(lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay)
@@ -816,58 +898,41 @@ class RMSProp(Optimizer):
 
     name = "rmsprop"
     default_lr = 1e-3
+    hyper_names = ("rho", "eps", "momentum", "weight_decay")
+    parameter_constraints = {**Optimizer.parameter_constraints, "rho": _UNIT_LEFT_CLOSED,
+                             "eps": _POSITIVE, "momentum": _UNIT_LEFT_CLOSED,
+                             "weight_decay": _NON_NEGATIVE}
 
     def __init__(self, lr=1e-3, rho=0.9, eps=1e-8, momentum=0.0, weight_decay=0.0):
         super().__init__(lr)
-        self.rho = check_float(rho, "rho", "RMSProp", low=0.0, high=1.0, high_open=True)
-        self.eps = check_float(eps, "eps", "RMSProp", low=0.0, low_open=True)
-        self.momentum = check_float(momentum, "momentum", "RMSProp", low=0.0, high=1.0,
-                                     high_open=True)
-        self.weight_decay = check_float(weight_decay, "weight_decay", "RMSProp", low=0.0)
+        _set_params(self, {"rho": rho, "eps": eps, "momentum": momentum,
+                           "weight_decay": weight_decay})
 
     def slot_names(self):
         return ("square_avg", "velocity") if self.momentum > 0.0 else ("square_avg",)
 
-    def _update(self, p, g, slots, *, lr, t, decay, xp):
-        if decay and self.weight_decay:
-            g = g + self.weight_decay * p
-        s = self.rho * slots["square_avg"] + (1.0 - self.rho) * (g * g)
+    def update(self, p, g, slots, *, hyper, t, decay, xp):
+        rho, wd = hyper["rho"], hyper["weight_decay"]
+        if decay and wd:
+            g = g + wd * p
+        s = rho * slots["square_avg"] + (1.0 - rho) * (g * g)
         new = {"square_avg": s}
-        scaled = g / (xp.sqrt(s) + self.eps)
-        if self.momentum:
-            scaled = self.momentum * slots["velocity"] + scaled
+        scaled = g / (xp.sqrt(s) + hyper["eps"])
+        if "velocity" in slots:  # momentum > 0 at construction
+            scaled = hyper["momentum"] * slots["velocity"] + scaled
             new["velocity"] = scaled
-        return p - lr * scaled, new
-
-    def _update_numpy(self, p, g, slots, *, lr, t, decay):
-        if decay and self.weight_decay:
-            tmp = np.multiply(p, self.weight_decay)
-            tmp += g
-            g = tmp
-        s = slots["square_avg"]
-        s *= self.rho
-        sq = np.multiply(g, g)
-        sq *= 1.0 - self.rho
-        s += sq
-        denom = np.sqrt(s, out=sq)
-        denom += self.eps
-        scaled = np.divide(g, denom, out=denom)
-        if self.momentum:
-            b = slots["velocity"]
-            b *= self.momentum
-            b += scaled
-            scaled = np.multiply(b, lr, out=scaled)
-        else:
-            scaled *= lr
-        p -= scaled
+        return p - hyper["lr"] * scaled, new
 
     def _params(self):
         return {"rho": self.rho, "eps": self.eps, "momentum": self.momentum,
                 "weight_decay": self.weight_decay}
 
 
-#: Registry of optimizer classes by name.
-OPTIMIZERS = {cls.name: cls for cls in (SGD, Adam, AdamW, RMSProp)}
+#: Registry of optimizer classes by name. Lookups ignore case, ``-``, ``_`` and spaces.
+OPTIMIZERS = Registry("optimizer", Optimizer)
+for _cls in (SGD, Adam, AdamW, RMSProp):
+    OPTIMIZERS.register(_cls, _cls.name)
+del _cls
 
 
 def get_optimizer(spec, **params) -> Optimizer:
@@ -876,8 +941,9 @@ def get_optimizer(spec, **params) -> Optimizer:
     Parameters
     ----------
     spec : str, Optimizer or dict
-        A key of :data:`OPTIMIZERS` (case-insensitive), an :class:`Optimizer` (returned
-        as is) or the output of :meth:`Optimizer.get_config`.
+        A key of :data:`OPTIMIZERS` (case, ``-``, ``_`` and spaces are ignored, so
+        ``"Adam-W"`` is ``"adamw"``), an :class:`Optimizer` (returned as is) or the
+        output of :meth:`Optimizer.get_config`.
     **params
         Hyper-parameters when ``spec`` is a name or a config dict (they override the
         dict's values), e.g. ``lr=0.1, momentum=0.9`` for ``"sgd"``.
@@ -888,12 +954,11 @@ def get_optimizer(spec, **params) -> Optimizer:
 
     Raises
     ------
-    ValueError
-        For an unknown name (the message lists the valid ones), an unknown parameter or
-        an invalid value ("The 'lr' parameter of SGD must be a float > 0. Got 0
-        instead.").
-    TypeError
-        For a spec of another type, or parameters given with an instance.
+    mlpx.InvalidParameterError
+        (a ``ValueError`` and a ``TypeError``) for an unknown name (the message lists the
+        valid ones), an unknown parameter, an invalid value ("The 'lr' parameter of SGD
+        must be a float > 0. Got 0 instead."), a spec of another type, or parameters
+        given with an instance.
 
     Examples
     --------
@@ -904,4 +969,4 @@ def get_optimizer(spec, **params) -> Optimizer:
     >>> opt.current_lr(0), round(opt.current_lr(50), 10)  # cosine from AdamW's default lr
     (0.001, 0.0005)
     """
-    return _resolve(spec, params, base=Optimizer, registry=OPTIMIZERS, kind="optimizer")
+    return OPTIMIZERS.build(spec, **params)

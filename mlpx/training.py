@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from ._validation import Boolean, Interval, Options, validate_params
+
 __all__ = [
     "History",
     "EarlyStopping",
@@ -120,16 +122,25 @@ class History:
         return key in self.history
 
 
+#: Declarative constraints of :class:`EarlyStopping`'s parameters.
+_EARLY_STOPPING_CONSTRAINTS = {
+    "patience": Interval(int, 1, None, closed="left"),
+    "min_delta": Interval(float, 0.0, None, closed="left"),
+    "restore_best": Boolean(),
+    "monitor": Options((None, "val_loss", "val_accuracy", "loss", "accuracy")),
+}
+
+
 @dataclass
 class EarlyStopping:
     """Stop training when a monitored metric stops improving.
 
     Parameters
     ----------
-    patience : int, default=5
+    patience : int >= 1, default=5
         Epochs without improvement before stopping.
-    min_delta : float, default=0.0
-        Smallest change that counts as an improvement.
+    min_delta : float >= 0, default=0.0
+        Smallest change that counts as an improvement (finite).
     restore_best : bool, default=True
         Put back the weights of the best epoch when training ends.
     monitor : {"val_loss", "val_accuracy", "loss", "accuracy"} or None, default=None
@@ -142,22 +153,12 @@ class EarlyStopping:
     monitor: str | None = None
 
     def __post_init__(self):
-        if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 1:
-            raise ValueError(
-                f"The 'patience' parameter of EarlyStopping must be an int >= 1. "
-                f"Got {self.patience!r} instead."
-            )
-        if not isinstance(self.min_delta, (int, float)) or self.min_delta < 0:
-            raise ValueError(
-                f"The 'min_delta' parameter of EarlyStopping must be a float >= 0. "
-                f"Got {self.min_delta!r} instead."
-            )
-        valid = (None, "val_loss", "val_accuracy", "loss", "accuracy")
-        if self.monitor not in valid:
-            raise ValueError(
-                f"The 'monitor' parameter of EarlyStopping must be one of {list(valid)}. "
-                f"Got {self.monitor!r} instead."
-            )
+        values = validate_params("EarlyStopping", {
+            "patience": self.patience, "min_delta": self.min_delta,
+            "restore_best": self.restore_best, "monitor": self.monitor,
+        }, _EARLY_STOPPING_CONSTRAINTS)
+        for key, value in values.items():
+            setattr(self, key, value)
 
 
 class Callback:

@@ -171,5 +171,11 @@ def test_config_round_trip():
 def test_unknown_layer_lists_valid_names():
     with pytest.raises(ValueError, match="Valid layers: .*Dense"):
         get_layer({"name": "Conv2D"})
-    with pytest.raises(ValueError, match="Bad config"):
+    # one registry policy (issue 10): unknown parameters are named with the valid ones
+    with pytest.raises(ValueError, match=r"Unknown parameter\(s\) \['colour'\] for layer "
+                                         r"'Dense'\. Valid parameters: \['units', 'init', "
+                                         r"'bias'\]"):
         get_layer({"name": "Dense", "units": 3, "colour": "red"})
+    with pytest.raises(ValueError, match=r"Missing parameter\(s\) \['units'\] for layer "
+                                         "'Dense'"):
+        get_layer({"name": "Dense"})

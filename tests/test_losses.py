@@ -302,7 +302,9 @@ def test_registry_errors():
         assert repr(name) in str(info.value)
     with pytest.raises(TypeError, match="must be a name, a Loss or a config dict"):
         get_loss(None)
-    with pytest.raises(ValueError, match="losses take no parameters"):
+    # one registry policy (issue 10): an unknown parameter lists the valid ones (none)
+    with pytest.raises(ValueError, match=r"Unknown parameter\(s\) \['alpha'\] for loss 'mse'\. "
+                                         r"Valid parameters: \[\]"):
         get_loss({"name": "mse", "alpha": 1.0})
 
 

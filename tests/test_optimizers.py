@@ -609,3 +609,177 @@ def test_config_defaults_and_overrides():
         assert get_schedule(get_schedule({"name": name, **(
             {"step_size": 1} if name == "step" else {"gamma": 0.5} if name == "exponential"
             else {"total_steps": 2} if name == "cosine" else {})}).get_config()).name == cls.name
+
+
+# --------------------------------------------------------------------------------------
+# hyper(): the scalars of one update, and step(hyper=...) overrides (issue 10)
+# --------------------------------------------------------------------------------------
+
+def test_hyper_per_optimizer():
+    h = SGD(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01).hyper(0)
+    assert h == {"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 0.01}
+    assert Adam(lr=0.2, beta1=0.8, beta2=0.99, eps=1e-6).hyper(5) == {
+        "lr": 0.2, "beta1": 0.8, "beta2": 0.99, "eps": 1e-6, "weight_decay": 0.0}
+    assert AdamW().hyper(0) == {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
+                                "weight_decay": 0.01}
+    h = RMSProp(rho=0.5, momentum=0.25).hyper(1)
+    assert list(h) == ["lr", "rho", "eps", "momentum", "weight_decay"]
+    assert h == {"lr": 1e-3, "rho": 0.5, "eps": 1e-8, "momentum": 0.25, "weight_decay": 0.0}
+    for opt in (SGD(momentum=np.float32(0.5)), Adam(eps=np.float64(1e-7)), RMSProp()):
+        assert all(type(v) in (float, bool) for v in opt.hyper(0).values())
+    assert SGD.hyper_names == ("momentum", "nesterov", "weight_decay")
+
+
+def test_hyper_lr_follows_the_schedule():
+    opt = SGD(lr={"name": "step", "step_size": 2, "gamma": 0.5, "lr": 1.0})
+    assert [opt.hyper(k)["lr"] for k in range(5)] == [1.0, 1.0, 0.5, 0.5, 0.25]
+    assert all(opt.hyper(k)["lr"] == opt.current_lr(k) for k in range(5))
+    with pytest.raises(ValueError, match="'step' parameter of SGD"):
+        opt.hyper(-1)
+
+
+def _bits(a):
+    a = np.ascontiguousarray(_backend.to_numpy(a))
+    return a.view(np.uint64 if a.dtype == np.float64 else np.uint32)
+
+
+def _assert_bitwise(a, b):
+    assert _backend.to_numpy(a).dtype == _backend.to_numpy(b).dtype
+    np.testing.assert_array_equal(_bits(a), _bits(b))
+
+
+def _steps(opt, backend, dtype, *, hyper=None, in_place=None, steps=N_STEPS):
+    """Run ``steps`` updates of the shared problem; return params, state, identities."""
+    p0, grad = _problem(2)
+    xp = backend.xp
+    params = [_backend.to_device(p, backend=backend, dtype=dtype) for p in p0]
+    ids = [id(p) for p in params]
+    state = opt.init_state(params, xp=xp)
+    slot_ids = {s: [id(a) for a in v] for s, v in state["slots"].items()}
+    for k in range(steps):
+        host = [_backend.to_numpy(p).astype(np.float64) for p in params]
+        grads = [_backend.to_device(g, backend=backend, dtype=dtype) for g in grad(k, host)]
+        params = opt._apply(params, grads, state, xp=xp, decay_mask=DECAY, hyper=hyper,
+                            in_place=in_place)
+    same = ([id(p) for p in params] == ids
+            and {s: [id(a) for a in v] for s, v in state["slots"].items()} == slot_ids)
+    return params, state, same
+
+
+@pytest.mark.parametrize("cfg", FAST_CASES, ids=[json.dumps(c) for c in FAST_CASES])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_in_place_numpy_and_array_api_strict_are_bitwise_equal(cfg, dtype):
+    numpy_b = _backend.resolve_backend("numpy")
+    strict = _backend.resolve_backend("array_api_strict")
+    p_inplace, s_inplace, same = _steps(get_optimizer(cfg), numpy_b, dtype)
+    assert same  # writable NumPy arrays: updated in place, identities kept
+    p_func, s_func, same_func = _steps(get_optimizer(cfg), numpy_b, dtype, in_place=False)
+    assert not same_func
+    p_strict, s_strict, _ = _steps(get_optimizer(cfg), strict, dtype)
+    for others in ((p_func, s_func), (p_strict, s_strict)):
+        for a, b in zip(p_inplace, others[0]):
+            _assert_bitwise(a, b)
+        assert set(s_inplace["slots"]) == set(others[1]["slots"])
+        for s in s_inplace["slots"]:
+            for a, b in zip(s_inplace["slots"][s], others[1]["slots"][s]):
+                _assert_bitwise(a, b)
+
+
+@pytest.mark.parametrize("name, base, key, value", [
+    ("sgd", {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.1}, "lr", 0.05),
+    ("sgd", {"lr": 0.1, "momentum": 0.9}, "momentum", 0.5),
+    ("sgd", {"lr": 0.1, "momentum": 0.9}, "nesterov", True),
+    ("sgd", {"lr": 0.1}, "weight_decay", 0.3),
+    ("adam", {"lr": 0.01, "weight_decay": 0.1}, "eps", 1e-3),
+    ("adam", {"lr": 0.01}, "lr", 0.02),
+    ("adam", {"lr": 0.01}, "beta1", 0.5),
+    ("adam", {"lr": 0.01}, "beta2", 0.9),
+    ("adamw", {"lr": 0.01}, "eps", 0.1),
+    ("adamw", {"lr": 0.01}, "weight_decay", 0.5),
+    ("rmsprop", {"lr": 0.01, "momentum": 0.5}, "eps", 1e-2),
+    ("rmsprop", {"lr": 0.01}, "rho", 0.5),
+    ("rmsprop", {"lr": 0.01, "momentum": 0.5}, "momentum", 0.25),
+    ("rmsprop", {"lr": 0.01, "weight_decay": 0.1}, "lr", 0.001),
+])
+@pytest.mark.parametrize("backend_name", ["numpy", "array_api_strict"])
+def test_step_hyper_override_equals_an_optimizer_built_with_it(name, base, key, value,
+                                                              backend_name):
+    backend = _backend.resolve_backend(backend_name)
+    opt = get_optimizer(name, **base)
+    config = opt.get_config()
+    overridden, _, _ = _steps(opt, backend, "float64", hyper={key: value})
+    built, _, _ = _steps(get_optimizer(name, **{**base, key: value}), backend, "float64")
+    plain, _, _ = _steps(get_optimizer(name, **base), backend, "float64")
+    for a, b in zip(overridden, built):
+        _assert_bitwise(a, b)
+    # the weight (decayed, so every override reaches it) moved differently
+    assert not np.array_equal(_backend.to_numpy(overridden[0]), _backend.to_numpy(plain[0]))
+    assert opt.get_config() == config  # the override left the optimizer alone
+
+
+def test_step_hyper_eps_changes_the_first_adam_step_as_expected():
+    # first step from zero moments: p - lr * g / (|g| + eps) exactly in exact arithmetic
+    xp = _backend.resolve_backend("numpy").xp
+    opt = Adam(lr=0.1)
+    for eps, expected in ((1e-8, 0.9), (1.0, 0.95), (3.0, 0.975)):
+        params = [np.array([1.0])]
+        state = opt.init_state(params, xp=xp)
+        out = opt.step(params, [np.array([1.0])], state, xp=xp, hyper={"eps": eps})
+        assert out[0][0] == pytest.approx(expected, rel=1e-7)
+
+
+def test_step_hyper_errors_leave_the_state_alone():
+    xp = _backend.resolve_backend("numpy").xp
+    params, grads = [np.ones(2)], [np.ones(2)]
+    sgd, adam = SGD(lr=0.1), Adam()
+    for opt, hyper, match in [
+        (sgd, {"beta1": 0.9}, r"Unknown parameter\(s\) \['beta1'\] for SGD.step. Valid "
+                              r"parameters: \['lr', 'momentum', 'nesterov', 'weight_decay'\]"),
+        (adam, {"eps": 0.0}, "The 'eps' parameter of Adam.step must be a float > 0. Got 0.0"),
+        (adam, {"lr": {"name": "constant"}}, "The 'lr' parameter of Adam.step must be a float"),
+        (sgd, [("lr", 0.1)], "The 'hyper' parameter of SGD.step must be a dict or None"),
+        # no silent fallback: momentum needs the velocity slot the optimizer was built with
+        (sgd, {"momentum": 0.5}, "The 'momentum' parameter of SGD.step must be 0 for an "
+                                 "optimizer built without momentum"),
+        (RMSProp(), {"momentum": 0.5}, "'momentum' parameter of RMSProp.step must be 0"),
+        (SGD(momentum=0.5), {"momentum": 0.0, "nesterov": True},
+         "'nesterov' parameter of SGD.step needs momentum > 0"),
+    ]:
+        state = opt.init_state(params, xp=xp)
+        with pytest.raises(ValueError, match=match):
+            opt.step(params, grads, state, xp=xp, hyper=hyper)
+        assert state["step"] == 0
+        np.testing.assert_array_equal(params[0], 1.0)
+
+
+@pytest.mark.parametrize("cfg", FAST_CASES[:-1], ids=[json.dumps(c) for c in FAST_CASES[:-1]])
+def test_update_in_place_is_update_written_back(cfg):
+    xp = _backend.resolve_backend("numpy").xp
+    opt = get_optimizer(cfg)
+    rng = np.random.default_rng(3)
+    p, g = rng.standard_normal((3, 2)), rng.standard_normal((3, 2))
+    slots = {s: rng.random((3, 2)) for s in opt.slot_names()}
+    before = {"p": p.copy(), "g": g.copy(), **{s: a.copy() for s, a in slots.items()}}
+    new_p, new_slots = opt.update(p, g, slots, hyper=opt.hyper(2), t=3, decay=True, xp=xp)
+    np.testing.assert_array_equal(p, before["p"])  # update is functional
+    ids = [id(p)] + [id(a) for a in slots.values()]
+    opt.update_in_place(p, g, slots, hyper=opt.hyper(2), t=3, decay=True, xp=xp)
+    assert [id(p)] + [id(a) for a in slots.values()] == ids
+    _assert_bitwise(p, new_p)
+    for s in slots:
+        _assert_bitwise(slots[s], new_slots[s])
+    np.testing.assert_array_equal(g, before["g"])
+    # the shim mlpx._fast calls until it moves to update_in_place: the same rule
+    p2 = before["p"].copy()
+    slots2 = {s: before[s].copy() for s in slots}
+    opt._update_numpy(p2, g, slots2, lr=opt.current_lr(2), t=3, decay=True)
+    _assert_bitwise(p2, new_p)
+
+
+def test_adam_bias_corrections():
+    h = {"lr": 0.1, "beta1": 0.5, "beta2": 0.75}
+    assert Adam.bias_corrections(h, 1) == (0.1 / 0.5, math.sqrt(0.25))
+    assert Adam.bias_corrections(h, 2) == (0.1 / 0.75, math.sqrt(1 - 0.75 ** 2))
+    opt = AdamW(lr=0.1, beta1=0.5, beta2=0.75)
+    assert opt._corrections(0.1, 2) == Adam.bias_corrections(h, 2)  # shim for mlpx._fast
+    assert opt.decoupled and not Adam.decoupled
