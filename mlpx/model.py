@@ -348,11 +348,8 @@ class Sequential:
         :meth:`mlpx.optimizers.Optimizer.hyper`).
         """
         state = self._require_state("apply_gradients")
-        import inspect  # TEMP until registry lands
-        kw = {} if hyper is None or "hyper" not in inspect.signature(
-            state.optimizer.step).parameters else {"hyper": hyper}
         new = state.optimizer.step(self.params, grads, state.opt_state, xp=self.backend.xp,
-                                   decay_mask=self.decay_mask, **kw)
+                                   decay_mask=self.decay_mask, hyper=hyper)
         self.assign_params(new)
 
     def train_step(self, X, Y, sample_weight=None, *, alpha=None, hyper=None):

@@ -291,10 +291,8 @@ class Trainer:
         state = self.model.state_
         step = state.step
         opt = state.optimizer
-        from ._fast._step import optimizer_hyper  # TEMP until registry lands
-        hyper = opt.hyper(step) if hasattr(opt, "hyper") else optimizer_hyper(opt, step)
         ctx = StepContext(index=index, rows=rows, n=n, step=step, alpha=self.model.alpha,
-                          hyper=hyper)
+                          hyper=opt.hyper(step))
         for hook in self.hooks:
             hook.before_step(ctx, self)
         return ctx

@@ -80,8 +80,8 @@ def test_before_step_hook_sets_this_steps_hyper_parameters_and_skips(backend):
         def before_step(self, ctx, trainer):
             if ctx.index == 0:
                 ctx.skip = True
-            ctx.hyper["lr"] = 0.0  # no movement at all
-            ctx.alpha = 5.0        # L2 with lr 0 changes nothing either
+            ctx.hyper["lr"] = 1e-30  # far below half an ulp: no movement at all
+            ctx.alpha = 5.0          # nor with this L2
 
     X, y = _data()
     model = _model(backend.name).compile({"name": "sgd", "lr": 0.5})
