@@ -383,7 +383,7 @@ def test_buffers_of_many_batch_sizes_are_bounded():
     live = {id(p) for p in model.params}
     for buf in step._buffers.values():
         live |= {id(b) for b in buf.act if b is not None} | {id(b) for b in buf.grad.values()}
-    assert {id(a) for a, _ in step._ptrs.values()} <= live
+    assert {id(a) for a, _ in step.ops._ptrs.values()} <= live
 
 
 def test_changing_alpha_keeps_the_plan_and_buffers():
@@ -470,3 +470,91 @@ def test_hyper_must_hold_every_key_and_match_the_slots():
         model._fast_step(model, X, Y, hyper={**hyper, "momentum": 0.0})
     assert model.optimizer_state_["step"] == 0
     assert model._fast_step(model, X, Y, hyper=hyper) is not None
+
+
+# ---------------------------------------------------------------------------- all or nothing
+#: The operations of phases 1 to 3 (mlpx._fast._step): everything that may fail.
+FALLIBLE_OPS = ("new_buffers", "begin", "dense_forward", "act_forward", "dropout_forward",
+                "loss_and_grad", "add_l2", "grad_buffers", "act_backward",
+                "dropout_backward", "input_grad", "weight_grad", "bias_grad",
+                "sgd_fused_weight")
+
+
+def snapshot(model):
+    st = model.optimizer_state_
+    return ([_backend.to_numpy(p).copy() for p in model.params],
+            {s: [_backend.to_numpy(a).copy() for a in lst] for s, lst in st["slots"].items()},
+            st["step"])
+
+
+def assert_snapshot(model, snap):
+    params, slots, step = snap
+    now = snapshot(model)
+    assert now[2] == step
+    for a, b in zip(now[0], params):
+        assert a.tobytes() == b.tobytes()
+    for s in slots:
+        for a, b in zip(now[1][s], slots[s]):
+            assert a.tobytes() == b.tobytes()
+
+
+def interrupt_every_op(make_model, batch, *, exc=KeyboardInterrupt):
+    """Raise ``exc`` from the k-th fallible operation of a step, for every k: the model
+    keeps its params, slots and step counter, and the next step is the one an
+    uninterrupted model takes."""
+    X, Y = batch
+    probe = make_model()
+    calls = []
+    for name in FALLIBLE_OPS:
+        fn = getattr(probe._fast_step.ops, name)
+
+        def counted(*a, _fn=fn, _name=name, **kw):
+            calls.append(_name)
+            return _fn(*a, **kw)
+        setattr(probe._fast_step.ops, name, counted)
+    probe._fast_step(probe, X, Y, noise_rng=np.random.default_rng(0))
+    assert {"dense_forward", "loss_and_grad", "bias_grad"} <= set(calls)
+    for k in range(len(calls)):
+        model = make_model()
+        model._fast_step(model, X, Y, noise_rng=np.random.default_rng(1))  # warm buffers
+        ref_k = make_model()
+        ref_k._fast_step(ref_k, X, Y, noise_rng=np.random.default_rng(1))
+        expect = ref_k._fast_step(ref_k, X, Y, noise_rng=np.random.default_rng(0))
+        snap = snapshot(model)
+        ops = model._fast_step.ops
+        seen = []
+        for name in FALLIBLE_OPS:
+            fn = getattr(ops, name)
+
+            def failing(*a, _fn=fn, _name=name, _seen=seen, _k=k, **kw):
+                _seen.append(_name)
+                if len(_seen) == _k + 1:
+                    raise exc(f"at {_name}")
+                return _fn(*a, **kw)
+            setattr(ops, name, failing)
+        model._fast_step._buffers.clear()  # the probe's call sequence: buffers made anew
+        with pytest.raises(exc, match=f"at {calls[k]}"):
+            model._fast_step(model, X, Y, noise_rng=np.random.default_rng(0))
+        assert_snapshot(model, snap)
+        for name in FALLIBLE_OPS:
+            delattr(ops, name)
+        loss, _ = model._fast_step(model, X, Y, noise_rng=np.random.default_rng(0))
+        assert float(loss) == float(expect[0])
+        assert_snapshot(model, snapshot(ref_k))
+    return calls
+
+
+@pytest.mark.parametrize("optimizer", ["sgd_wd", "momentum", "adam_wd", "rmsprop"])
+@pytest.mark.parametrize("exc", [KeyboardInterrupt, MemoryError])
+def test_interrupted_step_changes_nothing(optimizer, exc):
+    def make_model():
+        return make(mlp_layers("tanh", dropout=0.25), alpha=1e-3, optimizer=optimizer)
+    X, Y = batches_for("cross_entropy", "float32")[0]
+    calls = interrupt_every_op(make_model, (X, Y), exc=exc)
+    n_dense = 3
+    assert calls.count("dense_forward") == n_dense
+    assert calls.count("dropout_forward") == calls.count("dropout_backward") == 2
+    assert calls.count("act_backward") == 2
+    assert calls.count("input_grad") == n_dense - 1
+    assert calls.count("weight_grad" if optimizer != "sgd_wd" else "sgd_fused_weight") \
+        == n_dense

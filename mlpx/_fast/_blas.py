@@ -30,7 +30,7 @@ import sys
 
 import numpy as np
 
-__all__ = ["gemm", "raw", "available", "library_path", "set_enabled"]
+__all__ = ["gemm", "can_gemm", "raw", "available", "library_path", "set_enabled"]
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
@@ -182,6 +182,15 @@ def raw(dtype):
     keep their own data pointers: ``fn(101, ta, tb, m, n, k, alpha, pa, lda, pb, ldb,
     beta, pc, ldc)`` with ``ta``/``tb`` 111 (as is) or 112 (transposed), row-major."""
     return _binding.fn[np.dtype(dtype)]
+
+
+def can_gemm(a, b, c) -> bool:
+    """True when :func:`gemm` on these arrays is one BLAS call (which allocates nothing),
+    False when it would take the NumPy fallback."""
+    binding = _binding if available() else None
+    return bool(binding is not None and a.dtype == b.dtype == c.dtype and c.dtype in binding.fn
+                and c.flags.c_contiguous and c.flags.writeable and a.size and b.size
+                and _layout(a) is not None and _layout(b) is not None)
 
 
 def gemm(a, b, c, *, alpha=1.0, beta=0.0):

@@ -11,10 +11,11 @@ the same numbers up to float rounding. Per Dense layer and step it launches:
 - backward: one kernel for the activation's (or dropout's) gradient in place, one
   product for the input gradient (skipped for the first layer), one for the weight
   gradient, one column sum for the bias gradient;
-- update: plain SGD folds the learning rate and weight decay into the weight-gradient
-  product (``W <- shrink W - lr x.T @ dz``, cuBLAS ``alpha``/``beta``), so that gradient
-  is never written; SGD with momentum, Adam, AdamW and RMSProp update each parameter and
-  its optimizer state in one kernel.
+- update, after every product and kernel above has run (so that a failure, an
+  out-of-memory error in cuBLAS say, leaves the model untouched): one kernel per
+  parameter updates it and its optimizer state in place (SGD with or without momentum,
+  Adam, AdamW, RMSProp). Plain SGD is not folded into the weight-gradient product
+  (``W <- shrink W - lr x.T @ dz`` would be a cuBLAS call among the writes).
 
 Softmax + cross-entropy (unweighted) is one kernel that writes the per-row loss and the
 gradient; the other loss pairs and weighted samples use the generic loss code on the
@@ -35,11 +36,10 @@ import os
 import numpy as np
 
 from .. import _backend
-from ..optimizers import SGD, AdamW
-from ._step import FastStep
+from ._step import FastStep, StepOps
 from .numpy_step import adam_corrections
 
-__all__ = ["CupyTrainStep", "CupyDevice", "kernel_source", "ACTIVATION_CODES", "KERNELS"]
+__all__ = ["CupyTrainStep", "CupyOps", "CupyDevice", "kernel_source", "ACTIVATION_CODES", "KERNELS"]
 
 #: Activation name -> the ACT_* code in kernels.cu.
 ACTIVATION_CODES = {"identity": 0, "relu": 1, "leaky_relu": 2, "tanh": 3, "sigmoid": 4}
@@ -137,8 +137,147 @@ class _Buffers:
         self.loss_rows = xp.empty((n,), dtype=dtype)
 
 
+class CupyOps(StepOps):
+    """The device operations of :class:`CupyTrainStep`: cuBLAS products and the kernels.
+
+    Parameters
+    ----------
+    device : CupyDevice or a stand-in with its interface (``xp``, ``launch``, ``gemm``)
+    """
+
+    fuses_activation = True
+    fuses_sgd = False  # W in the product would be a cuBLAS call in phase 4 (it can fail)
+
+    def __init__(self, device):
+        self.device = device
+        self.xp = device.xp
+        self._grads = None
+
+    def setup(self, model, plan, opt_name):
+        self._grads = None
+        self.dtype = np.dtype(model.dtype)
+        self.opt_name = opt_name
+        self.decoupled = opt_name == "adamw"
+        self.backend = model.backend
+
+    def new_buffers(self, n, plan, dtype):
+        return _Buffers(n, plan, self.xp, dtype)
+
+    def grad_buffers(self, params, fused):
+        if self._grads is None or any(g.shape != p.shape for g, p in zip(self._grads, params)):
+            self._grads = [self.xp.empty_like(p) for p in params]
+        return self._grads
+
+    def _real(self, x):
+        return self.dtype.type(x)
+
+    def _activation(self, op):
+        """(code, slope) of the activation op, for the kernels."""
+        if op is None:
+            return np.int32(0), self._real(0.0)
+        slope = getattr(op.activation, "alpha", 0.0) if op.name == "leaky_relu" else 0.0
+        return np.int32(ACTIVATION_CODES[op.name]), self._real(slope)
+
+    # ------------------------------------------------------------------ forward
+    def dense_forward(self, i, op, x, W, b, buf, act):
+        dev = self.device
+        out = self.xp.empty((buf.n, op.width), dtype=self.dtype) if op.last else buf.act[i]
+        dev.gemm("N", "N", x, W, out)
+        code, slope = self._activation(act)
+        size = np.int64(out.size)
+        if b is not None:
+            dev.launch("bias_act_forward", out.size, out, b, size, np.int64(op.width), code,
+                       slope)
+        elif code != 0:
+            dev.launch("act_forward", out.size, out, size, code, slope)
+        return out
+
+    def act_forward(self, i, op, x, buf):  # pragma: no cover - structure_reason: fused
+        out = buf.act[i]
+        if out is not x:
+            self.xp.copyto(out, x)
+        code, slope = self._activation(op)
+        if code != 0:
+            self.device.launch("act_forward", out.size, out, np.int64(out.size), code, slope)
+        return out
+
+    def dropout_forward(self, i, op, x, buf, rng):
+        out = buf.act[i]
+        if op.p > 0:  # p = 0 draws nothing, as Dropout itself
+            u = _backend.random_uniform(x.shape, backend=self.backend,
+                                        dtype=self.dtype.name, rng=rng)
+            self.device.launch("dropout_forward", x.size, x, u, buf.masks[i], out,
+                               np.int64(x.size), self._real(op.p),
+                               self._real(1.0 / (1.0 - op.p)))
+            return out
+        if out is not x:
+            self.xp.copyto(out, x)
+        return out
+
+    def loss_and_grad(self, model, z, Y, w, buf):
+        if model.loss.name == "cross_entropy" and w is None:
+            n = z.shape[0]
+            Yc = self.xp.ascontiguousarray(Y)
+            dz = buf.dz
+            self.device.launch("softmax_xent", n, z, Yc, dz, buf.loss_rows, np.int64(n),
+                               np.int64(z.shape[1]), self._real(1.0 / n))
+            return self.xp.sum(buf.loss_rows) / n, dz
+        return model.loss.value_and_grad(z, Y, output=model.output, xp=model.backend.xp,
+                                         sample_weight=w)
+
+    # ------------------------------------------------------------------ backward
+    def act_backward(self, i, op, g, buf):
+        code, slope = self._activation(op)
+        if code != 0:
+            self.device.launch("act_backward", g.size, g, buf.act[i], np.int64(g.size),
+                               code, slope)
+
+    def dropout_backward(self, i, op, g, buf):
+        if op.p > 0:
+            self.device.launch("multiply_inplace", g.size, g, buf.masks[i],
+                               np.int64(g.size))
+
+    def input_grad(self, i, op, g, W, buf):
+        dx = buf.grad[i]
+        self.device.gemm("N", "T", g, W, dx)
+        return dx
+
+    def weight_grad(self, i, x_in, g, W, gW, hyper, alpha, decay):
+        self.device.gemm("T", "N", x_in, g, gW)  # L2 and decay: in the update kernel
+
+    def bias_grad(self, g, b, gb, hyper, alpha, decay):
+        self.xp.sum(g, axis=0, out=gb)
+
+    # ------------------------------------------------------------------ writes
+    def update(self, k, p, g, slots, hyper, lr, t, decay, alpha):
+        """One kernel: parameter ``p`` and its optimizer state, in place."""
+        r = self._real
+        size = np.int64(p.size)
+        l2 = r(alpha if decay else 0.0)
+        wd = hyper["weight_decay"] if decay else 0.0
+        launch = self.device.launch
+        if self.opt_name == "sgd":
+            vel = slots.get("velocity", p)  # p stands in for the absent slot (unused)
+            launch("sgd_update", p.size, p, g, vel, size, r(lr), l2, r(wd),
+                   r(hyper["momentum"]), np.int32("velocity" in slots),
+                   np.int32(hyper["nesterov"]))
+        elif self.opt_name in ("adam", "adamw"):
+            b1, b2 = hyper["beta1"], hyper["beta2"]
+            step_size, bc2_sqrt = adam_corrections(hyper, lr, t)
+            coupled = 0.0 if self.decoupled else wd
+            shrink = 1.0 - lr * wd if self.decoupled else 1.0
+            launch("adam_update", p.size, p, g, slots["m"], slots["v"], size, r(step_size),
+                   r(bc2_sqrt), r(b1), r(1.0 - b1), r(b2), r(1.0 - b2), r(hyper["eps"]), l2,
+                   r(coupled), r(shrink))
+        else:  # RMSProp: unsupported_reason admits no other optimizer
+            vel = slots.get("velocity", p)
+            launch("rmsprop_update", p.size, p, g, slots["square_avg"], vel, size, r(lr),
+                   r(hyper["rho"]), r(1.0 - hyper["rho"]), r(hyper["eps"]),
+                   r(hyper["momentum"]), l2, r(wd), np.int32("velocity" in slots))
+
+
 class CupyTrainStep(FastStep):
-    """A training step for one model on CuPy; call it as ``step(model, X, Y, w)``.
+    """The fast step on CuPy (:class:`CupyOps`); call it as ``step(model, X, Y, w)``.
 
     Parameters
     ----------
@@ -153,149 +292,4 @@ class CupyTrainStep(FastStep):
 
     def __init__(self, model, plan, key, device=None):
         self.device = device if device is not None else CupyDevice(model.dtype)
-        super().__init__(model, plan, key, self.device.xp)
-
-    def _setup(self, model):
-        self._grads = None
-        opt = model.optimizer_
-        self.fused_sgd = type(opt) is SGD and "velocity" not in opt.slot_names()
-        self.decoupled = type(opt) is AdamW
-        self.opt_kind = opt.name
-
-    def _new_buffers(self, n):
-        return _Buffers(n, self.plan, self.xp, self.dtype)
-
-    def _grad_buffers(self, params):
-        if self._grads is None or any(g.shape != p.shape for g, p in zip(self._grads, params)):
-            self._grads = [self.xp.empty_like(p) for p in params]
-        return self._grads
-
-    def _real(self, x):
-        return self.dtype.type(x)
-
-    def _activation(self, op):
-        """(code, slope) of the activation op, for the kernels."""
-        slope = getattr(op.activation, "alpha", 0.0) if op.name == "leaky_relu" else 0.0
-        return np.int32(ACTIVATION_CODES[op.name]), self._real(slope)
-
-    # ------------------------------------------------------------------ the step
-    def _step(self, model, params, state, opt, names, X, Y, w, alpha, hyper, rng):
-        xp, dev, plan = self.xp, self.device, self.plan
-        n = X.shape[0]
-        buf = self.buffers(n)
-        identity = (np.int32(0), self._real(0.0))
-
-        # ---------------------------------------------------------------- forward
-        x = X
-        for i, op in enumerate(plan):
-            if op.kind == "act":
-                continue  # fused into the Dense before it
-            if op.kind == "dropout":
-                if op.p > 0:  # p = 0 draws nothing, as Dropout itself
-                    u = _backend.random_uniform((n, op.width), backend=model.backend,
-                                                dtype=model.dtype, rng=rng)
-                    out = buf.act[i]
-                    dev.launch("dropout_forward", x.size, x, u, buf.masks[i], out,
-                               np.int64(x.size), self._real(op.p),
-                               self._real(1.0 / (1.0 - op.p)))
-                    x = out
-                elif buf.act[i] is not x:
-                    xp.copyto(buf.act[i], x)
-                    x = buf.act[i]
-                continue
-            W = params[op.param_index]
-            out = xp.empty((n, op.width), dtype=self.dtype) if op.last else buf.act[i]
-            dev.gemm("N", "N", x, W, out)
-            code, slope = self._activation(plan[i + 1]) \
-                if not op.last and plan[i + 1].kind == "act" else identity
-            size = np.int64(out.size)
-            if op.bias:
-                dev.launch("bias_act_forward", out.size, out, params[op.param_index + 1],
-                           size, np.int64(op.width), code, slope)
-            elif code != 0:
-                dev.launch("act_forward", out.size, out, size, code, slope)
-            x = out
-        z = x
-
-        # ---------------------------------------------------------------- loss
-        if model.loss.name == "cross_entropy" and w is None:
-            Yc = xp.ascontiguousarray(Y)
-            dz = buf.dz
-            dev.launch("softmax_xent", n, z, Yc, dz, buf.loss_rows, np.int64(n),
-                       np.int64(z.shape[1]), self._real(1.0 / n))
-            loss = xp.sum(buf.loss_rows) / n
-        else:
-            loss, dz = model.loss.value_and_grad(z, Y, output=model.output,
-                                                 xp=model.backend.xp, sample_weight=w)
-        decay_mask = model.decay_mask
-        loss = self._add_l2(loss, params, decay_mask, alpha)
-
-        # ---------------------------------------------------------------- backward
-        lr = hyper["lr"]
-        t = state["step"] + 1
-        grads = self._grad_buffers(params)
-        slot_lists = [state["slots"][s] for s in names]
-        wd = hyper["weight_decay"]
-        g = dz
-        for i in range(len(plan) - 1, -1, -1):
-            op = plan[i]
-            if op.kind == "act":
-                code, slope = self._activation(op)
-                if code != 0:
-                    dev.launch("act_backward", g.size, g, buf.act[i], np.int64(g.size),
-                               code, slope)
-                continue
-            if op.kind == "dropout":
-                if op.p > 0:
-                    dev.launch("multiply_inplace", g.size, g, buf.masks[i],
-                               np.int64(g.size))
-                continue
-            x_in = X if i == 0 else buf.act[i - 1]
-            k = op.param_index
-            W = params[k]
-            dx = None
-            if not op.first:
-                dx = buf.grad[i]
-                dev.gemm("N", "T", g, W, dx)  # with the weights before this step's update
-            if self.fused_sgd:
-                shrink = 1.0 - lr * (alpha + wd) if decay_mask[k] else 1.0
-                dev.gemm("T", "N", x_in, g, W, -lr, shrink)
-            else:
-                dev.gemm("T", "N", x_in, g, grads[k])
-                self._update(hyper, params, grads, slot_lists, names, k, lr, t,
-                             decay_mask[k], alpha)
-            if op.bias:
-                xp.sum(g, axis=0, out=grads[k + 1])
-                self._update(hyper, params, grads, slot_lists, names, k + 1, lr, t,
-                             decay_mask[k + 1], alpha)
-            g = dx
-        state["step"] = t
-        return loss, z
-
-    def _update(self, hyper, params, grads, slot_lists, names, k, lr, t, decay, alpha):
-        """One kernel: parameter ``k`` and its optimizer state, in place."""
-        p, g = params[k], grads[k]
-        slots = {s: lst[k] for s, lst in zip(names, slot_lists)}
-        r = self._real
-        size = np.int64(p.size)
-        l2 = r(alpha if decay else 0.0)
-        wd = hyper["weight_decay"] if decay else 0.0
-        if self.opt_kind == "sgd":
-            vel = slots.get("velocity", p)  # p stands in for the absent slot (unused)
-            self.device.launch("sgd_update", p.size, p, g, vel, size, r(lr), l2, r(wd),
-                               r(hyper["momentum"]), np.int32("velocity" in slots),
-                               np.int32(hyper["nesterov"]))
-        elif self.opt_kind in ("adam", "adamw"):
-            b1, b2 = hyper["beta1"], hyper["beta2"]
-            step_size, bc2_sqrt = adam_corrections(hyper, lr, t)
-            coupled = 0.0 if self.decoupled else wd
-            shrink = 1.0 - lr * wd if self.decoupled else 1.0
-            self.device.launch("adam_update", p.size, p, g, slots["m"], slots["v"], size,
-                               r(step_size), r(bc2_sqrt), r(b1), r(1.0 - b1),
-                               r(b2), r(1.0 - b2), r(hyper["eps"]), l2,
-                               r(coupled), r(shrink))
-        else:  # RMSProp: unsupported_reason admits no other optimizer
-            vel = slots.get("velocity", p)
-            self.device.launch("rmsprop_update", p.size, p, g, slots["square_avg"], vel,
-                               size, r(lr), r(hyper["rho"]), r(1.0 - hyper["rho"]),
-                               r(hyper["eps"]), r(hyper["momentum"]), l2, r(wd), np.int32("velocity" in slots))
+        super().__init__(model, plan, key, CupyOps(self.device))

@@ -19,9 +19,12 @@ rounding (``tests/test_fast.py`` holds it to that). What it does differently:
 - Plain SGD folds the learning rate (and L2 / weight decay) into the weight-gradient
   product: ``W <- (1 - lr*lambda) W - lr * x.T @ dz`` is one BLAS call, so the weight
   gradient is never written to memory at all. Other optimizers get the gradient in a
-  preallocated buffer and update in place, layer by layer while the gradient is still in
-  cache (Adam and AdamW through a scratch-buffer version of their NumPy update that
-  allocates nothing, the others through their own ``_update_numpy``).
+  preallocated buffer (Adam's pre-scaled by ``1 - beta1`` through the product's
+  ``alpha``) and update in place through scratch-buffer versions of the optimizers' NumPy
+  updates that allocate nothing.
+- As every fast step (:mod:`mlpx._fast._step`), all products and allocations come
+  first and the writes (those BLAS calls into the weights, the updates, the step
+  counter) last, so an exception before the writes leaves the model as it was.
 
 Parameters are updated in place, so ``model.params`` is always current. The step reads
 ``layer.params`` and the optimizer state afresh every call, so ``set_params`` and a new
@@ -34,11 +37,10 @@ import math
 
 import numpy as np
 
-from ..optimizers import SGD, Adam, AdamW
 from . import _blas
-from ._step import FastStep
+from ._step import FastStep, StepOps
 
-__all__ = ["NumpyTrainStep"]
+__all__ = ["NumpyTrainStep", "NumpyOps", "adam_corrections"]
 
 
 class _Buffers:
@@ -76,43 +78,50 @@ class _Buffers:
                 self.grad[i] = np.empty((n, op.n_in), dtype=dtype)
 
 
-class NumpyTrainStep(FastStep):
-    """A training step for one model on NumPy; call it as ``step(model, X, Y, w)``.
+class NumpyOps(StepOps):
+    """The device operations of :class:`NumpyTrainStep`: in-place NumPy and BLAS."""
 
-    Built by :func:`mlpx._fast.select_step` after :func:`mlpx._fast.unsupported_reason`
-    said yes. Returns ``(loss, logits)`` like :meth:`mlpx.Sequential.train_step`, or
-    None when this call must take the generic path instead (see
-    :meth:`mlpx._fast._step.FastStep.__call__`).
-    """
+    xp = np
+    fuses_activation = False
+    fuses_sgd = True
 
-    kind = "numpy"
-
-    def __init__(self, model, plan, key):
+    def __init__(self):
         self._ptrs = {}         # id -> (array, data pointer) of long-lived arrays
-        super().__init__(model, plan, key, np)
+        self._grads = None
+        self._scratch = None
+        self._fn = None
+        self._use_blas = False
+        self._x_ok = False
+        self._dz = None
 
-    def _setup(self, model):
+    def setup(self, model, plan, opt_name):
         self._grads = None      # per-model gradient buffers for the optimizer route
         self._scratch = None
-        opt = model.optimizer_
-        self.opt_kind = opt.name
-        self.fused_sgd = type(opt) is SGD and "velocity" not in opt.slot_names()
-        self.fast_adam = type(opt) in (Adam, AdamW)
-        self.decoupled = type(opt) is AdamW
+        self.dtype = np.dtype(model.dtype)
+        self.opt_name = opt_name
+        self.fast_adam = opt_name in ("adam", "adamw")
+        self.decoupled = opt_name == "adamw"
 
     # ------------------------------------------------------------------ buffers
-    def _new_buffers(self, n):
-        return _Buffers(n, self.plan, self.dtype)
+    def new_buffers(self, n, plan, dtype):
+        return _Buffers(n, plan, dtype)
 
-    def _evicted(self):
+    def evicted(self):
         self._ptrs = {}  # it may hold dropped buffers or params: let them go
 
-    def _grad_buffers(self, params):
-        if self._grads is None or any(g.shape != p.shape for g, p in zip(self._grads, params)):
-            self._grads = [np.empty_like(p) for p in params]
-            size = max(p.size for p in params)
-            self._scratch = np.empty(size, dtype=self.dtype)
-        return self._grads
+    def grad_buffers(self, params, fused):
+        """Per-param gradients (fused SGD: biases only) and two scratch arrays."""
+        grads = self._grads
+        if grads is None or len(grads) != len(params) or any(
+                g is not None and g.shape != p.shape for g, p in zip(grads, params)):
+            bias = [p.ndim == 1 for p in params]
+            grads = [np.empty_like(p) if (b or not fused) else None
+                     for p, b in zip(params, bias)]
+            size = max((g.size for g in grads if g is not None), default=1)
+            self._scratch = (np.empty(size, dtype=self.dtype),
+                             np.empty(size, dtype=self.dtype))
+            self._grads = grads
+        return grads
 
     def _ptr(self, a):
         """Data pointer of a long-lived array (a buffer or a parameter), cached: NumPy's
@@ -137,139 +146,133 @@ class NumpyTrainStep(FastStep):
            self._ptr(y) if y_cached else y.ctypes.data, y.shape[1], beta,
            self._ptr(out) if out_cached else out.ctypes.data, n)
 
-    # ------------------------------------------------------------------ the step
-    def _step(self, model, params, state, opt, names, X, Y, w, alpha, hyper, rng):
-        n = X.shape[0]
-        buf = self.buffers(n)
-        plan = self.plan
-        use_blas = _blas.available()
-        fn = _blas.raw(self.dtype) if use_blas else None
-        x_ok = X.flags.c_contiguous
+    # ------------------------------------------------------------------ forward
+    def begin(self, X):
+        self._use_blas = _blas.available()
+        self._fn = _blas.raw(self.dtype) if self._use_blas else None
+        self._x_ok = X.flags.c_contiguous
+        self._dz = None
 
-        # ---------------------------------------------------------------- forward
-        x = X
-        for i, op in enumerate(plan):
-            if op.kind == "dense":
-                W = params[op.param_index]
-                out = np.empty((n, op.width), dtype=self.dtype) if op.last else buf.act[i]
-                if op.bias:
-                    b = params[op.param_index + 1]
-                    if fn is not None and (i > 0 or x_ok):
-                        np.copyto(out, b)
-                        self._gemm(fn, x, False, i > 0, W, False, True, out, not op.last,
-                                   1.0, 1.0)
-                    elif use_blas:
-                        np.copyto(out, b)
-                        _blas.gemm(x, W, out, beta=1.0)
-                    else:
-                        np.matmul(x, W, out=out)
-                        out += b
-                else:
-                    np.matmul(x, W, out=out)
-                x = out
-            elif op.kind == "act":
-                out = buf.act[i]
-                _act_forward(op, x, out, buf.zeros.get(op.width))
-                x = out
-            else:  # dropout
-                out = buf.act[i]
-                bmask, fmask = buf.masks[i]
-                u = buf.noise[op.width]
-                rng.random(out=u)
-                # the generic path draws float64, casts to the model dtype, compares
-                if self.dtype != np.float64:
-                    np.copyto(fmask, u)
-                    np.greater_equal(fmask, op.p, out=bmask)
-                else:
-                    np.greater_equal(u, op.p, out=bmask)
-                np.copyto(fmask, bmask)
-                fmask *= 1.0 / (1.0 - op.p)
-                np.multiply(x, fmask, out=out)
-                x = out
-        z = x
-
-        # ---------------------------------------------------------------- loss
-        loss, dz = _loss_and_grad(model, z, Y, w)
-        decay_mask = model.decay_mask
-        loss = self._add_l2(loss, params, decay_mask, alpha)
-
-        # ---------------------------------------------------------------- backward
-        lr = hyper["lr"]
-        t = state["step"] + 1
-        if not self.fused_sgd:
-            grads = self._grad_buffers(params)
-            scratch = self._scratch
-            slot_lists = [state["slots"][s] for s in names]
-        wd = hyper["weight_decay"]
-        g = dz
-        for i in range(len(plan) - 1, -1, -1):
-            op = plan[i]
-            if op.kind == "act":
-                _act_backward(op, g, buf.act[i], buf.masks[i])
-                continue
-            if op.kind == "dropout":
-                g *= buf.masks[i][1]
-                continue
-            # dense: inputs are the previous op's output (or X)
-            x_in = X if i == 0 else buf.act[i - 1]
-            k = op.param_index
-            W = params[k]
-            dx = None
-            if not op.first:
-                dx = buf.grad[i]
-                np.matmul(g, W.T, out=dx)   # with the weights before this step's update
-            if self.fused_sgd:
-                shrink = 1.0 - lr * (alpha + wd) if decay_mask[k] else 1.0
-                if fn is not None and (i > 0 or x_ok) and g.flags.c_contiguous:
-                    self._gemm(fn, x_in, True, i > 0, g, False, g is not dz, W, True,
-                               -lr, shrink)
-                else:
-                    _blas.gemm(x_in.T, g, W, alpha=-lr, beta=shrink)
-                if op.bias:
-                    db = np.sum(g, axis=0)
-                    if wd and decay_mask[k + 1]:  # pragma: no cover - biases never decay
-                        db += wd * params[k + 1]
-                    db *= lr
-                    params[k + 1] -= db
+    def dense_forward(self, i, op, x, W, b, buf, act):
+        fn = self._fn
+        out = np.empty((buf.n, op.width), dtype=self.dtype) if op.last else buf.act[i]
+        if b is not None:
+            if fn is not None and (i > 0 or self._x_ok):
+                np.copyto(out, b)
+                self._gemm(fn, x, False, i > 0, W, False, True, out, not op.last, 1.0, 1.0)
+            elif self._use_blas:
+                np.copyto(out, b)
+                _blas.gemm(x, W, out, beta=1.0)
             else:
-                gW = grads[k]
-                # Adam's gradients arrive pre-scaled by (1 - beta1) (see _adam_update)
-                scale = 1.0 - hyper["beta1"] if self.fast_adam else 1.0
-                if fn is not None and (i > 0 or x_ok) and g.flags.c_contiguous:
-                    self._gemm(fn, x_in, True, i > 0, g, False, g is not dz, gW, True,
-                               scale, 0.0)
-                else:
-                    _blas.gemm(x_in.T, g, gW, alpha=scale)
-                if alpha > 0 and decay_mask[k]:
-                    tmp = scratch[:W.size].reshape(W.shape)
-                    np.multiply(W, alpha * scale, out=tmp)
-                    gW += tmp
-                self._update(hyper, params, grads, slot_lists, names, k, lr, t, decay_mask)
-                if op.bias:
-                    gb = grads[k + 1]
-                    np.sum(g, axis=0, out=gb)
-                    if scale != 1.0:
-                        gb *= scale
-                    if alpha > 0 and decay_mask[k + 1]:  # pragma: no cover
-                        gb += (alpha * scale) * params[k + 1]
-                    self._update(hyper, params, grads, slot_lists, names, k + 1, lr, t,
-                                 decay_mask)
-            g = dx
-        state["step"] = t
-        return loss, z
-
-    def _update(self, hyper, params, grads, slot_lists, names, k, lr, t, decay_mask):
-        p, gk = params[k], grads[k]
-        own = {s: lst[k] for s, lst in zip(names, slot_lists)}
-        if self.fast_adam:
-            tmp = self._scratch[:p.size].reshape(p.shape)
-            _adam_update(hyper, self.decoupled, p, gk, own["m"], own["v"], tmp, lr=lr, t=t,
-                         decay=decay_mask[k])
-        elif self.opt_kind == "sgd":
-            _sgd_update(hyper, p, gk, own.get("velocity"), lr=lr, decay=decay_mask[k])
+                np.matmul(x, W, out=out)
+                out += b
         else:
-            _rmsprop_update(hyper, p, gk, own["square_avg"], own.get("velocity"), lr=lr,
-                            decay=decay_mask[k])
+            np.matmul(x, W, out=out)
+        return out
+
+    def act_forward(self, i, op, x, buf):
+        out = buf.act[i]
+        _act_forward(op, x, out, buf.zeros.get(op.width))
+        return out
+
+    def dropout_forward(self, i, op, x, buf, rng):
+        out = buf.act[i]
+        bmask, fmask = buf.masks[i]
+        u = buf.noise[op.width]
+        rng.random(out=u)
+        # the generic path draws float64, casts to the model dtype, compares
+        if self.dtype != np.float64:
+            np.copyto(fmask, u)
+            np.greater_equal(fmask, op.p, out=bmask)
+        else:
+            np.greater_equal(u, op.p, out=bmask)
+        np.copyto(fmask, bmask)
+        fmask *= 1.0 / (1.0 - op.p)
+        np.multiply(x, fmask, out=out)
+        return out
+
+    def loss_and_grad(self, model, z, Y, w, buf):
+        loss, dz = _loss_and_grad(model, z, Y, w)
+        self._dz = dz
+        return loss, dz
+
+    # ------------------------------------------------------------------ backward
+    def act_backward(self, i, op, g, buf):
+        _act_backward(op, g, buf.act[i], buf.masks[i])
+
+    def dropout_backward(self, i, op, g, buf):
+        g *= buf.masks[i][1]
+
+    def input_grad(self, i, op, g, W, buf):
+        dx = buf.grad[i]
+        np.matmul(g, W.T, out=dx)
+        return dx
+
+    def _scale(self, hyper):
+        # Adam's gradients arrive pre-scaled by (1 - beta1) (see _adam_update)
+        return 1.0 - hyper["beta1"] if self.fast_adam else 1.0
+
+    def weight_grad(self, i, x_in, g, W, gW, hyper, alpha, decay):
+        fn = self._fn
+        scale = self._scale(hyper)
+        if fn is not None and (i > 0 or self._x_ok) and g.flags.c_contiguous:
+            self._gemm(fn, x_in, True, i > 0, g, False, g is not self._dz, gW, True,
+                       scale, 0.0)
+        else:
+            _blas.gemm(x_in.T, g, gW, alpha=scale)
+        if alpha > 0 and decay:
+            tmp = self._scratch[0][:W.size].reshape(W.shape)
+            np.multiply(W, alpha * scale, out=tmp)
+            gW += tmp
+
+    def bias_grad(self, g, b, gb, hyper, alpha, decay):
+        scale = self._scale(hyper)
+        np.sum(g, axis=0, out=gb)
+        if scale != 1.0:
+            gb *= scale
+        if alpha > 0 and decay:  # pragma: no cover - biases never decay
+            gb += (alpha * scale) * b
+
+    def sgd_fused_weight(self, i, x_in, g, W, lr, shrink):
+        fn = self._fn
+        if fn is not None and (i > 0 or self._x_ok) and g.flags.c_contiguous:
+            return self._gemm, (fn, x_in, True, i > 0, g, False, g is not self._dz, W,
+                                True, -lr, shrink)
+        if _blas.can_gemm(x_in.T, g, W):
+            return _blas_gemm, (x_in.T, g, W, -lr, shrink)
+        # NumPy arithmetic (no usable BLAS): the product now, W written in phase 4
+        prod = np.matmul(x_in.T, g)
+        prod *= -lr
+        return _axpby, (prod, W, shrink)
+
+    # ------------------------------------------------------------------ writes
+    def update(self, k, p, g, slots, hyper, lr, t, decay, alpha):
+        tmp, tmp2 = self._scratch
+        tmp = tmp[:p.size].reshape(p.shape)
+        if self.fast_adam:
+            _adam_update(hyper, self.decoupled, p, g, slots["m"], slots["v"], tmp, lr=lr,
+                         t=t, decay=decay)
+        elif self.opt_name == "sgd":
+            _sgd_update(hyper, p, g, slots.get("velocity"), tmp,
+                        tmp2[:p.size].reshape(p.shape), lr=lr, decay=decay)
+        else:
+            _rmsprop_update(hyper, p, g, slots["square_avg"], slots.get("velocity"), tmp,
+                            tmp2[:p.size].reshape(p.shape), lr=lr, decay=decay)
+
+
+class NumpyTrainStep(FastStep):
+    """The fast step on NumPy (:class:`NumpyOps`); call it as ``step(model, X, Y, w)``.
+
+    Built by :func:`mlpx._fast.select_step` after :func:`mlpx._fast.unsupported_reason`
+    said yes. Returns ``(loss, logits)`` like :meth:`mlpx.Sequential.train_step`, or
+    None when this call must take the generic path instead (see
+    :meth:`mlpx._fast._step.FastStep.__call__`).
+    """
+
+    kind = "numpy"
+
+    def __init__(self, model, plan, key):
+        super().__init__(model, plan, key, NumpyOps())
 
 
 # ---------------------------------------------------------------------- helpers
@@ -334,11 +337,12 @@ def adam_corrections(hyper, lr, t):
     return lr / (1.0 - hyper["beta1"] ** t), math.sqrt(1.0 - hyper["beta2"] ** t)
 
 
-def _sgd_update(hyper, p, g, vel, *, lr, decay):
-    """SGD in place, the operations of ``SGD._update_numpy``; ``g`` is not modified."""
+def _sgd_update(hyper, p, g, vel, tmp, tmp2, *, lr, decay):
+    """SGD in place with the operations of ``SGD._update_numpy`` (so the same numbers),
+    into the scratch arrays ``tmp``/``tmp2`` of ``p``'s shape; ``g`` is not modified."""
     wd = hyper["weight_decay"]
     if decay and wd:
-        tmp = np.multiply(p, wd)
+        np.multiply(p, wd, out=tmp)
         tmp += g
         g = tmp
     if vel is not None:
@@ -346,25 +350,26 @@ def _sgd_update(hyper, p, g, vel, *, lr, decay):
         vel *= mu
         vel += g
         if hyper["nesterov"]:
-            tmp = np.multiply(vel, mu)
-            tmp += g
-            g = tmp
+            np.multiply(vel, mu, out=tmp2)
+            tmp2 += g
+            g = tmp2
         else:
             g = vel
-    tmp = np.multiply(g, lr)
-    p -= tmp
+    out = g if (g is tmp or g is tmp2) else tmp
+    np.multiply(g, lr, out=out)
+    p -= out
 
 
-def _rmsprop_update(hyper, p, g, s, vel, *, lr, decay):
-    """RMSProp in place, the operations of ``RMSProp._update_numpy``."""
+def _rmsprop_update(hyper, p, g, s, vel, tmp, tmp2, *, lr, decay):
+    """RMSProp in place with the operations of ``RMSProp._update_numpy``, into scratch."""
     wd = hyper["weight_decay"]
     if decay and wd:
-        tmp = np.multiply(p, wd)
+        np.multiply(p, wd, out=tmp)
         tmp += g
         g = tmp
     rho = hyper["rho"]
     s *= rho
-    sq = np.multiply(g, g)
+    sq = np.multiply(g, g, out=tmp2)
     sq *= 1.0 - rho
     s += sq
     denom = np.sqrt(s, out=sq)
@@ -377,6 +382,20 @@ def _rmsprop_update(hyper, p, g, s, vel, *, lr, decay):
     else:
         scaled *= lr
     p -= scaled
+
+
+def _blas_gemm(a, b, c, alpha, beta):
+    _blas.gemm(a, b, c, alpha=alpha, beta=beta)
+
+
+def _axpby(prod, c, beta):
+    """``c <- beta * c + prod`` in place, as :func:`mlpx._fast._blas.gemm`'s fallback."""
+    if beta == 0.0:
+        np.copyto(c, prod)
+        return
+    if beta != 1.0:
+        c *= beta
+    c += prod
 
 
 def _adam_update(hyper, decoupled, p, g1, m, v, tmp, *, lr, t, decay):
