@@ -67,7 +67,7 @@ def prepare(model, X, y, *, epochs, batch_size, optimizer, validation_data,
 
     ckpt = fit_info = None
     if resume is not None:
-        ckpt = _io._read_checkpoint(resume)
+        ckpt = _io.read_checkpoint(resume)
         fit_info = ckpt["training"].get("fit")
         if not model.built:
             width = ckpt["meta"]["config"].get("n_features")
@@ -87,10 +87,10 @@ def prepare(model, X, y, *, epochs, batch_size, optimizer, validation_data,
     # call started, so that a resumed run holds out the same samples.
     split_rng = model._train_rng
     if fit_info is not None:
-        split_rng = _io._rng_from_state(fit_info["start_rng"])
+        split_rng = _io.rng_from_state(fit_info["start_rng"])
     elif ckpt is not None:  # a checkpoint from save_checkpoint: as load_checkpoint + fit
-        split_rng = _io._rng_from_state(ckpt["training"]["rng"]["train"])
-    start_rng = _io._rng_state(split_rng)
+        split_rng = _io.rng_from_state(ckpt["training"]["rng"]["train"])
+    start_rng = _io.rng_state(split_rng)
     val = None
     n_val = 0
     if validation_data is not None:
@@ -148,7 +148,7 @@ def prepare(model, X, y, *, epochs, batch_size, optimizer, validation_data,
     stopper_state = best_params = history = None
     if ckpt is not None:
         model.set_params([ckpt["arrays"][e["key"]] for e in ckpt["meta"]["params"]])
-        _io._apply_training(model, ckpt,
+        _io.apply_training(model, ckpt,
                             train_rng=None if fit_info is not None else split_rng)
         history = model.history_
         if history is None:
@@ -160,7 +160,7 @@ def prepare(model, X, y, *, epochs, batch_size, optimizer, validation_data,
         else:
             remaining = epochs
         if stopper is not None and stopper_state is not None:
-            best = _io._best_params(ckpt)
+            best = _io.best_params(ckpt)
             if best is not None:
                 best_params = [_backend.to_device(b, backend=model.backend) for b in best]
     else:
@@ -473,7 +473,7 @@ def _check_resume(model, ckpt, opt, stopper) -> None:
     from . import io as _io
 
     path = ckpt["path"]
-    mine = _json_normal(_io._to_json(model.get_config()))
+    mine = _json_normal(_io.to_json(model.get_config()))
     theirs = _json_normal(ckpt["meta"]["config"])
     if mine != theirs:
         keys = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
@@ -481,7 +481,7 @@ def _check_resume(model, ckpt, opt, stopper) -> None:
                          f"keys that differ: {keys}); build the model with the config "
                          "it was saved from, or load it with mlpx.io.load_checkpoint.")
     saved = _json_normal(ckpt["training"]["optimizer"]["config"])
-    if opt is not None and _json_normal(_io._to_json(opt.get_config())) != saved:
+    if opt is not None and _json_normal(_io.to_json(opt.get_config())) != saved:
         raise ValueError(f"The checkpoint {path} was trained with optimizer {saved}, "
                          f"not {opt.get_config()}; pass optimizer=None (or the same "
                          "one) to resume.")

@@ -18,6 +18,7 @@ import numpy as np
 from . import _backend, _fast
 from .activations import get_activation
 from .initializers import default_initializer
+from .io import register_model_class
 from ._validation import check_float, check_int
 from .layers import ActivationLayer, Dense, Dropout, Maxout, PReLU, get_layer
 from .losses import get_loss, l2_penalty, one_hot
@@ -717,3 +718,7 @@ def _map_arrays(tree, fn):
     if isinstance(tree, (int, float, str, bool)) or tree is None:
         return tree
     return fn(tree)
+
+
+register_model_class("MLP", MLP)
+register_model_class("Sequential", Sequential)
