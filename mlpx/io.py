@@ -1080,7 +1080,7 @@ def _layer_shapes(layer, width):
         return [(width,)], width
     if name in ("ActivationLayer", "Dropout"):
         return [], width
-    if name in LAYERS:
+    if isinstance(name, str) and name in LAYERS:
         raise ModelFileError(f"the config uses layer {name!r}, whose parameter shapes mlpx "
                              "cannot check before building it; only Dense, Maxout, PReLU, "
                              "ActivationLayer and Dropout layers are loaded from files.")
@@ -1110,7 +1110,7 @@ def config_param_shapes(config: dict) -> list[tuple[int, ...]]:
     if not isinstance(config, dict):
         raise ModelFileError("the model config is not a dict.")
     cls = config.get("class")
-    if cls not in _MODEL_CLASSES:
+    if not isinstance(cls, str) or cls not in _MODEL_CLASSES:
         raise ModelFileError(f"A model config must be a dict with 'class' one of "
                              f"{sorted(_MODEL_CLASSES)}; got {str(cls)[:40]!r}.")
     if cls == "MLP":
@@ -1269,7 +1269,7 @@ def _from_json(obj):
                 raise ModelFileError(f"bad integer entry {str(text)[:40]!r}")
             return int(text)
         if set(obj) == {"$array", "dtype"}:
-            if obj["dtype"] not in _JSON_DTYPES:
+            if not isinstance(obj["dtype"], str) or obj["dtype"] not in _JSON_DTYPES:
                 raise ModelFileError(f"bad array dtype {str(obj['dtype'])[:40]!r}")
             return np.array(_from_json(obj["$array"]), dtype=np.dtype(obj["dtype"]))
         return {k: _from_json(v) for k, v in obj.items()}
@@ -1313,17 +1313,24 @@ def rng_from_state(state) -> np.random.Generator:
     except (TypeError, ValueError, OverflowError, RecursionError) as exc:
         raise ModelFileError(f"the random state is damaged ({type(exc).__name__}: "
                              f"{exc}).") from None
-    if not isinstance(state, dict) or state.get("bit_generator") not in _BIT_GENERATORS:
+    if not isinstance(state, dict) or not isinstance(state.get("bit_generator"), str) \
+            or state["bit_generator"] not in _BIT_GENERATORS:
         name = state.get("bit_generator") if isinstance(state, dict) else state
         raise ModelFileError(f"the random state names bit generator {str(name)[:40]!r}; "
                              f"known: {sorted(_BIT_GENERATORS)}.")
     bit_gen = _BIT_GENERATORS[state["bit_generator"]]()
     try:
         bit_gen.state = state
+        # NumPy copies what it needs and ignores the rest (a short array may even be read
+        # past its end): only a state that reads back identically is accepted.
+        same = _json_normal(to_json(bit_gen.state)) == _json_normal(to_json(state))
     except (TypeError, ValueError, KeyError, OverflowError, IndexError, AttributeError) \
             as exc:
         raise ModelFileError(f"the random state is damaged ({type(exc).__name__}: "
                              f"{exc}).") from None
+    if not same:
+        raise ModelFileError("the random state is damaged (it does not read back as "
+                             "written).")
     return np.random.Generator(bit_gen)
 
 
