@@ -843,3 +843,7 @@ _ON_NONFINITE = ("raise", "stop")
 
 def _copy(a, xp):
     return xp.asarray(a, copy=True)
+
+
+mio.register_model_class("MLP", MLP)
+mio.register_model_class("Sequential", Sequential)

@@ -426,7 +426,8 @@ class Optimizer:
             raise InvalidParameterError(f"The 'hyper' parameter of {type(self).__name__}."
                                         f"step must be a dict or None. Got {hyper!r} "
                                         "instead.")
-        constraints = {"lr": _POSITIVE}
+        # A schedule may reach a rate of 0 (cosine decay to min_lr=0): >= 0, not > 0.
+        constraints = {"lr": _NON_NEGATIVE}
         for key in self.hyper_names:
             constraints[key] = self.parameter_constraints[key]
         h.update(validate_params(f"{type(self).__name__}.step", hyper, constraints))

@@ -596,21 +596,16 @@ def fit_model(model, X, y, opts: FitOptions) -> History:
     mlpx.io.ModelFileError
         When ``opts.resume`` names a file that is not a sound mlpx checkpoint.
     """
+    # Validate everything before changing anything.
+    X_probe = model.as_numeric(X, "X")
     ckpt = fit_info = None
     if opts.resume is not None:
         ckpt = mio.read_checkpoint(opts.resume)
         fit_info = ckpt["training"].get("fit")
-        # Refuse a checkpoint of another model before building or changing anything.
-        mio.check_checkpoint_matches(model, ckpt)
+        # Refuse a checkpoint of another model (or width) before building anything.
+        mio.check_checkpoint_matches(
+            model, ckpt, n_features=int(X_probe.shape[1]) if X_probe.ndim == 2 else None)
         _check_resume(model, ckpt, opts.optimizer, opts.stopper)
-
-    # Validate everything before changing anything.
-    X_probe = model.as_numeric(X, "X")
-    if ckpt is not None and not model.built and X_probe.ndim == 2:
-        width = ckpt["meta"]["config"].get("n_features")
-        if X_probe.shape[1] != width:
-            raise ValueError(f"X has {X_probe.shape[1]} features, but the checkpoint "
-                             f"{ckpt['path']} was trained on {width}.")
     if not model.built and X_probe.ndim == 2:
         model.build(int(X_probe.shape[1]))
     Xd = model.to_device_X(X)
