@@ -796,7 +796,9 @@ def _read_header(f, m):
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(buf)
         else:
             raise _Refused(f"member {m.name!r} uses .npy version {version}")
-    except (ValueError, TypeError, SyntaxError, OverflowError, MemoryError) as exc:
+    except _Refused:
+        raise
+    except Exception as exc:  # NumPy's header parser raises many kinds (TokenError...)
         raise _Refused(f"member {m.name!r} has a damaged .npy header "
                        f"({type(exc).__name__}: {exc})") from None
     if dtype.hasobject or dtype.names is not None or dtype.kind not in "biuf" \

@@ -711,7 +711,7 @@ def test_overlapping_members_are_refused_before_reading(tmp_path):
     path.write_bytes(blob + chain + cd + _end(n + 1, len(cd), len(blob) + len(chain)))
     assert path.stat().st_size < 5 * 2 ** 20
     with zipfile.ZipFile(path) as zf:  # a valid zip: every member reads back, CRC and all
-        assert zf.read("slot.x.158.npy")[-payload:] == b"\0" * payload
+        assert zf.read(names[-2])[-payload:] == b"\0" * payload
     outcome, message, _ = load_limited(path)
     # Today: every member is read before the table is checked (480 MiB here).
     assert outcome == "ModelFileError", message
@@ -739,10 +739,12 @@ def test_a_table_naming_one_array_many_times_is_refused(tmp_path):
 
 
 def test_a_zip64_size_beyond_the_file_is_refused(tmp_path):
-    # A 2 KB file whose zip64 entry declares 2**44 bytes: today a bare MemoryError.
+    # A 2 KB file whose zip64 entry declares 2**44 bytes, and whose .npy header declares
+    # as many: today a bare MemoryError.
     good = small_model_file(tmp_path)
-    data = npy_bytes(np.zeros(4, np.float32))
-    members = [("mlpx.npy", members_of(good)["mlpx"].tobytes())]
+    n = 2 ** 44 - len(npy_header(np.uint8, (2 ** 44,)))
+    data = npy_header(np.uint8, (n,))
+    assert len(data) + n == 2 ** 44
     body, central, offset = [], [], 0
     meta_member = npy_bytes(members_of(good)["mlpx"])
     for name, raw in (("mlpx.npy", meta_member), ("param.0.npy", data)):
@@ -759,7 +761,6 @@ def test_a_zip64_size_beyond_the_file_is_refused(tmp_path):
                        + n + extra)
         body += [head, raw]
         offset += len(head) + len(raw)
-    del members
     cd = b"".join(central)
     path = tmp_path / "zip64.npz"
     path.write_bytes(b"".join(body) + cd + _end(2, len(cd), offset))
@@ -1009,3 +1010,251 @@ def test_resume_checks_the_checkpoint_before_building(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code, str(ck)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
     assert "REFUSED ValueError False" in proc.stdout, proc.stderr[-2000:]
+
+
+# ------------------------------------------------------------------------ fuzzing
+_FUZZ_CHILD = r'''
+import io as _stdio, json, math, os, random, resource, struct, sys, time, traceback, zlib
+resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
+import numpy as np
+from mlpx import io
+
+seed, n_cases, out_dir = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+bases = sys.argv[4:]
+rnd = random.Random(seed)
+
+
+def members(data):
+    """Parse a well-formed base archive into [(name, bytes)] (our own layout)."""
+    out, pos = [], 0
+    while data[pos:pos + 4] == b"PK\x03\x04":
+        nlen, elen = struct.unpack_from("<2H", data, pos + 26)
+        name = data[pos + 30:pos + 30 + nlen].decode()
+        start = pos + 30 + nlen + elen
+        size = struct.unpack_from("<L", data, pos + 18)[0]
+        if size == 0xFFFFFFFF:  # zip64 local header (force_zip64): sizes in the extra
+            size = struct.unpack_from("<Q", data, pos + 30 + nlen + 4)[0]
+        out.append((name, data[start:start + size]))
+        pos = start + size
+    return out
+
+
+def build(items):
+    body, central, offset = [], [], 0
+    for name, data in items:
+        n, crc = name.encode(), zlib.crc32(data)
+        head = struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, 0, 0, 0x21, crc, len(data),
+                           len(data), len(n), 0) + n
+        central.append(struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 0, 0, 0x21, crc,
+                                   len(data), len(data), len(n), 0, 0, 0, 0, 0, offset) + n)
+        body += [head, data]
+        offset += len(head) + len(data)
+    cd = b"".join(central)
+    return b"".join(body) + cd + struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, len(items),
+                                             len(items), len(cd), offset, 0)
+
+
+def npy(header_dict, body):
+    buf = _stdio.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, header_dict)
+    return buf.getvalue() + body
+
+
+INTERESTING = [0, 1, -1, 2, 3, 2 ** 31, 2 ** 32 - 1, 2 ** 53, 2 ** 63, 10 ** 400, 300_000,
+               250_000_000, float("inf"), float("-inf"), float("nan"), 0.5, "x", "", None,
+               True, [], {{}}, [1, 2], {{"$int": "9" * 99}}, {{"$int": "x"}},
+               {{"$array": [1, 2], "dtype": "uint64"}}, {{"$array": [[1], [2, 3]], "dtype": "float64"}},
+               {{"$array": [1], "dtype": "nosuch"}}, {{"name": "Dense", "units": 10 ** 9}},
+               {{"name": "PReLU"}}, {{"name": "Maxout", "units": 3, "k": 10 ** 6}}]
+
+
+def nodes(obj):
+    stack = [((), obj)]
+    while stack:
+        path, o = stack.pop()
+        yield path
+        if len(path) > 20:
+            continue
+        if isinstance(o, dict):
+            stack.extend((path + (k,), v) for k, v in o.items())
+        elif isinstance(o, list):
+            stack.extend((path + (i,), v) for i, v in enumerate(o))
+
+
+def mutate_json(items):
+    items = list(items)
+    i = next(j for j, (name, _) in enumerate(items) if name == "mlpx.npy")
+    arr = np.load(_stdio.BytesIO(items[i][1]))
+    meta = json.loads(arr.tobytes())
+    for _ in range(rnd.randint(1, 3)):
+        paths = [p for p in nodes(meta) if p]
+        p = rnd.choice(paths)
+        parent = meta
+        for k in p[:-1]:
+            parent = parent[k]
+        r = rnd.random()
+        if r < 0.15 and isinstance(parent, dict):
+            del parent[p[-1]]
+        elif r < 0.3 and isinstance(parent, list):
+            parent.append(parent[p[-1]])  # duplicate an entry (table, layers, lists)
+        elif r < 0.4:
+            value = 0
+            for _ in range(rnd.choice([10, 70, 900])):
+                value = [value]
+            parent[p[-1]] = value
+        else:
+            parent[p[-1]] = rnd.choice(INTERESTING)
+    blob = json.dumps(meta, allow_nan=True).encode()
+    buf = _stdio.BytesIO()
+    np.lib.format.write_array(buf, np.frombuffer(blob, np.uint8))
+    items[i] = ("mlpx.npy", buf.getvalue())
+    return items
+
+
+def mutate_npy(items):
+    items = list(items)
+    i = rnd.randrange(len(items))
+    name, data = items[i]
+    arr = np.load(_stdio.BytesIO(data))
+    shape = rnd.choice([(2_000_000_000, 2), (0,), (1,), arr.shape[::-1], arr.shape + (1,),
+                        (2 ** 40,), (arr.size + 1,)])
+    descr = rnd.choice([arr.dtype.str, "<f8", "<i4", "|u1", "|O", "<U3", "|V8",
+                        [("a", "<f4")], ">f4"])
+    body = arr.tobytes()
+    if rnd.random() < 0.5:
+        body = body[:rnd.randint(0, len(body))]
+    items[i] = (name, npy({{"descr": descr, "fortran_order": rnd.random() < 0.3,
+                           "shape": shape}}, body))
+    return items
+
+
+def mutate_members(items):
+    items = list(items)
+    r = rnd.random()
+    if r < 0.3 and len(items) > 1:
+        del items[rnd.randrange(1, len(items))]
+    elif r < 0.6:
+        name, data = rnd.choice(items)
+        items.append((rnd.choice(["slot.m.0.npy", "best.0.npy", "param.99.npy", name,
+                                  "x.npy", "../x.npy", "mlpx.npy"]), data))
+    else:
+        rnd.shuffle(items)
+    return items
+
+
+def mutate_zip(data):
+    data = bytearray(data)
+    sigs = [b"PK\x01\x02", b"PK\x03\x04", b"PK\x05\x06"]
+    sig = rnd.choice(sigs)
+    spots = []
+    at = data.find(sig)
+    while at >= 0:
+        spots.append(at)
+        at = data.find(sig, at + 1)
+    if not spots:
+        return bytes(data)
+    at = rnd.choice(spots)
+    fields = {{b"PK\x01\x02": [(10, "H"), (16, "L"), (20, "L"), (24, "L"), (28, "H"),
+                               (30, "H"), (42, "L")],
+              b"PK\x03\x04": [(8, "H"), (18, "L"), (22, "L"), (26, "H"), (28, "H")],
+              b"PK\x05\x06": [(8, "H"), (10, "H"), (12, "L"), (16, "L"), (20, "H")]}}[sig]
+    off, fmt = rnd.choice(fields)
+    if at + off + struct.calcsize(fmt) > len(data):
+        return bytes(data)
+    old = struct.unpack_from("<" + fmt, data, at + off)[0]
+    top = 0xFFFF if fmt == "H" else 0xFFFFFFFF
+    new = rnd.choice([0, 1, top, top - 1, old + 1, max(old - 1, 0), old * 2 & top,
+                      rnd.randint(0, top)])
+    struct.pack_into("<" + fmt, data, at + off, new & top)
+    return bytes(data)
+
+
+def mutate_bytes(data):
+    data = bytearray(data)
+    r = rnd.random()
+    if r < 0.4:
+        for _ in range(rnd.randint(1, 8)):
+            data[rnd.randrange(len(data))] ^= 1 << rnd.randrange(8)
+    elif r < 0.6:
+        del data[rnd.randint(0, len(data)):]
+    elif r < 0.8:
+        at = rnd.randrange(len(data))
+        data[at:at] = bytes(rnd.randrange(256) for _ in range(rnd.randint(1, 64)))
+    else:
+        a = rnd.randrange(len(data))
+        b = min(len(data), a + rnd.randint(1, 4096))
+        at = rnd.randrange(len(data))
+        data[at:at] = data[a:b]
+    return bytes(data)
+
+
+originals = [(p, open(p, "rb").read()) for p in bases]
+failures, worst = [], 0.0
+counts = {{}}
+for case in range(n_cases):
+    base, data = originals[case % len(originals)]
+    kind = rnd.choice(["json", "json", "npy", "members", "zip", "bytes"])
+    items = members(data)
+    if kind == "json":
+        data = build(mutate_json(items))
+    elif kind == "npy":
+        data = build(mutate_npy(items))
+    elif kind == "members":
+        data = build(mutate_members(items))
+    elif kind == "zip":
+        data = mutate_zip(build(items) if rnd.random() < 0.5 else data)
+    else:
+        data = mutate_bytes(data)
+    path = os.path.join(out_dir, "case.npz")
+    with open(path, "wb") as f:
+        f.write(data)
+    for how in (["load", "read_checkpoint", "load_checkpoint"] if "ck" in base else ["load"]):
+        start = time.perf_counter()
+        try:
+            getattr(io, how)(path)
+            outcome = "loaded"
+        except io.ModelFileError as exc:
+            outcome = "refused"
+            if path not in str(exc):
+                failures.append((case, kind, how, "message lacks the path: " + str(exc)[:300]))
+        except BaseException:
+            outcome = "error"
+            failures.append((case, kind, how, traceback.format_exc()[-1500:]))
+        worst = max(worst, time.perf_counter() - start)
+        counts[outcome] = counts.get(outcome, 0) + 1
+print("RESULT " + json.dumps({{"failures": failures[:5], "n_failures": len(failures),
+                              "worst": worst, "counts": counts}}), flush=True)
+'''
+
+
+def test_fuzzed_model_files_load_or_raise_model_file_error(tmp_path):
+    """Seeded random and structure-aware mutations of valid model files and checkpoints.
+
+    Every outcome must be a successful load or a ModelFileError naming the file, within
+    512 MiB of address space and a time limit.
+    """
+    X = np.random.default_rng(0).standard_normal((20, 4)).astype(np.float32)
+    y = np.arange(20) % 3
+    model = MLP([4, 5, 3], activation="prelu", seed=0)
+    model.fit(X, y, epochs=2, batch_size=5, optimizer="adam", verbose=0,
+              validation_split=0.25, early_stopping={"patience": 5},
+              checkpoint=tmp_path / "ck.npz")
+    maxout = MLP([4, 3, 2], activation="maxout", maxout_k=2, dtype="float64", seed=1)
+    seq = Sequential([Dense(3, bias=False), PReLU(), Dropout(0.2), Maxout(2, 3), Dense(2)],
+                     n_features=4, seed=2)
+    bases = [str(tmp_path / "ck.npz"), model.save(tmp_path / "m1.npz"),
+             maxout.save(tmp_path / "m2.npz"), seq.save(tmp_path / "m3.npz")]
+    assert io.read_checkpoint(bases[0])["training"]["fit"] is not None
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    code = _FUZZ_CHILD.format(limit=LIMIT_AS)
+    proc = subprocess.run([sys.executable, "-c", code, "20261129", "300", str(work), *bases],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert lines, proc.stderr[-3000:]
+    result = json.loads(lines[0][7:])
+    assert result["n_failures"] == 0, result["failures"]
+    assert result["worst"] < 2.0, result
+    # The mutations reach past the first checks: some files load, many are refused.
+    assert result["counts"].get("loaded", 0) > 10 and result["counts"]["refused"] > 100
