@@ -14,9 +14,12 @@ exits with status 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
+import tempfile
+from typing import Any, Callable, Sequence
 
 __all__ = ["main", "build_parser"]
 
@@ -252,42 +255,149 @@ def _optimizer_spec(args, total_steps=1):
     return spec
 
 
-def _check_outputs(args, model):
-    """Fail before training (exit 2) when --save or --plot cannot be honoured."""
+def _check_writable(option: str, path: str) -> None:
+    """Exit 2 (before any training) unless a file can be written at ``path``.
+
+    The folder must exist and accept a new file: one is created next to ``path`` and
+    removed again, which is the only test that answers for every kind of folder (read-only
+    mounts, ACLs, network shares, ``/proc``) and for every user, root included.
+    """
+    target = os.path.abspath(path)
+    if os.path.isdir(target):
+        raise _UsageError(f"{option}: {path!r} is a folder; give a file name such as "
+                          f"{os.path.join(path, 'model.npz')!r}")
+    parent = os.path.dirname(target)
+    if not os.path.isdir(parent):
+        raise _UsageError(f"{option}: folder {parent!r} does not exist")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".mlpx-write-test-", dir=parent)
+    except OSError as exc:
+        raise _UsageError(f"{option}: cannot write to the folder {parent!r} "
+                          f"({exc.strerror or exc})") from None
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Fail before training (exit 2) when --save, --checkpoint or --plot cannot be honoured."""
     if args.save is not None:
-        parent = os.path.dirname(os.path.abspath(args.save))
-        if not os.path.isdir(parent):
-            raise _UsageError(f"--save: folder {parent!r} does not exist")
+        _check_writable("--save", args.save)
     if args.checkpoint is not None:
-        parent = os.path.dirname(os.path.abspath(args.checkpoint))
-        if not os.path.isdir(parent):
-            raise _UsageError(f"--checkpoint: folder {parent!r} does not exist")
+        _check_writable("--checkpoint", args.checkpoint)
     if args.resume is not None and not os.path.isfile(args.resume):
         raise _UsageError(f"--resume: no checkpoint file {args.resume!r}")
     if args.plot is not None:
-        from .plotting import _require_matplotlib
-
         try:
-            _require_matplotlib()
-        except ImportError as exc:
-            raise _UsageError(f"--plot: {exc}") from None
-        parent = os.path.dirname(os.path.abspath(args.plot))
-        if not os.path.isdir(parent):
-            raise _UsageError(f"--plot: folder {parent!r} does not exist")
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise _UsageError("--plot needs matplotlib, which is not installed. Install it "
+                              "with pip install 'mlpx[plot]' (or pip install matplotlib).") \
+                from None
+        _check_writable("--plot", args.plot)
 
 
-def _build_model(args):
+def _fallback_save(model: Any, wanted: str) -> tuple[str | None, list[str]]:
+    """Save ``model`` somewhere writable after saving it to ``wanted`` failed.
+
+    Tries the temporary folder, the working folder and the home folder, in that order,
+    under a new name that replaces no file. Returns the path written (None when every
+    place failed) and one line per failed place.
+    """
+    stem = os.path.splitext(os.path.basename(wanted))[0] or "model"
+    failures = []
+    places = []
+    for folder in (tempfile.gettempdir(), os.getcwd(), os.path.expanduser("~")):
+        folder = os.path.abspath(folder)
+        if folder not in places:
+            places.append(folder)
+    for folder in places:
+        try:
+            fd, path = tempfile.mkstemp(prefix=f"mlpx-{stem}-", suffix=".npz", dir=folder)
+        except OSError as exc:
+            failures.append(f"{folder}: {exc.strerror or exc}")
+            continue
+        os.close(fd)
+        try:
+            return model.save(path), failures
+        except (OSError, ValueError) as exc:
+            failures.append(f"{path}: {exc}")
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+    return None, failures
+
+
+def _rescue(model: Any, wanted: str, what: str, exc: BaseException) -> _RunError:
+    """The error for a failed write of ``wanted``, after saving ``model`` elsewhere."""
+    saved, failures = _fallback_save(model, wanted)
+    if saved is not None:
+        return _RunError(f"could not write {what} {wanted!r}: {exc}. The trained model was "
+                         f"saved to {saved!r} instead (load it with mlpx.load).")
+    return _RunError(f"could not write {what} {wanted!r}: {exc}. Saving the model "
+                     f"elsewhere failed too ({'; '.join(failures)}); it is lost.")
+
+
+def _available_memory(backend: Any) -> tuple[int, str] | None:
+    """``(bytes, where)``: the memory a model on ``backend`` can use, or None if unknown."""
+    from . import _backend
+
+    info = _backend.device_memory_info(backend)
+    if info is not None:
+        return int(info[1]), "the GPU has"
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not POSIX
+        return None
+    return (int(total), "this machine has") if total > 0 else None
+
+
+def _check_memory(args: argparse.Namespace, optimizer: Any) -> None:
+    """Exit 2 when the parameters, their gradients and the optimizer's state cannot fit.
+
+    The estimate is a lower bound (activations, batches and temporaries come on top), so
+    only a model that certainly cannot be trained is refused.
+    """
+    from . import _backend
+
+    try:
+        backend = _backend.resolve_backend(args.backend)
+    except (ValueError, TypeError, ImportError, RuntimeError):
+        return  # the model's constructor reports it
+    sizes = [_N_FEATURES, *args.hidden, _N_CLASSES]
+    n_params = sum((n_in + 1) * n_out for n_in, n_out in zip(sizes[:-1], sizes[1:]))
+    copies = 2 + len(optimizer.slot_names())  # parameters, gradients, optimizer slots
+    itemsize = 4 if args.dtype == "float32" else 8
+    needed = n_params * itemsize * copies
+    available = _available_memory(backend)
+    if available is not None and needed > available[0]:
+        raise _UsageError(
+            f"--hidden {','.join(map(str, args.hidden))}: {n_params:,} parameters need at "
+            f"least {_gib(needed)} ({args.dtype} parameters, gradients and "
+            f"{args.optimizer} state) but {available[1]} {_gib(available[0])}; use "
+            "narrower layers")
+
+
+def _gib(n_bytes: float) -> str:
+    return f"{n_bytes / 2**30:,.1f} GiB"
+
+
+def _build_model(args: argparse.Namespace) -> tuple[Any, Any]:
     from .model import MLP
     from .optimizers import get_optimizer
 
     try:
         optimizer = get_optimizer(_optimizer_spec(args))
+        _check_memory(args, optimizer)
         model = MLP([_N_FEATURES, *args.hidden, _N_CLASSES], activation=args.activation,
                     loss=args.loss, output=args.output, dropout=args.dropout,
                     alpha=args.alpha, backend=args.backend, dtype=args.dtype,
                     seed=args.seed)
     except (ValueError, TypeError, ImportError, RuntimeError) as exc:
         raise _UsageError(str(exc)) from None
+    except MemoryError as exc:
+        raise _UsageError(f"--hidden {','.join(map(str, args.hidden))}: not enough memory "
+                          f"for the model's parameters ({exc}); use narrower layers") \
+            from None
     return model, optimizer
 
 
@@ -349,7 +459,7 @@ def _describe_model(model, args):
             f"{args.epochs} epochs; {args.dtype}")
 
 
-def _train(args) -> int:
+def _train(args: argparse.Namespace) -> int:
     from . import _backend
     from .io import ModelFileError
     from .training import DeviceMemoryError, NonFiniteLossError
@@ -358,8 +468,8 @@ def _train(args) -> int:
     if args.early_stopping is not None and args.validation_split == 0:
         raise _UsageError("--early-stopping watches the validation loss: add "
                           "--validation-split (e.g. 0.1)")
+    _check_outputs(args)
     model, optimizer = _build_model(args)
-    _check_outputs(args, model)
     X_train, y_train, X_test, y_test = _load_data(args)
     n_val = int(round(X_train.shape[0] * args.validation_split))
     if args.validation_split > 0 and (n_val < 1 or n_val >= X_train.shape[0]):
@@ -386,13 +496,26 @@ def _train(args) -> int:
                             checkpoint_every=args.checkpoint_every, resume=args.resume)
     except (NonFiniteLossError, DeviceMemoryError, ModelFileError) as exc:
         raise _RunError(str(exc)) from None
+    except MemoryError as exc:
+        raise _RunError(f"out of memory while training ({exc}); try a smaller --batch-size "
+                        "or narrower --hidden layers") from None
     except OSError as exc:
         if args.checkpoint is None:
             raise
-        raise _RunError(f"could not write the checkpoint {args.checkpoint!r}: {exc}") \
-            from None
+        # Checked writable before training, so the folder went away or filled up: keep the
+        # weights trained so far.
+        raise _rescue(model, args.checkpoint, "the checkpoint", exc) from None
     except ValueError as exc:
         raise _UsageError(str(exc)) from None
+    # Save first: nothing after this point may lose the trained model.
+    save_error = None
+    if args.save is not None:
+        try:
+            model.save(args.save)
+        except (OSError, ValueError) as exc:
+            save_error = _rescue(model, args.save, "the model file", exc)
+        else:
+            say(f"saved the model to {args.save}")
     epochs_run = len(history.epochs)
     seconds = sum(history["seconds"])
     if history.stopped_early:
@@ -401,12 +524,6 @@ def _train(args) -> int:
     test = model.evaluate(X_test, _targets(model, y_test))
     accuracy = _argmax_accuracy(model, X_test, y_test)
     throughput = n_fit * epochs_run / seconds if seconds > 0 else float("inf")
-    if args.save is not None:
-        try:
-            model.save(args.save)
-        except OSError as exc:
-            raise _RunError(f"could not save the model to {args.save!r}: {exc}") from None
-        say(f"saved the model to {args.save}")
     if args.plot is not None:
         from .plotting import plot_history
 
@@ -421,6 +538,8 @@ def _train(args) -> int:
           f"{throughput:,.0f} samples/s | {epochs_run} epoch{'s' if epochs_run != 1 else ''} "
           f"in {seconds:.1f} s | "
           f"backend {model.backend.name} on {device}")
+    if save_error is not None:
+        raise save_error
     return 0
 
 
