@@ -2,9 +2,11 @@
 
 ``mlpx train`` with no options trains a 784-512-512-10 ReLU network with Adam (cosine
 learning-rate decay, 10 epochs) on the Fashion-MNIST sample that ships inside the
-package (offline, a few seconds on a laptop CPU) and prints one summary line::
+package (offline, a few seconds on a laptop CPU) and prints one summary line (wrapped
+here)::
 
-    test accuracy 0.8630 | test loss 0.4056 | 21,060 samples/s | 10 epochs in 2.4 s | backend numpy on cpu
+    test accuracy 0.8630 | test loss 0.4056 | 21,060 samples/s | 10 epochs in 2.4 s |
+    backend numpy on cpu
 
 Run ``mlpx train --help`` for every option. Errors in the options exit with status 2
 and a one-line message (no traceback); a run that cannot load its data or diverges
@@ -39,8 +41,8 @@ class _RunError(Exception):
 
 
 # ------------------------------------------------------------------ option types
-def _int_at_least(minimum):
-    def parse(text):
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
@@ -54,8 +56,9 @@ def _int_at_least(minimum):
     return parse
 
 
-def _float_in(low, high=None, *, low_open=False, name="float"):
-    def parse(text):
+def _float_in(low: float, high: float | None = None, *, low_open: bool = False,
+              name: str = "float") -> Callable[[str], float]:
+    def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
@@ -74,7 +77,7 @@ def _float_in(low, high=None, *, low_open=False, name="float"):
     return parse
 
 
-def _hidden(text):
+def _hidden(text: str) -> list[int]:
     """``"512,512"`` -> [512, 512]; ``""`` or ``"none"`` -> [] (no hidden layer)."""
     stripped = text.strip().lower()
     if stripped in ("", "none", "0"):
@@ -94,7 +97,7 @@ def _hidden(text):
     return widths
 
 
-def _dataset(text):
+def _dataset(text: str) -> str:
     key = _DATASET_ALIASES.get(text.lower(), text.lower())
     if key not in _DATASETS:
         raise argparse.ArgumentTypeError(
@@ -204,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``mlpx`` command line with ``argv`` (default ``sys.argv[1:]``).
 
     Returns the exit status: 0 on success, 1 when the run failed (data could not be
@@ -244,7 +247,7 @@ def _exit_code(exc: SystemExit) -> int:
 
 
 # ------------------------------------------------------------------ train
-def _optimizer_spec(args, total_steps=1):
+def _optimizer_spec(args: argparse.Namespace, total_steps: int = 1) -> dict[str, Any]:
     spec = {"name": args.optimizer}
     if args.schedule == "cosine":
         spec["lr"] = {"name": "cosine", "total_steps": total_steps, "lr": args.lr}
@@ -401,7 +404,7 @@ def _build_model(args: argparse.Namespace) -> tuple[Any, Any]:
     return model, optimizer
 
 
-def _load_data(args):
+def _load_data(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
     from . import datasets
 
     if args.dataset == "sample" and args.data_dir is not None:
@@ -428,7 +431,7 @@ def _load_data(args):
     return X_train, y_train, X_test, y_test
 
 
-def _targets(model, y):
+def _targets(model: Any, y: Any) -> Any:
     """Integer labels for a softmax output, one-hot rows for any other output."""
     from . import datasets
 
@@ -437,7 +440,7 @@ def _targets(model, y):
     return datasets.one_hot(y, _N_CLASSES, dtype=model.dtype)
 
 
-def _argmax_accuracy(model, X, y):
+def _argmax_accuracy(model: Any, X: Any, y: Any) -> float:
     """Share of rows whose largest output is the true class (any output activation)."""
     import numpy as np
 
@@ -448,7 +451,7 @@ def _argmax_accuracy(model, X, y):
     return float(np.mean(pred == y))
 
 
-def _describe_model(model, args):
+def _describe_model(model: Any, args: argparse.Namespace) -> str:
     sizes = "-".join(str(s) for s in model.layer_sizes)
     opt = model.optimizer_
     lr = f"lr {opt.base_lr:g}" + (f" ({args.schedule})" if args.schedule != "constant" else "")

@@ -2,9 +2,9 @@
 
 import importlib.util
 import os
-import tempfile
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
