@@ -187,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--checkpoint", metavar="PATH", default=None,
                     help="write a checkpoint (weights, optimizer state, epoch, random "
                          "state, history) to PATH every --checkpoint-every epochs and at "
-                         "the end, atomically")
+                         "the end, atomically; should a write fail mid-run, the model "
+                         "trained so far is saved to a new file in the temporary folder")
     ck.add_argument("--checkpoint-every", type=_int_at_least(1), default=1, metavar="N",
                     help="epochs between checkpoints")
     ck.add_argument("--resume", metavar="PATH", default=None,
@@ -197,7 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     out = train.add_argument_group("output")
     out.add_argument("--save", metavar="PATH", default=None,
-                     help="save the trained model to PATH")
+                     help="save the trained model to PATH (its folder is checked writable "
+                          "before training; should the save fail anyway, the model is "
+                          "saved to a new file in the temporary folder and the message "
+                          "says where)")
     out.add_argument("--plot", metavar="PATH", default=None,
                      help="save training curves (loss and accuracy per epoch) to PATH, "
                           "e.g. curves.png (needs matplotlib: pip install 'mlpx[plot]')")
@@ -330,12 +334,14 @@ def _fallback_save(model: Any, wanted: str) -> tuple[str | None, list[str]]:
     return None, failures
 
 
-def _rescue(model: Any, wanted: str, what: str, exc: BaseException) -> _RunError:
+def _rescue(model: Any, wanted: str, what: str, exc: BaseException, *,
+            finished: bool = True) -> _RunError:
     """The error for a failed write of ``wanted``, after saving ``model`` elsewhere."""
     saved, failures = _fallback_save(model, wanted)
     if saved is not None:
-        return _RunError(f"could not write {what} {wanted!r}: {exc}. The trained model was "
-                         f"saved to {saved!r} instead (load it with mlpx.load).")
+        trained = "The trained model" if finished else "The model as trained so far"
+        return _RunError(f"could not write {what} {wanted!r}: {exc}. {trained} was saved "
+                         f"to {saved!r} instead (load it with mlpx.load).")
     return _RunError(f"could not write {what} {wanted!r}: {exc}. Saving the model "
                      f"elsewhere failed too ({'; '.join(failures)}); it is lost.")
 
@@ -507,7 +513,8 @@ def _train(args: argparse.Namespace) -> int:
             raise
         # Checked writable before training, so the folder went away or filled up: keep the
         # weights trained so far.
-        raise _rescue(model, args.checkpoint, "the checkpoint", exc) from None
+        raise _rescue(model, args.checkpoint, "the checkpoint", exc, finished=False) \
+            from None
     except ValueError as exc:
         raise _UsageError(str(exc)) from None
     # Save first: nothing after this point may lose the trained model.

@@ -262,6 +262,8 @@ def assert_refused(code, out, err, *messages):
 
 @pytest.mark.parametrize("option", ["--save", "--checkpoint", "--plot"])
 def test_unwritable_folder_refused_before_training(capsys, monkeypatch, unwritable, option):
+    if option == "--plot":
+        pytest.importorskip("matplotlib")
     no_training(monkeypatch)
     code, out, err = run(capsys, *TINY_QUIET, option, str(unwritable / "out.npz"))
     assert_refused(code, out, err, f"{option}: cannot write to the folder",
@@ -348,7 +350,7 @@ def test_failed_final_save_falls_back_and_says_where(capsys, monkeypatch, tmp_pa
     saved = list(fallback_dir.iterdir())
     assert len(saved) == 1 and saved[0].name.startswith("mlpx-model-")
     assert f"could not write the model file {str(target)!r}" in err
-    assert f"saved to {str(saved[0])!r} instead" in err
+    assert f"The trained model was saved to {str(saved[0])!r} instead" in err
     assert not target.exists()
     # The fallback holds the trained model: same predictions as a normal save.
     monkeypatch.undo()
@@ -369,7 +371,8 @@ def test_failed_checkpoint_mid_run_keeps_the_weights(capsys, monkeypatch, tmp_pa
     assert code == 1 and "Traceback" not in err
     assert f"could not write the checkpoint {str(target)!r}" in err
     saved = list(fallback_dir.iterdir())
-    assert len(saved) == 1 and f"saved to {str(saved[0])!r} instead" in err
+    assert len(saved) == 1
+    assert f"The model as trained so far was saved to {str(saved[0])!r} instead" in err
     load_model(saved[0])
 
 
@@ -384,6 +387,9 @@ def test_fallback_that_fails_too_says_so(capsys, monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("hidden", ["100000000", "100000000,100000000"])
 def test_model_too_big_for_memory_exit_2(capsys, monkeypatch, hidden):
+    memory = cli._available_memory(mlpx.resolve_backend("numpy"))
+    if memory is not None and memory[0] >= 2**40 and hidden == "100000000":
+        pytest.skip("this machine has 1 TiB of memory or more")  # 784-1e8-10 needs 1.2 TiB
     no_training(monkeypatch)
     code, out, err = run(capsys, "train", "--hidden", hidden, "--quiet")
     assert_refused(code, out, err, f"--hidden {hidden}:", "parameters need at least",
