@@ -2,9 +2,11 @@
 
 ``mlpx train`` with no options trains a 784-512-512-10 ReLU network with Adam (cosine
 learning-rate decay, 10 epochs) on the Fashion-MNIST sample that ships inside the
-package (offline, a few seconds on a laptop CPU) and prints one summary line::
+package (offline, a few seconds on a laptop CPU) and prints one summary line (wrapped
+here)::
 
-    test accuracy 0.8630 | test loss 0.4056 | 21,060 samples/s | 10 epochs in 2.4 s | backend numpy on cpu
+    test accuracy 0.8630 | test loss 0.4056 | 21,060 samples/s | 10 epochs in 2.4 s |
+    backend numpy on cpu
 
 Run ``mlpx train --help`` for every option. Errors in the options exit with status 2
 and a one-line message (no traceback); a run that cannot load its data or diverges
@@ -14,9 +16,12 @@ exits with status 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
+import tempfile
+from typing import Any, Callable, Sequence
 
 __all__ = ["main", "build_parser"]
 
@@ -36,8 +41,8 @@ class _RunError(Exception):
 
 
 # ------------------------------------------------------------------ option types
-def _int_at_least(minimum):
-    def parse(text):
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
@@ -51,8 +56,9 @@ def _int_at_least(minimum):
     return parse
 
 
-def _float_in(low, high=None, *, low_open=False, name="float"):
-    def parse(text):
+def _float_in(low: float, high: float | None = None, *, low_open: bool = False,
+              name: str = "float") -> Callable[[str], float]:
+    def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
@@ -71,7 +77,7 @@ def _float_in(low, high=None, *, low_open=False, name="float"):
     return parse
 
 
-def _hidden(text):
+def _hidden(text: str) -> list[int]:
     """``"512,512"`` -> [512, 512]; ``""`` or ``"none"`` -> [] (no hidden layer)."""
     stripped = text.strip().lower()
     if stripped in ("", "none", "0"):
@@ -91,7 +97,7 @@ def _hidden(text):
     return widths
 
 
-def _dataset(text):
+def _dataset(text: str) -> str:
     key = _DATASET_ALIASES.get(text.lower(), text.lower())
     if key not in _DATASETS:
         raise argparse.ArgumentTypeError(
@@ -181,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--checkpoint", metavar="PATH", default=None,
                     help="write a checkpoint (weights, optimizer state, epoch, random "
                          "state, history) to PATH every --checkpoint-every epochs and at "
-                         "the end, atomically")
+                         "the end, atomically; should a write fail mid-run, the model "
+                         "trained so far is saved to a new file in the temporary folder")
     ck.add_argument("--checkpoint-every", type=_int_at_least(1), default=1, metavar="N",
                     help="epochs between checkpoints")
     ck.add_argument("--resume", metavar="PATH", default=None,
@@ -191,7 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     out = train.add_argument_group("output")
     out.add_argument("--save", metavar="PATH", default=None,
-                     help="save the trained model to PATH")
+                     help="save the trained model to PATH (its folder is checked writable "
+                          "before training; should the save fail anyway, the model is "
+                          "saved to a new file in the temporary folder and the message "
+                          "says where)")
     out.add_argument("--plot", metavar="PATH", default=None,
                      help="save training curves (loss and accuracy per epoch) to PATH, "
                           "e.g. curves.png (needs matplotlib: pip install 'mlpx[plot]')")
@@ -201,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``mlpx`` command line with ``argv`` (default ``sys.argv[1:]``).
 
     Returns the exit status: 0 on success, 1 when the run failed (data could not be
@@ -241,7 +251,7 @@ def _exit_code(exc: SystemExit) -> int:
 
 
 # ------------------------------------------------------------------ train
-def _optimizer_spec(args, total_steps=1):
+def _optimizer_spec(args: argparse.Namespace, total_steps: int = 1) -> dict[str, Any]:
     spec = {"name": args.optimizer}
     if args.schedule == "cosine":
         spec["lr"] = {"name": "cosine", "total_steps": total_steps, "lr": args.lr}
@@ -252,46 +262,155 @@ def _optimizer_spec(args, total_steps=1):
     return spec
 
 
-def _check_outputs(args, model):
-    """Fail before training (exit 2) when --save or --plot cannot be honoured."""
+def _check_writable(option: str, path: str) -> None:
+    """Exit 2 (before any training) unless a file can be written at ``path``.
+
+    The folder must exist and accept a new file: one is created next to ``path`` and
+    removed again, which is the only test that answers for every kind of folder (read-only
+    mounts, ACLs, network shares, ``/proc``) and for every user, root included.
+    """
+    target = os.path.abspath(path)
+    if os.path.isdir(target):
+        raise _UsageError(f"{option}: {path!r} is a folder; give a file name such as "
+                          f"{os.path.join(path, 'model.npz')!r}")
+    parent = os.path.dirname(target)
+    if not os.path.isdir(parent):
+        raise _UsageError(f"{option}: folder {parent!r} does not exist")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".mlpx-write-test-", dir=parent)
+    except OSError as exc:
+        raise _UsageError(f"{option}: cannot write to the folder {parent!r} "
+                          f"({exc.strerror or exc})") from None
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Fail before training (exit 2) when --save, --checkpoint or --plot cannot be honoured."""
     if args.save is not None:
-        parent = os.path.dirname(os.path.abspath(args.save))
-        if not os.path.isdir(parent):
-            raise _UsageError(f"--save: folder {parent!r} does not exist")
+        _check_writable("--save", args.save)
     if args.checkpoint is not None:
-        parent = os.path.dirname(os.path.abspath(args.checkpoint))
-        if not os.path.isdir(parent):
-            raise _UsageError(f"--checkpoint: folder {parent!r} does not exist")
+        _check_writable("--checkpoint", args.checkpoint)
     if args.resume is not None and not os.path.isfile(args.resume):
         raise _UsageError(f"--resume: no checkpoint file {args.resume!r}")
     if args.plot is not None:
-        from .plotting import _require_matplotlib
-
         try:
-            _require_matplotlib()
-        except ImportError as exc:
-            raise _UsageError(f"--plot: {exc}") from None
-        parent = os.path.dirname(os.path.abspath(args.plot))
-        if not os.path.isdir(parent):
-            raise _UsageError(f"--plot: folder {parent!r} does not exist")
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise _UsageError("--plot needs matplotlib, which is not installed. Install it "
+                              "with pip install 'mlpx[plot]' (or pip install matplotlib).") \
+                from None
+        _check_writable("--plot", args.plot)
 
 
-def _build_model(args):
+def _fallback_save(model: Any, wanted: str) -> tuple[str | None, list[str]]:
+    """Save ``model`` somewhere writable after saving it to ``wanted`` failed.
+
+    Tries the temporary folder, the working folder and the home folder, in that order,
+    under a new name that replaces no file. Returns the path written (None when every
+    place failed) and one line per failed place.
+    """
+    stem = os.path.splitext(os.path.basename(wanted))[0] or "model"
+    failures = []
+    places = []
+    for folder in (tempfile.gettempdir(), os.getcwd(), os.path.expanduser("~")):
+        folder = os.path.abspath(folder)
+        if folder not in places:
+            places.append(folder)
+    for folder in places:
+        try:
+            fd, path = tempfile.mkstemp(prefix=f"mlpx-{stem}-", suffix=".npz", dir=folder)
+        except OSError as exc:
+            failures.append(f"{folder}: {exc.strerror or exc}")
+            continue
+        os.close(fd)
+        try:
+            return model.save(path), failures
+        except (OSError, ValueError) as exc:
+            failures.append(f"{path}: {exc}")
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+    return None, failures
+
+
+def _rescue(model: Any, wanted: str, what: str, exc: BaseException, *,
+            finished: bool = True) -> _RunError:
+    """The error for a failed write of ``wanted``, after saving ``model`` elsewhere."""
+    saved, failures = _fallback_save(model, wanted)
+    if saved is not None:
+        trained = "The trained model" if finished else "The model as trained so far"
+        return _RunError(f"could not write {what} {wanted!r}: {exc}. {trained} was saved "
+                         f"to {saved!r} instead (load it with mlpx.load).")
+    return _RunError(f"could not write {what} {wanted!r}: {exc}. Saving the model "
+                     f"elsewhere failed too ({'; '.join(failures)}); it is lost.")
+
+
+def _available_memory(backend: Any) -> tuple[int, str] | None:
+    """``(bytes, where)``: the memory a model on ``backend`` can use, or None if unknown."""
+    from . import _backend
+
+    info = _backend.device_memory_info(backend)
+    if info is not None:
+        return int(info[1]), "the GPU has"
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not POSIX
+        return None
+    return (int(total), "this machine has") if total > 0 else None
+
+
+def _check_memory(args: argparse.Namespace, optimizer: Any) -> None:
+    """Exit 2 when the parameters, their gradients and the optimizer's state cannot fit.
+
+    The estimate is a lower bound (activations, batches and temporaries come on top), so
+    only a model that certainly cannot be trained is refused.
+    """
+    from . import _backend
+
+    try:
+        backend = _backend.resolve_backend(args.backend)
+    except (ValueError, TypeError, ImportError, RuntimeError):
+        return  # the model's constructor reports it
+    sizes = [_N_FEATURES, *args.hidden, _N_CLASSES]
+    n_params = sum((n_in + 1) * n_out for n_in, n_out in zip(sizes[:-1], sizes[1:]))
+    copies = 2 + len(optimizer.slot_names())  # parameters, gradients, optimizer slots
+    itemsize = 4 if args.dtype == "float32" else 8
+    needed = n_params * itemsize * copies
+    available = _available_memory(backend)
+    if available is not None and needed > available[0]:
+        raise _UsageError(
+            f"--hidden {','.join(map(str, args.hidden))}: {n_params:,} parameters need at "
+            f"least {_gib(needed)} ({args.dtype} parameters, gradients and "
+            f"{args.optimizer} state) but {available[1]} {_gib(available[0])}; use "
+            "narrower layers")
+
+
+def _gib(n_bytes: float) -> str:
+    return f"{n_bytes / 2**30:,.1f} GiB"
+
+
+def _build_model(args: argparse.Namespace) -> tuple[Any, Any]:
     from .model import MLP
     from .optimizers import get_optimizer
 
     try:
         optimizer = get_optimizer(_optimizer_spec(args))
+        _check_memory(args, optimizer)
         model = MLP([_N_FEATURES, *args.hidden, _N_CLASSES], activation=args.activation,
                     loss=args.loss, output=args.output, dropout=args.dropout,
                     alpha=args.alpha, backend=args.backend, dtype=args.dtype,
                     seed=args.seed)
     except (ValueError, TypeError, ImportError, RuntimeError) as exc:
         raise _UsageError(str(exc)) from None
+    except MemoryError as exc:
+        raise _UsageError(f"--hidden {','.join(map(str, args.hidden))}: not enough memory "
+                          f"for the model's parameters ({exc}); use narrower layers") \
+            from None
     return model, optimizer
 
 
-def _load_data(args):
+def _load_data(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
     from . import datasets
 
     if args.dataset == "sample" and args.data_dir is not None:
@@ -318,7 +437,7 @@ def _load_data(args):
     return X_train, y_train, X_test, y_test
 
 
-def _targets(model, y):
+def _targets(model: Any, y: Any) -> Any:
     """Integer labels for a softmax output, one-hot rows for any other output."""
     from . import datasets
 
@@ -327,7 +446,7 @@ def _targets(model, y):
     return datasets.one_hot(y, _N_CLASSES, dtype=model.dtype)
 
 
-def _argmax_accuracy(model, X, y):
+def _argmax_accuracy(model: Any, X: Any, y: Any) -> float:
     """Share of rows whose largest output is the true class (any output activation)."""
     import numpy as np
 
@@ -338,7 +457,7 @@ def _argmax_accuracy(model, X, y):
     return float(np.mean(pred == y))
 
 
-def _describe_model(model, args):
+def _describe_model(model: Any, args: argparse.Namespace) -> str:
     sizes = "-".join(str(s) for s in model.layer_sizes)
     opt = model.optimizer_
     lr = f"lr {opt.base_lr:g}" + (f" ({args.schedule})" if args.schedule != "constant" else "")
@@ -349,7 +468,7 @@ def _describe_model(model, args):
             f"{args.epochs} epochs; {args.dtype}")
 
 
-def _train(args) -> int:
+def _train(args: argparse.Namespace) -> int:
     from . import _backend
     from .io import ModelFileError
     from .training import DeviceMemoryError, NonFiniteLossError
@@ -358,8 +477,8 @@ def _train(args) -> int:
     if args.early_stopping is not None and args.validation_split == 0:
         raise _UsageError("--early-stopping watches the validation loss: add "
                           "--validation-split (e.g. 0.1)")
+    _check_outputs(args)
     model, optimizer = _build_model(args)
-    _check_outputs(args, model)
     X_train, y_train, X_test, y_test = _load_data(args)
     n_val = int(round(X_train.shape[0] * args.validation_split))
     if args.validation_split > 0 and (n_val < 1 or n_val >= X_train.shape[0]):
@@ -386,13 +505,27 @@ def _train(args) -> int:
                             checkpoint_every=args.checkpoint_every, resume=args.resume)
     except (NonFiniteLossError, DeviceMemoryError, ModelFileError) as exc:
         raise _RunError(str(exc)) from None
+    except MemoryError as exc:
+        raise _RunError(f"out of memory while training ({exc}); try a smaller --batch-size "
+                        "or narrower --hidden layers") from None
     except OSError as exc:
         if args.checkpoint is None:
             raise
-        raise _RunError(f"could not write the checkpoint {args.checkpoint!r}: {exc}") \
+        # Checked writable before training, so the folder went away or filled up: keep the
+        # weights trained so far.
+        raise _rescue(model, args.checkpoint, "the checkpoint", exc, finished=False) \
             from None
     except ValueError as exc:
         raise _UsageError(str(exc)) from None
+    # Save first: nothing after this point may lose the trained model.
+    save_error = None
+    if args.save is not None:
+        try:
+            model.save(args.save)
+        except (OSError, ValueError) as exc:
+            save_error = _rescue(model, args.save, "the model file", exc)
+        else:
+            say(f"saved the model to {args.save}")
     epochs_run = len(history.epochs)
     seconds = sum(history["seconds"])
     if history.stopped_early:
@@ -401,12 +534,6 @@ def _train(args) -> int:
     test = model.evaluate(X_test, _targets(model, y_test))
     accuracy = _argmax_accuracy(model, X_test, y_test)
     throughput = n_fit * epochs_run / seconds if seconds > 0 else float("inf")
-    if args.save is not None:
-        try:
-            model.save(args.save)
-        except OSError as exc:
-            raise _RunError(f"could not save the model to {args.save!r}: {exc}") from None
-        say(f"saved the model to {args.save}")
     if args.plot is not None:
         from .plotting import plot_history
 
@@ -421,6 +548,8 @@ def _train(args) -> int:
           f"{throughput:,.0f} samples/s | {epochs_run} epoch{'s' if epochs_run != 1 else ''} "
           f"in {seconds:.1f} s | "
           f"backend {model.backend.name} on {device}")
+    if save_error is not None:
+        raise save_error
     return 0
 
 

@@ -4,6 +4,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -215,3 +216,196 @@ def test_example_mnist_gpu_says_why_without_cuda(capsys):
     example = load_example("mnist_gpu")
     assert example.main(["--dataset", "sample"]) == 1
     assert "needs CuPy and a CUDA GPU" in capsys.readouterr().err
+
+
+# ------------------------------------------------ a trained model is never lost (issue 11)
+# The tests run as root in CI, where chmod does not stop writes. A folder that refuses new
+# files is simulated by making os.open (which tempfile.mkstemp, the writability check and
+# mlpx.io's atomic writes all go through) raise PermissionError for files created in it;
+# /proc is a real folder that refuses new files to every user, root included.
+TINY_QUIET = [*TINY, "--quiet"]
+
+
+@pytest.fixture
+def unwritable(monkeypatch, tmp_path):
+    """A folder that exists but in which no file can be created."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    real_open = os.open
+
+    def guarded_open(path, flags, *args, **kwargs):
+        if (flags & os.O_CREAT and os.path.dirname(os.path.abspath(os.fsdecode(path)))
+                == str(folder)):
+            raise PermissionError(13, "Permission denied", os.fsdecode(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", guarded_open)
+    return folder
+
+
+def no_training(monkeypatch):
+    """Make any call of MLP.fit fail the test: the option must be refused before it."""
+    def fit(*args, **kwargs):
+        raise AssertionError("training started although an option was bad")
+
+    monkeypatch.setattr(mlpx.MLP, "fit", fit)
+
+
+def assert_refused(code, out, err, *messages):
+    assert code == 2, err
+    assert "Traceback" not in err and "test accuracy" not in out
+    error_lines = [line for line in err.splitlines() if line.startswith("mlpx train: error:")]
+    assert len(error_lines) == 1, err
+    for message in messages:
+        assert message in error_lines[0], err
+
+
+@pytest.mark.parametrize("option", ["--save", "--checkpoint", "--plot"])
+def test_unwritable_folder_refused_before_training(capsys, monkeypatch, unwritable, option):
+    if option == "--plot":
+        pytest.importorskip("matplotlib")
+    no_training(monkeypatch)
+    code, out, err = run(capsys, *TINY_QUIET, option, str(unwritable / "out.npz"))
+    assert_refused(code, out, err, f"{option}: cannot write to the folder",
+                   str(unwritable), "Permission denied")
+    assert list(unwritable.iterdir()) == []  # the check leaves nothing behind
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs Linux's /proc")
+@pytest.mark.parametrize("option", ["--save", "--checkpoint"])
+def test_proc_is_refused_before_training(capsys, monkeypatch, option):
+    no_training(monkeypatch)
+    code, out, err = run(capsys, *TINY_QUIET, option, "/proc/model.npz")
+    assert_refused(code, out, err, f"{option}: cannot write to the folder '/proc'")
+
+
+@pytest.mark.parametrize("option", ["--save", "--checkpoint"])
+def test_existing_folder_as_file_name_refused_before_training(capsys, monkeypatch, tmp_path,
+                                                               option):
+    no_training(monkeypatch)
+    code, out, err = run(capsys, *TINY_QUIET, option, str(tmp_path))
+    assert_refused(code, out, err, f"{option}: {str(tmp_path)!r} is a folder",
+                   "give a file name such as")
+
+
+def test_path_under_a_regular_file_refused_before_training(capsys, monkeypatch, tmp_path):
+    no_training(monkeypatch)
+    (tmp_path / "file").write_text("not a folder")
+    code, out, err = run(capsys, *TINY_QUIET, "--save", str(tmp_path / "file" / "m.npz"))
+    assert_refused(code, out, err, "--save: folder", "does not exist")
+
+
+def test_writability_check_lets_a_good_folder_through(capsys, tmp_path):
+    code, out, err = run(capsys, *TINY_QUIET, "--save", str(tmp_path / "m.npz"),
+                         "--checkpoint", str(tmp_path / "c.npz"))
+    assert code == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.npz", "m.npz"]
+
+
+@pytest.fixture
+def fallback_dir(monkeypatch, tmp_path):
+    """Point the fallback save at an empty folder of its own (the temporary folder)."""
+    folder = tmp_path / "fallback"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def fail_writes_to(monkeypatch, target, *, after=0):
+    """Make the atomic rename onto ``target`` fail (disk full) after ``after`` successes.
+
+    mlpx.io writes a temporary file and renames it over the destination with os.replace,
+    so this fails the write at its last step, after the writability check has passed.
+    """
+    real_replace = os.replace
+    calls = []
+
+    def replace(src, dst, *args, **kwargs):
+        if os.path.abspath(os.fsdecode(dst)) == str(target):
+            calls.append(dst)
+            if len(calls) > after:
+                raise OSError(28, "No space left on device", os.fsdecode(dst))
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace)
+    return calls
+
+
+def load_model(path):
+    model = mlpx.load(str(path))
+    X = datasets.scale(datasets.load_sample()[1][0][:5])
+    assert mlpx.to_numpy(model.predict(X)).shape == (5,)
+    return model
+
+
+def test_failed_final_save_falls_back_and_says_where(capsys, monkeypatch, tmp_path,
+                                                    fallback_dir):
+    target = tmp_path / "model.npz"
+    calls = fail_writes_to(monkeypatch, target)
+    code, out, err = run(capsys, *TINY_QUIET, "--save", str(target))
+    assert calls, "the final save was never attempted"
+    assert code == 1
+    assert out.startswith("test accuracy ")  # the run itself completed and is reported
+    assert "Traceback" not in err and "No space left on device" in err
+    saved = list(fallback_dir.iterdir())
+    assert len(saved) == 1 and saved[0].name.startswith("mlpx-model-")
+    assert f"could not write the model file {str(target)!r}" in err
+    assert f"The trained model was saved to {str(saved[0])!r} instead" in err
+    assert not target.exists()
+    # The fallback holds the trained model: same predictions as a normal save.
+    monkeypatch.undo()
+    code, out, _ = run(capsys, *TINY_QUIET, "--save", str(target))
+    assert code == 0
+    X = datasets.scale(datasets.load_sample()[1][0][:50])
+    np.testing.assert_array_equal(
+        mlpx.to_numpy(load_model(saved[0]).decision_function(X)),
+        mlpx.to_numpy(load_model(target).decision_function(X)))
+
+
+def test_failed_checkpoint_mid_run_keeps_the_weights(capsys, monkeypatch, tmp_path,
+                                                     fallback_dir):
+    target = tmp_path / "ckpt.npz"
+    calls = fail_writes_to(monkeypatch, target, after=1)  # epoch 1 written, epoch 2 fails
+    code, out, err = run(capsys, *TINY_QUIET, "--checkpoint", str(target))
+    assert len(calls) == 2
+    assert code == 1 and "Traceback" not in err
+    assert f"could not write the checkpoint {str(target)!r}" in err
+    saved = list(fallback_dir.iterdir())
+    assert len(saved) == 1
+    assert f"The model as trained so far was saved to {str(saved[0])!r} instead" in err
+    load_model(saved[0])
+
+
+def test_fallback_that_fails_too_says_so(capsys, monkeypatch, tmp_path):
+    target = tmp_path / "model.npz"
+    fail_writes_to(monkeypatch, target)
+    monkeypatch.setattr(cli, "_fallback_save", lambda model, wanted: (None, ["/x: full"]))
+    code, out, err = run(capsys, *TINY_QUIET, "--save", str(target))
+    assert code == 1 and "Traceback" not in err
+    assert "Saving the model elsewhere failed too (/x: full); it is lost." in err
+
+
+@pytest.mark.parametrize("hidden", ["100000000", "100000000,100000000"])
+def test_model_too_big_for_memory_exit_2(capsys, monkeypatch, hidden):
+    memory = cli._available_memory(mlpx.resolve_backend("numpy"))
+    if memory is not None and memory[0] >= 2**40 and hidden == "100000000":
+        pytest.skip("this machine has 1 TiB of memory or more")  # 784-1e8-10 needs 1.2 TiB
+    no_training(monkeypatch)
+    code, out, err = run(capsys, "train", "--hidden", hidden, "--quiet")
+    assert_refused(code, out, err, f"--hidden {hidden}:", "parameters need at least",
+                   "GiB", "use narrower layers")
+    assert "MemoryError" not in err
+
+
+def test_memory_estimate_counts_optimizer_state_and_dtype(capsys, monkeypatch):
+    """784-1000-10: 795,010 parameters; refused only when they cannot fit."""
+    monkeypatch.setattr(cli, "_available_memory", lambda backend: (795_010 * 8 * 3, "it has"))
+    # float64 with SGD without momentum: parameters and gradients, 2 copies -> fits.
+    code, _, err = run(capsys, *TINY_QUIET, "--hidden", "1000", "--dtype", "float64",
+                       "--optimizer", "sgd", "--epochs", "1")
+    assert code == 0, err
+    # Adam keeps two more copies: 4 > 3 -> refused before building the model.
+    no_training(monkeypatch)
+    code, out, err = run(capsys, *TINY_QUIET, "--hidden", "1000", "--dtype", "float64")
+    assert_refused(code, out, err, "795,010 parameters need at least 0.0 GiB",
+                   "float64 parameters, gradients and adam state")
