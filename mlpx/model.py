@@ -10,6 +10,7 @@ epoch. The training loop itself (checkpoints, resume, non-finite recovery) is in
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 
@@ -536,27 +537,20 @@ class Sequential:
             # fit_model's warnings count on being called from here (stacklevel).
             return fit_model(self, X, y, opts)
 
+    @contextlib.contextmanager
     def _exclusive(self, what):
         """Hold the model for one ``fit``: a second concurrent one raises at once."""
-        model = self
-
-        class _Hold:
-            def __enter__(self):
-                if not model._busy.acquire(blocking=False):
-                    raise RuntimeError(
-                        f"{what} was called on a {type(model).__name__} that another thread "
-                        "is training; one model trains in one thread at a time (predict "
-                        "while it trains is refused too). Train copies (copy.deepcopy) in "
-                        "parallel instead.")
-                model._busy_owner = threading.get_ident()
-                return self
-
-            def __exit__(self, *exc):
-                model._busy_owner = None
-                model._busy.release()
-                return False
-
-        return _Hold()
+        if not self._busy.acquire(blocking=False):
+            raise RuntimeError(
+                f"{what} was called on a {type(self).__name__} that another thread is "
+                "training; one model trains in one thread at a time (predict while it "
+                "trains is refused too). Train copies (copy.deepcopy) in parallel instead.")
+        self._busy_owner = threading.get_ident()
+        try:
+            yield
+        finally:
+            self._busy_owner = None
+            self._busy.release()
 
     def count_correct(self, z, Y, labels):
         """Correct predictions in a batch as a device scalar (no host sync)."""

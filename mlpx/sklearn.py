@@ -389,7 +389,7 @@ class _BaseMLP(BaseEstimator):
         else:
             data = DeviceData(self._to_device(X), Yd, None, Wd, xp=xp)
         mean_k = Y.shape[1] if self._reports_mean_over_outputs() else 1
-        epochs = _SklearnEpochs(self, s, val, n)
+        epochs = _SklearnEpochs(self, self._end_of_epoch, s, val, n)
         order = None
         if s.shuffle:
             order = _SklearnOrder(rs, n)
@@ -666,8 +666,9 @@ class _SklearnStep(StepHook):
 class _SklearnEpochs(Callback):
     """After each epoch: scikit-learn's counters, convergence test and rate rules."""
 
-    def __init__(self, est, s, val, n):
+    def __init__(self, est, end_of_epoch, s, val, n):
         self.est, self.s, self.val, self.n = est, s, val, n
+        self.end_of_epoch = end_of_epoch  # the estimator's test: True to stop
         self.converged = False
 
     def on_epoch_end(self, model, epoch, logs):
@@ -678,7 +679,7 @@ class _SklearnEpochs(Callback):
         est.loss_curve_.append(est.loss_)
         if s.verbose:
             print("Iteration %d, loss = %.8f" % (est.n_iter_, est.loss_))
-        if est._end_of_epoch(s, self.val):
+        if self.end_of_epoch(s, self.val):
             self.converged = True
             model.stop_training = True
 
