@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import socket
 import sys
 
 import numpy as np
@@ -201,6 +202,15 @@ def test_read_idx_refuses_fifo_without_blocking(tmp_path):
     assert verdict is not None, proc.stderr[-2000:]
     assert verdict == (f"IDXFormatError: {fifo}: not a regular file but a FIFO (named "
                        "pipe); IDX files are read from regular files only")
+
+
+@pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="no UNIX sockets")
+def test_read_idx_refuses_socket(tmp_path):
+    path = tmp_path / "sock"
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(path))
+        with pytest.raises(IDXFormatError, match="not a regular file but a socket"):
+            read_idx(path)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX links")
