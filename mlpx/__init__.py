@@ -22,8 +22,9 @@ from .training import (
     NonFiniteLossWarning,
 )
 from .optimizers import OPTIMIZERS, SCHEDULES, get_optimizer, get_schedule
-
-__version__ = "0.1.0"
+from .state import TrainState
+from .trainer import StepHook, Trainer
+from ._version import __version__
 
 __all__ = [
     "BACKENDS", "resolve_backend", "to_numpy", "InvalidParameterError",
@@ -34,6 +35,7 @@ __all__ = [
     "OPTIMIZERS", "SCHEDULES", "get_optimizer", "get_schedule",
     "MLP", "Sequential", "History", "EarlyStopping", "Callback", "Evaluation",
     "NonFiniteLossError", "NonFiniteLossWarning", "DeviceMemoryError", "model_from_config",
+    "Trainer", "TrainState", "StepHook",
     "load", "ModelFileError", "io",
     "datasets",
     "__version__",

@@ -25,7 +25,6 @@ half-applied update.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import signal
@@ -396,7 +395,9 @@ class Trainer:
         if data.host_weights is not None and not any(
                 isinstance(h, _NoWeightBatches) for h in self.hooks):
             self.hooks.insert(0, _NoWeightBatches(data.host_weights))
-        good_params = [_copy(p, xp) for p in state.params]
+        good_params = None
+        if self.on_nonfinite != "ignore":
+            good_params = [_copy(p, xp) for p in state.params]
         for cb in self.callbacks:
             cb.on_train_begin(model)
         bar = tqdm(total=epochs, unit="epoch", disable=self.verbose < 1, leave=True,
@@ -411,8 +412,10 @@ class Trainer:
                     epoch = state.epoch + 1
                     t0 = time.perf_counter()
                     # What a replay of this epoch needs, should it fail (see _recover).
-                    rng_state = state.rng.bit_generator.state
-                    state0 = map_arrays(state.opt_state, lambda a: _copy(a, xp))
+                    rng_state = state0 = None
+                    if self.on_nonfinite != "ignore":
+                        rng_state = state.rng.bit_generator.state
+                        state0 = map_arrays(state.opt_state, lambda a: _copy(a, xp))
                     rows, perm = self.epoch_order(n)
                     acc = {"total": 0.0, "correct": 0.0, "losses": []}
                     lr = state.optimizer.current_lr(state.step)
@@ -844,11 +847,6 @@ def _bytes(n) -> str:
 
 def _copy(a, xp):
     return xp.asarray(a, copy=True)
-
-
-@contextlib.contextmanager
-def _nothing():
-    yield
 
 
 __all__ += ["Callback", "normalise_weights", "params_finite", "memory_error",

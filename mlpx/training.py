@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from ._validation import Boolean, Interval, Options, validate_params
+from ._validation import Boolean, Interval, InvalidParameterError, Options, validate_params
 
 __all__ = [
     "History",
@@ -186,7 +186,12 @@ class _FunctionCallback(Callback):
         self.fn(model, epoch, logs)
 
 
-def as_early_stopping(spec):
+def as_early_stopping(spec) -> EarlyStopping | None:
+    """The :class:`EarlyStopping` that ``fit(early_stopping=spec)`` asks for, or None.
+
+    ``spec`` is None/False (none), True (the defaults), an int (the patience), a dict of
+    EarlyStopping's parameters, or an EarlyStopping.
+    """
     if spec is None or spec is False:
         return None
     if isinstance(spec, EarlyStopping):
@@ -198,8 +203,10 @@ def as_early_stopping(spec):
     if isinstance(spec, dict):
         try:
             return EarlyStopping(**spec)
-        except TypeError as exc:
-            raise ValueError(f"Bad early_stopping parameters: {exc}") from None
+        except InvalidParameterError:
+            raise  # already says which parameter and what it must be
+        except TypeError as exc:  # an unknown keyword
+            raise InvalidParameterError(f"Bad early_stopping parameters: {exc}") from None
     raise ValueError("The 'early_stopping' parameter of fit must be None, an int patience, a "
                      f"dict or an EarlyStopping. Got {spec!r} instead.")
 
