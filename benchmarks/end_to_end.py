@@ -7,10 +7,11 @@ cross-entropy, Adam (lr 1e-3), batch 128, 10 epochs, reshuffled every epoch, pix
 scaled to [0, 1], float32, on the CPU (mlpx on NumPy) or with ``--device cuda`` on the GPU
 (mlpx on CuPy, PyTorch on CUDA, no scikit-learn; the training data are copied to the GPU
 before the clock starts and the clock stops after the device has finished). The timed
-span is training only, data already in memory in each library's own arrays (mlpx: ``MLP.fit`` with ``verbose=0``, which includes its
-input validation and per-epoch bookkeeping; PyTorch: the usual loop of ``randperm``, indexing, ``zero_grad``,
-forward, ``CrossEntropyLoss``, ``backward``, ``Adam.step``; scikit-learn:
-``MLPClassifier.fit`` with ``max_iter=10``). Accuracy is on the 10,000 test images.
+span is training only, data already in memory in each library's own arrays (mlpx:
+``MLP.fit`` with ``verbose=0``, which includes its input validation and per-epoch
+bookkeeping; PyTorch: the usual loop of ``randperm``, indexing, ``zero_grad``, forward,
+``CrossEntropyLoss``, ``backward``, ``Adam.step``; scikit-learn: ``MLPClassifier.fit``
+with ``max_iter=10``). Accuracy is on the 10,000 test images.
 Runs alternate between libraries; the best and the median wall time are reported (on a
 shared machine the best run is the least disturbed one).
 """

@@ -56,7 +56,10 @@ def make_mlpx(backend, sizes, n, *, optimizer="sgd", kind="train", fast=True, se
     X, Y, _ = host_data(n, sizes[0], sizes[-1], seed=seed + 1)
     Xd = _backend.to_device(X, backend=b)
     Yd = _backend.to_device(Y, backend=b)
-    sync = (lambda: _backend.synchronize(b))
+
+    def sync():
+        return _backend.synchronize(b)
+
     if kind == "inference":
         def run():
             model._forward(Xd, training=False)

@@ -6,12 +6,16 @@ The public API, re-exported from the modules that hold it.
 from . import datasets, io
 from ._backend import BACKENDS, resolve_backend, to_numpy
 from ._validation import InvalidParameterError
+from ._version import __version__
 from .activations import ACTIVATIONS, get_activation
 from .initializers import INITIALIZERS, get_initializer
+from .io import ModelFileError, load
 from .layers import LAYERS, ActivationLayer, Dense, Dropout, Layer, Maxout, PReLU, get_layer
 from .losses import LOSSES, get_loss
-from .io import ModelFileError, load
 from .model import MLP, Sequential, model_from_config
+from .optimizers import OPTIMIZERS, SCHEDULES, get_optimizer, get_schedule
+from .state import TrainState
+from .trainer import StepHook, Trainer
 from .training import (
     Callback,
     DeviceMemoryError,
@@ -21,10 +25,6 @@ from .training import (
     NonFiniteLossError,
     NonFiniteLossWarning,
 )
-from .optimizers import OPTIMIZERS, SCHEDULES, get_optimizer, get_schedule
-from .state import TrainState
-from .trainer import StepHook, Trainer
-from ._version import __version__
 
 __all__ = [
     "BACKENDS", "resolve_backend", "to_numpy", "InvalidParameterError",

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-import numpy as np
 import array_api_compat
+import numpy as np
 
 __all__ = [
     "Backend",

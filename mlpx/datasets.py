@@ -34,10 +34,17 @@ for directly in it, e.g. ``/usr/share/datasets/fashion-mnist``), else
 from __future__ import annotations
 
 from .data.cache import default_data_dir
-from .data.catalog import DATASETS, FASHION_MNIST_CLASSES, IDXDataset, RemoteFile
+
 # The two shipped entries of DATASETS, importable from here as before the split
 # (``mlpx.datasets.MNIST``) but, as before, not in ``__all__``.
-from .data.catalog import FASHION_MNIST, MNIST  # noqa: F401
+from .data.catalog import (  # noqa: F401
+    DATASETS,
+    FASHION_MNIST,
+    FASHION_MNIST_CLASSES,
+    MNIST,
+    IDXDataset,
+    RemoteFile,
+)
 from .data.download import DownloadError, fetch
 from .data.idx import IDXFormatError, read_idx
 from .data.loaders import (

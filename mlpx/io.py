@@ -31,7 +31,6 @@ of a save leaves the previous file intact (and, at worst, a stray ``.<name>.*.tm
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import math
 import os
@@ -1130,9 +1129,10 @@ def config_param_shapes(config: dict) -> list[tuple[int, ...]]:
         layers.append({"name": "Dense", "units": sizes[-1]})
         width = sizes[0]
     else:
-        layers = config.get("layers")
-        if not isinstance(layers, list):
+        given = config.get("layers")
+        if not isinstance(given, list):
             raise ModelFileError("the config's layers entry is not a list.")
+        layers = given
         width = _size(config, "n_features", "Sequential model")
     shapes = []
     for layer in layers:
@@ -1175,7 +1175,8 @@ def register_model_class(name: str, cls: type) -> None:
 
     :mod:`mlpx.model` registers ``"MLP"`` and ``"Sequential"`` when it is imported; io
     looks classes up here instead of importing the model module. A class whose config
-    named ``"MLP"`` is called as ``cls(layer_sizes, backend=..., **rest)``, any other as ``cls(layers, backend=..., **rest)`` with the layers rebuilt by
+    named ``"MLP"`` is called as ``cls(layer_sizes, backend=..., **rest)``, any other as
+    ``cls(layers, backend=..., **rest)`` with the layers rebuilt by
     :func:`mlpx.layers.get_layer`.
 
     Parameters

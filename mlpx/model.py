@@ -13,16 +13,15 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import threading
 
 import numpy as np
 
-import threading
-
 from . import _backend, _fast
 from . import io as mio
+from ._validation import check_float, check_int
 from .activations import get_activation
 from .initializers import default_initializer
-from ._validation import check_float, check_int
 from .layers import ActivationLayer, Dense, Dropout, Maxout, PReLU, get_layer
 from .losses import get_loss, l2_penalty, one_hot
 from .optimizers import get_optimizer

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import warnings
 from numbers import Integral, Real
+from typing import Any
 
 import numpy as np
 
@@ -80,6 +81,33 @@ class _Settings:
                  "warm_start", "momentum", "nesterov", "early_stopping",
                  "validation_fraction", "beta_1", "beta_2", "epsilon", "n_iter_no_change",
                  "max_fun", "dropout", "backend", "dtype", "loss", "class_weight")
+    hidden: list
+    activation: str
+    solver: str
+    alpha: float
+    batch_size: Any
+    learning_rate: str
+    lr_init: float
+    power_t: float
+    max_iter: int
+    shuffle: bool
+    tol: float
+    verbose: Any
+    warm_start: bool
+    momentum: float
+    nesterov: bool
+    early_stopping: bool
+    validation_fraction: float
+    beta_1: float
+    beta_2: float
+    epsilon: float
+    n_iter_no_change: float  # an int, or inf
+    max_fun: int
+    dropout: float
+    backend: Any
+    dtype: str
+    loss: Any
+    class_weight: Any
 
 
 class _BaseMLP(BaseEstimator):
@@ -128,7 +156,7 @@ class _BaseMLP(BaseEstimator):
         s.shuffle = check_bool(self.shuffle, "shuffle", owner)
         s.tol = check_float(self.tol, "tol", owner, low=0.0)
         if isinstance(self.verbose, (bool, np.bool_)) or (
-                isinstance(self.verbose, (Integral, np.integer)) and self.verbose >= 0):
+                isinstance(self.verbose, (Integral, np.integer)) and int(self.verbose) >= 0):
             s.verbose = int(self.verbose)
         else:
             raise ValueError(f"The 'verbose' parameter of {owner} must be a bool or an int "

@@ -417,7 +417,7 @@ class Trainer:
                         rng_state = state.rng.bit_generator.state
                         state0 = map_arrays(state.opt_state, lambda a: _copy(a, xp))
                     rows, perm = self.epoch_order(n)
-                    acc = {"total": 0.0, "correct": 0.0, "losses": []}
+                    acc: dict[str, Any] = {"total": 0.0, "correct": 0.0, "losses": []}
                     lr = state.optimizer.current_lr(state.step)
                     inner = tqdm(total=n_batches, unit="batch", leave=False,
                                  disable=self.verbose < 2, desc=f"epoch {epoch}")
@@ -660,7 +660,7 @@ def fit_model(model, X, y, opts: FitOptions) -> History:
             raise ValueError(f"EarlyStopping cannot monitor {monitor!r} for a "
                              "regression model.")
     batch_size = opts.batch_size or n
-    record = None
+    record: dict[str, Any] | None = None
     if opts.checkpoint is not None or fit_info is not None:
         record = {
             "start_epoch": int(model.epoch_),
@@ -676,7 +676,7 @@ def fit_model(model, X, y, opts: FitOptions) -> History:
             "early_stopping": None if stopper is None else stopper_config(stopper),
             "fingerprint": _fingerprint(model, Xd, Yd, Wd, *(val[:2] if val else ())),
         }
-        if fit_info is not None:
+        if fit_info is not None and ckpt is not None:
             record["start_epoch"] = int(fit_info["start_epoch"])
             _check_same_run(fit_info, record, ckpt["path"])
         elif ckpt is not None:

@@ -18,8 +18,16 @@ from mlpx._fast.cupy_step import ACTIVATION_CODES, KERNELS, CupyTrainStep, kerne
 from mlpx.layers import ActivationLayer, Dense, Dropout
 
 from . import cuda_host
-from .test_fast import (OPTIMIZERS, assert_same, batches_for, interrupt_every_op, make,
-                        mlp_layers, run_steps, sample_weights)
+from .test_fast import (
+    OPTIMIZERS,
+    assert_same,
+    batches_for,
+    interrupt_every_op,
+    make,
+    mlp_layers,
+    run_steps,
+    sample_weights,
+)
 
 needs_gxx = pytest.mark.skipif(not cuda_host.compiler_available(),
                                reason="g++ is needed to run the CUDA kernels on the CPU")

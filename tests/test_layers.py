@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mlpx import _backend
-from mlpx.layers import (LAYERS, ActivationLayer, Dense, Dropout, Maxout, PReLU, get_layer)
+from mlpx.layers import LAYERS, ActivationLayer, Dense, Dropout, Maxout, PReLU, get_layer
 
 from .helpers import assert_array, numerical_grad
 
