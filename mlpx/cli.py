@@ -334,6 +334,21 @@ def _fallback_save(model: Any, wanted: str) -> tuple[str | None, list[str]]:
     return None, failures
 
 
+def _save_interrupted(model: Any, wanted: str) -> None:
+    """After Ctrl-C during training: save the model as trained so far and say where."""
+    steps = 0 if model.optimizer_state_ is None else model.optimizer_state_["step"]
+    n = model.epoch_
+    where = f"after {n} whole epoch{'' if n == 1 else 's'} ({steps} steps)"
+    try:
+        path = model.save(wanted)
+    except (OSError, ValueError) as exc:
+        print(f"mlpx train: {_rescue(model, wanted, 'the model file', exc, finished=False)}",
+              file=sys.stderr)
+        return
+    print(f"mlpx train: interrupted {where}; the model as trained so far was saved to "
+          f"{path!r}", file=sys.stderr)
+
+
 def _rescue(model: Any, wanted: str, what: str, exc: BaseException, *,
             finished: bool = True) -> _RunError:
     """The error for a failed write of ``wanted``, after saving ``model`` elsewhere."""
@@ -503,6 +518,11 @@ def _train(args: argparse.Namespace) -> int:
                             early_stopping=args.early_stopping,
                             verbose=0 if args.quiet else 1, checkpoint=args.checkpoint,
                             checkpoint_every=args.checkpoint_every, resume=args.resume)
+    except KeyboardInterrupt:
+        # Steps are all or nothing: the model holds the weights of its last whole step.
+        if args.save is not None:
+            _save_interrupted(model, args.save)
+        raise
     except (NonFiniteLossError, DeviceMemoryError, ModelFileError) as exc:
         raise _RunError(str(exc)) from None
     except MemoryError as exc:

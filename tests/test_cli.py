@@ -409,3 +409,26 @@ def test_memory_estimate_counts_optimizer_state_and_dtype(capsys, monkeypatch):
     code, out, err = run(capsys, *TINY_QUIET, "--hidden", "1000", "--dtype", "float64")
     assert_refused(code, out, err, "795,010 parameters need at least 0.0 GiB",
                    "float64 parameters, gradients and adam state")
+
+
+def test_ctrl_c_during_training_saves_the_model_as_trained_so_far(capsys, monkeypatch, tmp_path):
+    # Ctrl-C arrives in the second epoch (a callback raising KeyboardInterrupt stands in
+    # for the signal, which the trainer turns into one between steps).
+    from mlpx.model import Sequential
+
+    real_fit = Sequential.fit
+
+    def fit(self, *args, **kw):
+        def stop(model, epoch, logs):
+            if epoch == 1:
+                raise KeyboardInterrupt
+        kw["callbacks"] = [stop]
+        return real_fit(self, *args, **kw)
+
+    monkeypatch.setattr(Sequential, "fit", fit)
+    path = tmp_path / "model.npz"
+    code, out, err = run(capsys, *TINY, "--quiet", "--save", str(path))
+    assert code == 130
+    assert "interrupted after 1 whole epoch (" in err and str(path) in err
+    model = mlpx.load(str(path))
+    assert model.n_features == 784
