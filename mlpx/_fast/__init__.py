@@ -191,4 +191,5 @@ def select_step(model):
         return NumpyTrainStep(model, plan, _model_key(model))
     from .cupy_step import CupyTrainStep
 
-    return CupyTrainStep(model, plan, _model_key(model))
+    with _backend.device_scope(model.backend):  # kernels are loaded for this device
+        return CupyTrainStep(model, plan, _model_key(model))

@@ -36,6 +36,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
+from .. import _backend
 from ..layers import ActivationLayer, Dense, Dropout
 
 __all__ = ["Op", "build_plan", "StepOps", "FastStep", "optimizer_hyper", "check_hyper",
@@ -353,8 +354,9 @@ class FastStep:
         if noise_rng is None and any(op.kind == "dropout" for op in self.plan):
             # transitional: the caller should pass noise_rng= (rule 2 of issue 10)
             noise_rng = model._noise_rng
-        return self._run(model, params, state, names, X, Y, sample_weight, float(alpha),
-                         hyper, noise_rng)
+        with _backend.device_scope(model.backend):  # CuPy computes on its current device
+            return self._run(model, params, state, names, X, Y, sample_weight,
+                             float(alpha), hyper, noise_rng)
 
     def _run(self, model, params, state, names, X, Y, w, alpha, hyper, rng):
         """The skeleton: phases 1 to 3 compute, phase 4 writes (module docstring)."""
