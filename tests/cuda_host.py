@@ -6,8 +6,10 @@ Two checks of ``mlpx/_fast/kernels.cu`` that need no GPU:
   defines ``__global__``, ``threadIdx`` and friends; every kernel is a grid-stride loop,
   so one "thread" covers the whole range) and offers the interface of
   :class:`mlpx._fast.cupy_step.CupyDevice` on NumPy arrays: ``launch`` calls the kernel
-  through ctypes, ``gemm`` is a NumPy product. :class:`mlpx._fast.cupy_step.CupyTrainStep`
-  runs on it unchanged, so its arithmetic and its orchestration are tested on the CPU.
+  through ctypes after checking every argument against the kernel's declared parameter
+  list (count and C type, :func:`check_launch`), ``gemm`` is a NumPy product.
+  :class:`mlpx._fast.cupy_step.CupyTrainStep` runs on it unchanged, so its arithmetic
+  and its orchestration are tested on the CPU.
 - :func:`nvrtc_compile` compiles the source for a GPU architecture with NVIDIA's NVRTC
   library (the ``nvidia-cuda-nvrtc-cu12`` wheel; no driver or device needed) and returns
   the compiler log on failure: the CUDA side of the same text.
@@ -20,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import glob
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -85,6 +88,53 @@ def _c_arg(a):
                     "NumPy scalar of the parameter's exact type")
 
 
+_SCALARS = {"long long": np.int64, "int": np.int32}
+
+
+def kernel_signatures(source: str) -> dict:
+    """``{kernel name: [parameter C type, ...]}`` of every ``extern "C" __global__``
+    kernel in ``source`` (types as written: ``"real*"``, ``"const real*"``, ``"real"``,
+    ``"long long"``, ``"int"``)."""
+    out = {}
+    for m in re.finditer(r'extern "C" __global__ void (\w+)\(([^)]*)\)', source):
+        params = [" ".join(p.split()) for p in m.group(2).split(",") if p.strip()]
+        out[m.group(1)] = [re.match(r"^(.*?)\s*\w+$", p).group(1).replace(" *", "*")
+                           for p in params]
+    return out
+
+
+def check_launch(signature, name, args, dtype):
+    """Raise a TypeError unless ``args`` match the kernel's parameters one by one, in
+    number and C type, as CuPy would pass them: a C-contiguous array of the kernel's
+    ``real`` for a pointer (writeable unless ``const``), a NumPy scalar of exactly
+    ``real``'s type, ``numpy.int64`` for ``long long`` and ``numpy.int32`` for ``int``
+    (CuPy passes a scalar with its own width: a wrong type is wrong bits on the GPU)."""
+    dtype = np.dtype(dtype)
+    if len(args) != len(signature):
+        raise TypeError(f"{name} takes {len(signature)} arguments {signature}; the launch "
+                        f"passed {len(args)}")
+    for i, (ctype, a) in enumerate(zip(signature, args)):
+        where = f"{name} argument {i} ({ctype})"
+        if ctype.endswith("*"):
+            if not isinstance(a, np.ndarray) or a.dtype != dtype:
+                raise TypeError(f"{where}: needs an array of {dtype}, got "
+                                f"{type(a).__name__} {getattr(a, 'dtype', '')}")
+            if not a.flags.c_contiguous:
+                raise TypeError(f"{where}: the array is not C-contiguous")
+            if not ctype.startswith("const") and not a.flags.writeable:
+                raise TypeError(f"{where}: the kernel writes it, the array is read-only")
+        elif ctype == "real":
+            if type(a) is not dtype.type:
+                raise TypeError(f"{where}: needs numpy.{dtype.name}, got "
+                                f"{type(a).__name__}")
+        elif ctype in _SCALARS:
+            if type(a) is not _SCALARS[ctype]:
+                raise TypeError(f"{where}: needs numpy.{_SCALARS[ctype].__name__}, got "
+                                f"{type(a).__name__}")
+        else:  # pragma: no cover - a new parameter type in kernels.cu
+            raise TypeError(f"{where}: unknown parameter type; teach cuda_host about it")
+
+
 class HostDevice(CupyDevice):
     """:class:`mlpx._fast.cupy_step.CupyDevice` on NumPy and g++.
 
@@ -100,18 +150,13 @@ class HostDevice(CupyDevice):
         self._gemm = self._numpy_gemm
         lib = _build(self.dtype.name)
         self._fns = {k: getattr(lib, k) for k in KERNELS}  # as CupyDevice: all, up front
+        self.signatures = kernel_signatures(kernel_source(self.dtype.name))
         self.launches = {}
         self.products = {"matmul": 0, "gemm": 0}
 
     def launch(self, name, n, *args):
         self.launches[name] = self.launches.get(name, 0) + 1
-        for a in args:
-            if isinstance(a, np.ndarray) and a.dtype != self.dtype:
-                raise TypeError(f"{name}: array of dtype {a.dtype}, kernels are "
-                                f"{self.dtype}")
-            if isinstance(a, (np.float32, np.float64)) and a.dtype != self.dtype:
-                raise TypeError(f"{name}: scalar of dtype {a.dtype}, kernels are "
-                                f"{self.dtype}")
+        check_launch(self.signatures[name], name, args, self.dtype)
         self._fns[name](*[_c_arg(a) for a in args])
 
     def gemm(self, ta, tb, a, b, out, alpha=1.0, beta=0.0):
