@@ -221,3 +221,47 @@ def nvrtc_compile(source: str, arch: str = "compute_90"):
         lib.nvrtcGetPTXSize(prog, ctypes.byref(ptx_size))
     lib.nvrtcDestroyProgram(ctypes.byref(prog))
     return rc == 0 and ptx_size.value > 0, log.value.decode(errors="replace")
+
+
+# ---------------------------------------------------------------------------- tolerances
+#: Unit roundoff u of each dtype (half an ulp of 1).
+UNIT_ROUNDOFF = {"float32": 2.0 ** -24, "float64": 2.0 ** -53}
+#: Worst-case ulps between two implementations of exp/log/tanh: CUDA's expf, tanhf
+#: (2 ulp) and logf (1 ulp) against NumPy's SIMD float32 exp/log (up to 4 ulp).
+TRANSCENDENTAL_ULPS = 6
+#: Margin of the bound over what the error model predicts (error growth through the
+#: nonlinearities and the optimizer, which the linear model leaves out).
+SAFETY = 4.0
+
+
+def gpu_tolerance(dtype, *, k, layers, steps):
+    """``dict(rtol=..., atol=...)`` for CuPy results against NumPy ones after ``steps``
+    training steps of a ``layers``-deep MLP whose longest dot product has ``k`` terms.
+
+    The error model (docs/performance.md, "Tolerances"): per layer and step the two
+    libraries differ by at most
+
+    - ``2 k u`` from summation order: cuBLAS splits and reorders the ``k`` products of a
+      dot product (split-K, tensor-core tiles), OpenBLAS sums in its own order, and two
+      orders of the same sum differ by at most ``2 gamma_k ~ 2 k u`` relative to the sum
+      of the absolute terms;
+    - ``1 u`` from FMA contraction: NVRTC contracts ``a * b + c`` into one rounding (its
+      default ``--fmad=true``), NumPy rounds twice;
+    - ``TRANSCENDENTAL_ULPS u`` from exp, log and tanh;
+    - nothing from ``-ftz``: CuPy does not pass it, and flushed subnormals (below 1.2e-38
+      in float32) are far under any ``atol`` here; sqrt and division are IEEE-rounded
+      on both sides (NVRTC's ``-prec-sqrt``/``-prec-div`` defaults).
+
+    These add up linearly over layers and steps (training is stable: no amplification
+    beyond :data:`SAFETY`). ``atol`` covers entries near zero at a tenth of ``rtol`` (the
+    values compared are of order 1). The result is never tighter than the same-device
+    tolerances of ``tests/test_fast.py``.
+    """
+    from .test_fast import TOL
+
+    u = UNIT_ROUNDOFF[np.dtype(dtype).name]
+    per_layer_step = (2 * k + 1 + TRANSCENDENTAL_ULPS) * u
+    rtol = SAFETY * steps * layers * per_layer_step
+    base = TOL[np.dtype(dtype).name]
+    return {"rtol": max(rtol, base["rtol"]), "atol": max(rtol / 10, base["atol"])}
+

@@ -299,7 +299,8 @@ def test_strict_backend_has_no_fast_step():
 
 # ---------------------------------------------------------------------------- on a GPU
 def check_gpu_equal(act, optimizer, dtype, *, loss="cross_entropy", k=4, weights=False):
-    """The CuPy step against the generic path on CuPy and on NumPy."""
+    """The CuPy step against the generic path on CuPy (same-device tolerances) and on
+    NumPy (:func:`tests.cuda_host.gpu_tolerance`: cuBLAS order, FMA, exp/tanh ulps)."""
     kw = dict(loss=loss, optimizer=optimizer, alpha=0.01, dtype=dtype)
     fast = make(mlp_layers(act, k=k), backend="cupy", **kw)
     ref = make(mlp_layers(act, k=k), backend="cupy", **kw)
@@ -309,7 +310,21 @@ def check_gpu_equal(act, optimizer, dtype, *, loss="cross_entropy", k=4, weights
     w = sample_weights(batches, dtype) if weights else None
     out_f = run_steps(fast, batches, fast=True, weights=w)
     assert_same(fast, ref, out_f, run_steps(ref, batches, fast=False, weights=w), dtype)
-    assert_same(fast, host, out_f, run_steps(host, batches, fast=False, weights=w), dtype)
+    tol = cuda_host.gpu_tolerance(dtype, k=max(X.shape[0] for X, _ in batches),
+                                  layers=3, steps=len(batches))
+    assert_same(fast, host, out_f, run_steps(host, batches, fast=False, weights=w), dtype,
+                tol=tol)
+
+
+def test_gpu_tolerance_follows_the_error_model():
+    t32 = cuda_host.gpu_tolerance("float32", k=32, layers=3, steps=5)
+    t64 = cuda_host.gpu_tolerance("float64", k=32, layers=3, steps=5)
+    u = cuda_host.UNIT_ROUNDOFF["float32"]
+    assert t32["rtol"] == pytest.approx(4 * 5 * 3 * (2 * 32 + 1 + 6) * u)  # ~2.5e-4
+    assert t32["atol"] == pytest.approx(t32["rtol"] / 10)
+    assert t64 == {"rtol": 1e-11, "atol": 1e-12}  # never tighter than on one device
+    longer = cuda_host.gpu_tolerance("float32", k=1024, layers=3, steps=5)
+    assert longer["rtol"] > 20 * t32["rtol"]
 
 
 @pytest.mark.gpu

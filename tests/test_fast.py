@@ -96,8 +96,8 @@ def sample_weights(batches, dtype):
     return [rng.random(X.shape[0]).astype(dtype) + 0.1 for X, _ in batches]
 
 
-def assert_same(fast_model, ref_model, fast_out, ref_out, dtype):
-    tol = TOL[dtype]
+def assert_same(fast_model, ref_model, fast_out, ref_out, dtype, tol=None):
+    tol = TOL[dtype] if tol is None else tol
     for (lf, zf), (lr, zr) in zip(fast_out, ref_out):
         np.testing.assert_allclose(lf, lr, **tol)
         np.testing.assert_allclose(zf, zr, **tol)
