@@ -91,7 +91,7 @@ class CudaUnavailableError(RuntimeError, ImportError):
     """
 
 
-def cuda_probe(import_module=None):
+def cuda_probe(import_module: Any = None) -> str | None:
     """Prove that CuPy computes on this machine; return None if it does, else why not.
 
     Imports CuPy and ``cupy.cublas``, counts the devices, creates a cuBLAS handle, runs a
@@ -149,10 +149,10 @@ def cuda_probe(import_module=None):
     return None
 
 
-_CUDA_REASON: list = []
+_CUDA_REASON: list[str | None] = []
 
 
-def cuda_unavailable_reason():
+def cuda_unavailable_reason() -> str | None:
     """Why ``backend='cupy'`` cannot run here (a message), or None when it can.
 
     The :func:`cuda_probe` of the first call, kept for the process (call
@@ -168,7 +168,7 @@ def reset_cuda_probe() -> None:
     _CUDA_REASON.clear()
 
 
-def require_cuda():
+def require_cuda() -> ModuleType:
     """Return the ``cupy`` module once :func:`cuda_probe` proved it works.
 
     Raises
@@ -190,7 +190,7 @@ def cuda_available() -> bool:
 _NO_SCOPE = contextlib.nullcontext()  # reusable
 
 
-def device_scope(backend: Backend):
+def device_scope(backend: Backend) -> contextlib.AbstractContextManager:
     """Context manager: make ``backend``'s device CuPy's current device inside.
 
     CuPy launches kernels and cuBLAS products on its *current* device, whatever device
@@ -476,14 +476,14 @@ class DeviceNoiseRng:
 
     def __init__(self, seed: int):
         self.seed = int(seed)
-        self._generator = None
+        self._generator: Any = None
 
     @property
     def created(self) -> bool:
         """True once the device generator exists (after the first draw)."""
         return self._generator is not None
 
-    def random(self, *args, **kwargs):
+    def random(self, *args: Any, **kwargs: Any) -> Any:
         """``cupy.random.Generator.random``; creates the generator on the first call."""
         if self._generator is None:
             import cupy
@@ -492,7 +492,7 @@ class DeviceNoiseRng:
         return self._generator.random(*args, **kwargs)
 
 
-def noise_rng(backend: Backend, rng: np.random.Generator):
+def noise_rng(backend: Backend, rng: np.random.Generator) -> Any:
     """Return the generator used for per-step noise (dropout masks) on ``backend``.
 
     On CuPy this is a :class:`DeviceNoiseRng`: CuPy's own device generator, seeded from

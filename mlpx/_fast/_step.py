@@ -51,7 +51,7 @@ HYPER_KEYS = {
 }
 
 
-def optimizer_hyper(opt, step) -> dict:
+def optimizer_hyper(opt: Any, step: int) -> dict:
     """The optimizer's scalar hyper-parameters for update number ``step`` (0-based).
 
     The one place a fast step reads them from the optimizer, used when the caller
@@ -66,7 +66,7 @@ def optimizer_hyper(opt, step) -> dict:
 _MAX_SHAPES = 4  # batch shapes whose buffers are kept (full batch, last batch, ...)
 
 
-def check_hyper(hyper, opt_name, slot_names) -> None:
+def check_hyper(hyper: Any, opt_name: str, slot_names: Any) -> None:
     """Raise a ValueError unless ``hyper`` holds every key the step reads for the
     optimizer ``opt_name`` and agrees with the optimizer state's slots (SGD and RMSProp
     keep a "velocity" slot exactly when their momentum is > 0)."""
