@@ -558,3 +558,17 @@ def test_interrupted_step_changes_nothing(optimizer, exc):
     assert calls.count("input_grad") == n_dense - 1
     assert calls.count("weight_grad" if optimizer != "sgd_wd" else "sgd_fused_weight") \
         == n_dense
+
+
+@pytest.mark.parametrize("optimizer", ["sgd_wd", "adam"])
+def test_interrupted_step_without_blas_changes_nothing(optimizer):
+    """Without the BLAS binding the SGD product into W is made before the writes too."""
+    def make_model():
+        return make(mlp_layers("relu"), alpha=1e-3, optimizer=optimizer)
+    old = _blas.set_enabled(False)
+    try:
+        calls = interrupt_every_op(make_model, batches_for("cross_entropy", "float32")[0],
+                                   exc=MemoryError)
+    finally:
+        _blas.set_enabled(old)
+    assert "dense_forward" in calls
