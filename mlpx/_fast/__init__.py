@@ -1,18 +1,26 @@
 """Backend-specific fast paths, each proven equal to the generic path by tests.
 
-There are two training steps for plain MLPs:
-:class:`mlpx._fast.numpy_step.NumpyTrainStep` (in-place NumPy with BLAS products that
-fuse the bias and the SGD update) and :class:`mlpx._fast.cupy_step.CupyTrainStep`
-(cuBLAS products and fused CUDA kernels from ``kernels.cu``). The model asks for one
-once, in :meth:`mlpx.Sequential.compile`::
+There is one training step for plain MLPs, :class:`mlpx._fast._step.FastStep`: a
+skeleton (forward, loss, backward down to every gradient, then all the writes) over a
+small interface of device operations, :class:`mlpx._fast._step.StepOps`, with two
+implementations: :class:`mlpx._fast.numpy_step.NumpyOps` (in-place NumPy with BLAS
+products that fuse the bias and the SGD update) and
+:class:`mlpx._fast.cupy_step.CupyOps` (cuBLAS products and fused CUDA kernels from
+``kernels.cu``); :class:`~mlpx._fast.numpy_step.NumpyTrainStep` and
+:class:`~mlpx._fast.cupy_step.CupyTrainStep` are the step with each. The model asks for
+one once, in :meth:`mlpx.Sequential.compile`::
 
     self._fast_step = _fast.select_step(self)      # a callable, or None
 
-and :meth:`mlpx.Sequential.train_step` calls it when there is one; a call that returns
-None (inputs the fast step does not take, fast paths switched off) falls through to the
-generic Array API step, which is also the only path on array-api-strict or any other
-namespace. Both steps share their call protocol and buffer cache
-(:class:`mlpx._fast._step.FastStep`).
+and calls it for each step when there is one::
+
+    step(model, X, Y, sample_weight=None, *, alpha=None, hyper=None, noise_rng=None)
+
+(see :meth:`mlpx._fast._step.FastStep.__call__`); a call that returns None (inputs the
+fast step does not take, fast paths switched off) falls through to the generic Array
+API step, which is also the only path on array-api-strict or any other namespace. A
+step is all or nothing: every product, kernel and allocation comes before the first
+write to a parameter, an optimizer slot or ``state["step"]``.
 
 One predicate decides, :func:`unsupported_reason`: the model's namespace must be NumPy
 or CuPy (:func:`mlpx._backend.is_numpy_namespace`, :func:`mlpx._backend.is_cupy_namespace`)
