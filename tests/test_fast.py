@@ -572,3 +572,33 @@ def test_interrupted_step_without_blas_changes_nothing(optimizer):
     finally:
         _blas.set_enabled(old)
     assert "dense_forward" in calls
+
+
+def test_write_scope_wraps_exactly_the_writes():
+    """The caller's write_scope (a SIGINT deferral) is entered after every fallible
+    operation and left after the step counter moved."""
+    model = make(mlp_layers("relu", dropout=0.2), optimizer="adam", alpha=1e-3)
+    ops = model._fast_step.ops
+    log = []
+    for name in FALLIBLE_OPS + ("update",):
+        fn = getattr(ops, name)
+
+        def spy(*a, _fn=fn, _name=name, **kw):
+            log.append(_name)
+            return _fn(*a, **kw)
+        setattr(ops, name, spy)
+    state = model.optimizer_state_
+
+    class Scope:
+        def __enter__(self):
+            log.append(("enter", state["step"]))
+
+        def __exit__(self, *exc):
+            log.append(("exit", state["step"]))
+            return False
+    X, Y = batches_for("cross_entropy", "float32")[0]
+    model._fast_step(model, X, Y, write_scope=Scope())
+    enter = log.index(("enter", 0))
+    assert log[-1] == ("exit", 1)
+    assert all(e in FALLIBLE_OPS for e in log[:enter])
+    assert log[enter + 1:-1] == ["update"] * 6  # 3 weights, 3 biases

@@ -14,7 +14,8 @@ one once, in :meth:`mlpx.Sequential.compile`::
 
 and calls it for each step when there is one::
 
-    step(model, X, Y, sample_weight=None, *, alpha=None, hyper=None, noise_rng=None)
+    step(model, X, Y, sample_weight=None, *, alpha=None, hyper=None, noise_rng=None,
+         write_scope=None)
 
 (see :meth:`mlpx._fast._step.FastStep.__call__`); a call that returns None (inputs the
 fast step does not take, fast paths switched off) falls through to the generic Array
@@ -179,14 +180,16 @@ def select_step(model):
 
     The step is called as::
 
-        step(model, X, Y, sample_weight=None, *, alpha=None, hyper=None, noise_rng=None)
+        step(model, X, Y, sample_weight=None, *, alpha=None, hyper=None, noise_rng=None,
+             write_scope=None)
 
     and returns ``(loss, logits)`` or None (take the generic path for this call).
     ``alpha`` is this step's L2 strength (None: ``model.alpha``), ``hyper`` this step's
     optimizer hyper-parameters (None: :func:`optimizer_hyper` of the optimizer at
     ``state["step"]``; the keys are :data:`HYPER_KEYS`), ``noise_rng`` the dropout
-    generator (None: the model's own). It keeps its buffers to itself; the model stores
-    it and never pickles it.
+    generator (None: the model's own), ``write_scope`` a context manager entered around
+    the write phase only (a training loop's SIGINT deferral). It keeps its buffers to
+    itself; the model stores it and never pickles it.
     """
     if unsupported_reason(model) is not None:
         return None

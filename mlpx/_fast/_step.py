@@ -4,7 +4,8 @@ A fast step (:class:`FastStep`; :class:`mlpx._fast.numpy_step.NumpyTrainStep` an
 :class:`mlpx._fast.cupy_step.CupyTrainStep` only choose its operations) is built by
 :func:`mlpx._fast.select_step` for one model and called as::
 
-    step(model, X, Y, sample_weight=None, *, alpha=None, hyper=None, noise_rng=None)
+    step(model, X, Y, sample_weight=None, *, alpha=None, hyper=None, noise_rng=None,
+         write_scope=None)
 
 It decides whether this call can be taken (fast paths on, the model unchanged since the
 plan was made or re-planned, inputs of the expected type, shape and dtype, parameters
@@ -23,8 +24,8 @@ over the plan in four phases:
 
 So an exception in phases 1 to 3 (KeyboardInterrupt, MemoryError, a CUDA error) leaves
 the parameters, the optimizer slots and the step counter exactly as they were; phase 4
-allocates nothing and is what a caller shields from SIGINT to make a step all or
-nothing.
+allocates nothing and runs inside the caller's ``write_scope`` (a context manager that
+defers SIGINT, say), which makes a step all or nothing.
 
 The operations are one object (:class:`StepOps`): :class:`mlpx._fast.numpy_step.NumpyOps`
 (in-place NumPy and BLAS) and :class:`mlpx._fast.cupy_step.CupyOps` (cuBLAS and the
@@ -33,6 +34,7 @@ kernels of ``kernels.cu``).
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
 from typing import Any
 
@@ -63,6 +65,7 @@ def optimizer_hyper(opt: Any, step: int) -> dict:
         out[key] = getattr(opt, key)
     return out
 
+_NO_SCOPE = contextlib.nullcontext()
 _MAX_SHAPES = 4  # batch shapes whose buffers are kept (full batch, last batch, ...)
 
 
@@ -297,7 +300,7 @@ class FastStep:
                                          and sample_weight.shape == (X.shape[0],))
 
     def __call__(self, model, X, Y, sample_weight=None, *, alpha=None, hyper=None,
-                 noise_rng=None):
+                 noise_rng=None, write_scope=None):
         """One training step, or None when this call must take the generic path.
 
         Parameters
@@ -317,6 +320,11 @@ class FastStep:
         noise_rng : generator, optional
             The dropout generator (what :func:`mlpx._backend.noise_rng` returned); None
             uses the model's own. Only read when the model has a Dropout layer.
+        write_scope : context manager, optional
+            Entered around the write phase only (every product, kernel and allocation
+            of the step is done by then; the updates and ``state["step"]`` follow): a
+            training loop passes one that defers SIGINT, which makes the step all or
+            nothing for Ctrl-C too.
 
         Returns
         -------
@@ -356,9 +364,10 @@ class FastStep:
             noise_rng = model._noise_rng
         with _backend.device_scope(model.backend):  # CuPy computes on its current device
             return self._run(model, params, state, names, X, Y, sample_weight,
-                             float(alpha), hyper, noise_rng)
+                             float(alpha), hyper, noise_rng, write_scope)
 
-    def _run(self, model, params, state, names, X, Y, w, alpha, hyper, rng):
+    def _run(self, model, params, state, names, X, Y, w, alpha, hyper, rng,
+             write_scope=None):
         """The skeleton: phases 1 to 3 compute, phase 4 writes (module docstring)."""
         ops, plan = self.ops, self.plan
         buf = self.buffers(X.shape[0])
@@ -421,11 +430,12 @@ class FastStep:
         # ---------------------------------------------------------------- 4. writes
         update = ops.update
         all_slots = state["slots"]
-        for fn, arg in writes:
-            if type(fn) is int:  # (param index, gradient): an optimizer update
-                update(fn, params[fn], arg, {s: all_slots[s][fn] for s in names}, hyper,
-                       lr, t, decay_mask[fn], alpha)
-            else:
-                fn(*arg)
-        state["step"] = t
+        with _NO_SCOPE if write_scope is None else write_scope:
+            for fn, arg in writes:
+                if type(fn) is int:  # (param index, gradient): an optimizer update
+                    update(fn, params[fn], arg, {s: all_slots[s][fn] for s in names},
+                           hyper, lr, t, decay_mask[fn], alpha)
+                else:
+                    fn(*arg)
+            state["step"] = t
         return loss, z
