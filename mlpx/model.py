@@ -363,6 +363,10 @@ class Sequential:
         in place when it supports the model.
         """
         self._require_state("train_step")
+        with _backend.device_scope(self.backend):
+            return self._train_step(X, Y, sample_weight, alpha, hyper)
+
+    def _train_step(self, X, Y, sample_weight, alpha, hyper):
         if self._fast_step is not None:
             done = self._fast_step(self, X, Y, sample_weight, alpha=alpha, hyper=hyper,
                                    noise_rng=self.state_.noise_rng)
@@ -532,7 +536,7 @@ class Sequential:
             checkpoint=None if checkpoint is None
             else mio.check_writable_path(checkpoint, "checkpoint"),
             checkpoint_every=checkpoint_every, resume=resume, on_nonfinite=on_nonfinite)
-        with self._exclusive("fit"):
+        with self._exclusive("fit"), _backend.device_scope(self.backend):
             # fit_model's warnings count on being called from here (stacklevel).
             return fit_model(self, X, y, opts)
 
@@ -588,7 +592,8 @@ class Sequential:
     def decision_function(self, X, *, batch_size=None):
         """Logits (pre-output-activation values) of shape (n_samples, n_outputs)."""
         self._check_ready()
-        return self._logits(self.to_device_X(X), batch_size)
+        with _backend.device_scope(self.backend):
+            return self._logits(self.to_device_X(X), batch_size)
 
     def predict_proba(self, X, *, batch_size=None):
         """Output activations of shape (n_samples, n_outputs), in the model's namespace.
@@ -596,7 +601,8 @@ class Sequential:
         Class probabilities for softmax / sigmoid outputs; predictions for regression.
         """
         z = self.decision_function(X, batch_size=batch_size)
-        return self.output.forward(z, xp=self.backend.xp)
+        with _backend.device_scope(self.backend):
+            return self.output.forward(z, xp=self.backend.xp)
 
     def predict(self, X, *, batch_size=None):
         """Predictions in the model's namespace.
@@ -608,14 +614,20 @@ class Sequential:
         xp = self.backend.xp
         z = self.decision_function(X, batch_size=batch_size)
         name = self.output.name
-        if name == "softmax":
-            return xp.argmax(z, axis=1)
-        if name == "sigmoid":
-            hit = xp.astype(z > 0, xp.int64)
-            return hit[:, 0] if hit.shape[1] == 1 else hit
-        return self.output.forward(z, xp=xp)
+        with _backend.device_scope(self.backend):
+            if name == "softmax":
+                return xp.argmax(z, axis=1)
+            if name == "sigmoid":
+                hit = xp.astype(z > 0, xp.int64)
+                return hit[:, 0] if hit.shape[1] == 1 else hit
+            return self.output.forward(z, xp=xp)
 
     def evaluate_device(self, X, Y, labels, sample_weight=None):
+        """Mean loss (L2 included) and accuracy (None for regression) of device data.
+
+        ``Y`` are float targets of shape (n, n_outputs) and ``labels`` integer labels or
+        None, as :meth:`to_device_y` returns them. Returns Python floats.
+        """
         xp = self.backend.xp
         z = self._logits(X)
         loss = self.loss.value(z, Y, output=self.output, xp=xp, sample_weight=sample_weight)
@@ -636,10 +648,11 @@ class Sequential:
             A named tuple ``(loss, accuracy)`` of Python floats.
         """
         self._check_ready()
-        Xd = self.to_device_X(X)
-        Yd, labels = self.to_device_y(y, int(Xd.shape[0]))
-        Wd = self.to_device_weights(sample_weight, int(Xd.shape[0]))
-        return Evaluation(*self.evaluate_device(Xd, Yd, labels, Wd))
+        with _backend.device_scope(self.backend):
+            Xd = self.to_device_X(X)
+            Yd, labels = self.to_device_y(y, int(Xd.shape[0]))
+            Wd = self.to_device_weights(sample_weight, int(Xd.shape[0]))
+            return Evaluation(*self.evaluate_device(Xd, Yd, labels, Wd))
 
     # ------------------------------------------------------------------ saving
     def save(self, path) -> str:

@@ -186,6 +186,56 @@ def test_fast_step_runs_inside_the_device_scope(monkeypatch):
     assert events.count("dense_forward") == 2
 
 
+def test_fit_predict_evaluate_and_generic_steps_compute_inside_the_device_scope(monkeypatch):
+    """Every entry point that launches work for a model enters the model's device (a
+    model built for CUDA device 1 must not compute on device 0)."""
+    from mlpx import _fast
+    from mlpx.activations import Activation
+
+    model = MLP([4, 8, 3], activation="tanh", seed=0)
+    depth = [0]
+    outside = []
+
+    class Scope:
+        def __enter__(self):
+            depth[0] += 1
+
+        def __exit__(self, *exc):
+            depth[0] -= 1
+            return False
+
+    def scope(backend):
+        assert backend is model.backend
+        return Scope()
+
+    monkeypatch.setattr(_backend, "device_scope", scope)
+
+    def watch(cls):
+        real = cls.forward
+
+        def watched(self, x, *, xp):
+            if depth[0] == 0:
+                outside.append(type(self).__name__)
+            return real(self, x, xp=xp)
+        monkeypatch.setattr(cls, "forward", watched)
+
+    for cls in {type(layer.activation) for layer in model.layers
+                if hasattr(layer, "activation")} | {type(model.output)}:
+        assert issubclass(cls, Activation)
+        watch(cls)
+    X = np.random.default_rng(0).normal(size=(12, 4)).astype(np.float32)
+    y = np.arange(12) % 3
+    with _fast.disabled():  # the generic path calls the activations
+        model.fit(X, y, epochs=1, batch_size=4, verbose=0)
+        Y = np.eye(3, dtype=np.float32)[y]
+        model.train_step(X, Y)
+    model.predict(X)
+    model.predict_proba(X)
+    model.evaluate(X, y)
+    assert depth[0] == 0
+    assert outside == []
+
+
 # ---------------------------------------------------------------------------- dropout noise
 def test_cupy_noise_generator_is_created_on_first_draw_only(monkeypatch):
     made = []
