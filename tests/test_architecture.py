@@ -519,6 +519,7 @@ def test_no_module_uses_another_modules_private_names():
 # or lower ones.
 LAYER_OF = {
     "mlpx._backend": 0, "mlpx._validation": 0, "mlpx._registry": 0, "mlpx._version": 0,
+    "mlpx._files": 0,
     "mlpx.activations": 1, "mlpx.losses": 1, "mlpx.initializers": 1,
     "mlpx.layers": 2, "mlpx.optimizers": 2,
     "mlpx.training": 3, "mlpx.state": 3,
