@@ -31,6 +31,7 @@ import signal
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,7 @@ import numpy as np
 
 from . import _backend
 from . import io as mio
+from ._validation import Boolean, InstanceOf, Interval, ListOf, Options, validate_params
 from .state import map_arrays
 from .training import (
     Callback,
@@ -231,6 +233,19 @@ class _DeferredInterrupt:
 
 
 # ---------------------------------------------------------------------- the trainer
+_CONSTRAINTS = {
+    "batch_size": Interval(int, 1, None, closed="left"),
+    "shuffle": [Boolean(), InstanceOf(Callable, "a callable order(n)")],
+    "verbose": Interval(int, 0, None, closed="left"),
+    "checkpoint_every": Interval(int, 1, None, closed="left"),
+    "on_nonfinite": Options(("raise", "stop", "ignore")),
+    "metrics": Boolean(),
+    "stopper": [InstanceOf(EarlyStopping), None],
+    "callbacks": ListOf(InstanceOf(Callback)),
+    "hooks": ListOf(InstanceOf(StepHook)),
+}
+
+
 class Trainer:
     """The training loop over one model: epochs of minibatch steps, and all around them.
 
@@ -266,18 +281,26 @@ class Trainer:
     def __init__(self, model, *, batch_size, shuffle=True, validation=None, stopper=None,
                  callbacks=(), hooks=(), verbose=0, checkpoint=None, checkpoint_every=1,
                  on_nonfinite="raise", metrics=True, fit_record=None):
+        c = validate_params("Trainer", {
+            "batch_size": batch_size, "shuffle": shuffle, "verbose": verbose,
+            "checkpoint_every": checkpoint_every, "on_nonfinite": on_nonfinite,
+            "metrics": metrics, "stopper": stopper,
+            "callbacks": list(callbacks), "hooks": list(hooks)}, _CONSTRAINTS)
+        if model.state_ is None:
+            raise RuntimeError("The Trainer needs a compiled model: call "
+                               "model.compile(optimizer) first.")
         self.model = model
-        self.batch_size = batch_size
-        self.shuffle = shuffle
+        self.batch_size = c["batch_size"]
+        self.shuffle = c["shuffle"]
         self.val = validation
-        self.stopper = stopper
-        self.callbacks = list(callbacks)
-        self.hooks = list(hooks)
-        self.verbose = int(verbose)
+        self.stopper = c["stopper"]
+        self.callbacks = c["callbacks"]
+        self.hooks = c["hooks"]
+        self.verbose = c["verbose"]
         self.checkpoint = checkpoint
-        self.checkpoint_every = checkpoint_every
-        self.on_nonfinite = on_nonfinite
-        self.metrics = metrics
+        self.checkpoint_every = c["checkpoint_every"]
+        self.on_nonfinite = c["on_nonfinite"]
+        self.metrics = c["metrics"]
         self.fit_record = fit_record
         self.monitor = None
         if stopper is not None:
@@ -320,7 +343,7 @@ class Trainer:
         return rows, _backend.to_device(rows, backend=self.model.backend)
 
     def _batches(self, data, perm, rows, *, on_step=None):
-        """Run the epoch's steps; ``on_step(j, loss, z, batch)`` sees each one.
+        """Run the epoch's steps; ``on_step(j, loss, z, batch, n_batch)`` sees each one.
 
         Returns the host-side extra loss the hooks added.
         """

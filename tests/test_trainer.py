@@ -261,3 +261,19 @@ def test_resume_refuses_another_width_before_building(tmp_path):
     with pytest.raises(ValueError, match="different model"):
         wrong.fit(X, y, epochs=1, verbose=0, resume=path)
     assert not wrong.built
+
+
+def test_trainer_checks_its_parameters():
+    from mlpx import InvalidParameterError
+
+    model = _model()
+    with pytest.raises(RuntimeError, match="compiled model"):
+        Trainer(model, batch_size=8)
+    model.compile("sgd")
+    for kw, name in ((dict(batch_size=0), "batch_size"), (dict(shuffle="yes"), "shuffle"),
+                     (dict(on_nonfinite="later"), "on_nonfinite"),
+                     (dict(hooks=[object()]), "hooks")):
+        with pytest.raises(InvalidParameterError, match=f"'{name}' parameter of Trainer"):
+            Trainer(model, **{"batch_size": 8, **kw})
+    order = Trainer(model, batch_size=8, shuffle=lambda n: np.arange(n)[::-1])
+    assert order.epoch_order(4)[0].tolist() == [3, 2, 1, 0]
