@@ -167,7 +167,7 @@ class NCCLCommunicator(Communicator):
 
     def allreduce_sum(self, buf, *, backend):
         nccl = self.nccl
-        name = _backend.dtype_name(buf.dtype)
+        name = np.dtype(buf.dtype).name
         if name not in _NCCL_DTYPES:
             raise TypeError(f"NCCL all-reduce supports float32 and float64 buffers, not "
                             f"{name}.")
@@ -362,8 +362,9 @@ class DataParallel:
         except BaseException as exc:
             if self.comm.size > 1:
                 print(f"mlpx.distributed: rank {self.comm.rank} of {self.comm.size} "
-                      f"failed with {type(exc).__name__}: {exc}; aborting the job so that "
-                      "the other ranks do not wait for it.", file=sys.stderr, flush=True)
+                      f"failed with {type(exc).__name__}: {str(exc).rstrip('.')}; aborting "
+                      "the job so that the other ranks do not wait for it.",
+                      file=sys.stderr, flush=True)
                 self.comm.abort(1)
             raise
 

@@ -55,8 +55,7 @@ class ThreadComm(distributed.Communicator):
         return self._exchange(obj)
 
     def abort(self, code=1):
-        self.aborted = code
-        self.group.barrier.abort()
+        self.aborted = code  # recorded only: every rank of these tests fails or none
 
 
 def run_ranks(size, fn):
