@@ -210,6 +210,17 @@ def test_only_rank_zero_writes_the_checkpoint_and_one_process_resumes_it(tmp_pat
         _close(weights, longer)
 
 
+# ---------------------------------------------------------------------- the CLI
+def test_cli_distributed_without_mpi4py_names_the_extra(monkeypatch, capsys):
+    from mlpx.cli import main
+
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
+    monkeypatch.setitem(sys.modules, "mpi4py.MPI", None)
+    assert main(["train", "--distributed", "--n-train", "50", "--epochs", "1", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "--distributed" in err and "mlpx[mpi]" in err
+
+
 # ---------------------------------------------------------------------- NCCL (fakes)
 class _FakeDevArray(np.ndarray):
     """A NumPy array that shows a device pointer the way CuPy does (``a.data.ptr``)."""
@@ -313,9 +324,9 @@ def _mpiexec():
     return found
 
 
-def _launch(*args, timeout=120):
+def _launch(*args, timeout=120, program=(WORKER,)):
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    cmd = [_mpiexec(), "-n", "2", sys.executable, WORKER, *args]
+    cmd = [_mpiexec(), "-n", "2", sys.executable, *program, *args]
     t0 = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
                           cwd=ROOT)
@@ -359,3 +370,18 @@ def test_mpiexec_a_dead_rank_ends_the_job_quickly(tmp_path, how):
         assert "rank 1 of 2 failed with RuntimeError: rank 1 broke on purpose" in proc.stderr
     else:
         assert "signal 9" in proc.stdout + proc.stderr
+
+
+def test_mpiexec_cli_distributed_equals_one_process(tmp_path):
+    from mlpx.cli import main
+
+    args = ["--n-train", "200", "--hidden", "16", "--epochs", "2", "--dtype", "float64",
+            "--batch-size", "50", "--checkpoint", str(tmp_path / "ck.npz"), "-q"]
+    proc, _ = _launch("train", "--distributed", "--save", str(tmp_path / "two.npz"), *args,
+                      program=("-m", "mlpx"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("test accuracy")]
+    assert len(lines) == 1 and lines[0].endswith("| 2 ranks")  # rank 0 reports, alone
+    assert main(["train", "--save", str(tmp_path / "one.npz"), *args]) == 0
+    two, one = mlpx.load(tmp_path / "two.npz"), mlpx.load(tmp_path / "one.npz")
+    _close([np.asarray(p) for p in two.params], [np.asarray(p) for p in one.params])
