@@ -27,7 +27,9 @@ Run with ``mpiexec -n 2 python train.py``::
 
     from mpi4py import MPI
     import mlpx
-    X, y = mlpx.toy.make_moons(1000, seed=0)
+    from mlpx.toy import make_moons
+
+    X, y = make_moons(1000, seed=0)
     model = mlpx.MLP([2, 32, 2], seed=0)
     model.fit(X, y, batch_size=64, comm=MPI.COMM_WORLD)
 """
