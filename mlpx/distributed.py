@@ -49,6 +49,7 @@ from . import _backend
 from .losses import l2_penalty
 from .state import map_arrays
 from .trainer import DeviceData, StepContext, StepHook
+from .training import NonFiniteLossError
 
 __all__ = [
     "MPI_EXTRA_HINT",
@@ -61,6 +62,8 @@ __all__ = [
     "ShardedData",
     "GradientAllReduce",
     "DataParallel",
+    "RankMismatchError",
+    "COLLECTIVE_ERRORS",
 ]
 
 #: What to install for distributed training (the message of every missing-package error).
@@ -77,6 +80,15 @@ def import_mpi() -> Any:
                           f"needs mpi4py and an MPI library: {MPI_EXTRA_HINT}. "
                           f"({exc})") from exc
     return MPI
+
+
+class RankMismatchError(ValueError):
+    """The ranks called ``fit`` with different data or arguments (raised on every rank)."""
+
+
+#: Errors that every rank raises at the same point, decided from shared values: they
+#: propagate as usual instead of aborting the job.
+COLLECTIVE_ERRORS = (RankMismatchError, NonFiniteLossError)
 
 
 # ---------------------------------------------------------------------- communicators
@@ -358,9 +370,16 @@ class DataParallel:
 
     @contextlib.contextmanager
     def guard(self) -> Iterator["DataParallel"]:
-        """Abort the whole job when this rank fails, naming the rank (no hang)."""
+        """Abort the whole job when this rank fails, naming the rank (no hang).
+
+        Errors every rank raises together (:data:`COLLECTIVE_ERRORS`: a mismatch between
+        the ranks' calls, a non-finite loss, decided from all-reduced values) propagate
+        as usual on every rank.
+        """
         try:
             yield self
+        except COLLECTIVE_ERRORS:
+            raise
         except BaseException as exc:
             if self.comm.size > 1:
                 print(f"mlpx.distributed: rank {self.comm.rank} of {self.comm.size} "
@@ -376,8 +395,8 @@ class DataParallel:
         for key in facts:
             values = [f[key] for f in everyone]
             if any(v != values[0] for v in values):
-                raise ValueError(f"Every rank must call fit with the same data and "
-                                 f"arguments; {key} differs: {values} (by rank).")
+                raise RankMismatchError(f"Every rank must call fit with the same data and "
+                                        f"arguments; {key} differs: {values} (by rank).")
 
     def sync_start(self, model, *, n_samples: int) -> None:
         """Check the call agrees across ranks, then take rank 0's host random state."""

@@ -80,7 +80,27 @@ def test_ranks_called_differently_get_the_same_error_on_every_rank():
     results, _ = run_ranks(2, fit)
     for message, aborted in results:
         assert "n_samples differs: [45, 40]" in message
-        assert aborted == 1  # the guard aborts the job rather than leave a rank waiting
+        assert aborted is None  # every rank raises it: no abort needed
+
+
+def test_a_diverging_run_raises_the_same_error_on_every_rank():
+    X, y, _ = make_data()
+    Y = np.eye(3)[y]
+
+    def fit(comm):
+        model = mlpx.MLP([5, 8, 3], loss="mse", output="identity", dtype="float64", seed=0)
+        with pytest.raises(mlpx.NonFiniteLossError) as info:
+            model.fit(X, Y, epochs=30, batch_size=10, verbose=0, comm=comm,
+                      optimizer={"name": "sgd", "lr": 1.0})
+        aborted = None if comm is None else comm.aborted
+        return (info.value.epoch, info.value.batch), [p.copy() for p in model.params], aborted
+
+    where, ref, _ = fit(None)
+    results, _ = run_ranks(2, fit)
+    for got, weights, aborted in results:
+        assert got == where and aborted is None
+        for a, b in zip(weights, ref):  # the weights of just before the bad batch (huge)
+            np.testing.assert_allclose(a, b, rtol=1e-9)
 
 
 def test_a_failing_rank_aborts_the_job_and_says_which(capsys):
