@@ -405,3 +405,20 @@ def test_mpiexec_cli_distributed_equals_one_process(tmp_path):
     assert main(["train", "--save", str(tmp_path / "one.npz"), *args]) == 0
     two, one = mlpx.load(tmp_path / "two.npz"), mlpx.load(tmp_path / "one.npz")
     _close([np.asarray(p) for p in two.params], [np.asarray(p) for p in one.params])
+
+
+def test_a_memory_mapped_x_is_trained_on_without_a_copy(tmp_path):
+    X, y, _ = make_data()
+    np.save(tmp_path / "X.npy", X)
+    mapped = np.load(tmp_path / "X.npy", mmap_mode="r")
+
+    def fit(comm):
+        model = mlpx.MLP([5, 8, 3], dtype="float64", seed=0)
+        assert np.shares_memory(model.to_device_X(mapped), mapped)
+        model.fit(mapped, y, epochs=2, batch_size=10, verbose=0, comm=comm)
+        return [p.copy() for p in model.params]
+
+    ref = fit(None)
+    results, _ = run_ranks(2, fit)
+    for weights in results:
+        _close(weights, ref)
