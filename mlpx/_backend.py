@@ -577,3 +577,15 @@ def current_stream_ptr(backend: Backend) -> int:
         return 0
     cupy = importlib.import_module("cupy")
     return int(cupy.cuda.get_current_stream().ptr)
+
+
+def use_cuda_device(index: int) -> int:
+    """Make GPU ``index`` modulo the device count CuPy's current device; return its number.
+
+    Data-parallel ranks on one machine call it with their local rank, before the model
+    is built (the cupy backend computes on the current device).
+    """
+    cupy = require_cuda()
+    number = int(index) % int(cupy.cuda.runtime.getDeviceCount())
+    cupy.cuda.Device(number).use()
+    return number

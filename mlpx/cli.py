@@ -489,14 +489,21 @@ def _describe_model(model: Any, args: argparse.Namespace) -> str:
 
 
 def _communicator(args: argparse.Namespace) -> Any:
-    """``MPI.COMM_WORLD`` with --distributed (a clear error without mpi4py), else None."""
+    """With --distributed, the ranks' communicator (a clear error without mpi4py).
+
+    ``MPI.COMM_WORLD``; with ``--backend cupy`` each rank first takes the GPU of its
+    local rank and the gradients go through NCCL.
+    """
     if not args.distributed:
         return None
-    from .distributed import import_mpi
+    from . import distributed
 
     try:
-        return import_mpi().COMM_WORLD
-    except ImportError as exc:
+        world = distributed.import_mpi().COMM_WORLD
+        if args.backend == "cupy":
+            return distributed.cuda_communicator(world)
+        return distributed.as_communicator(world)
+    except (ImportError, RuntimeError) as exc:
         raise _RunError(f"--distributed: {exc}") from None
 
 
@@ -506,7 +513,7 @@ def _train(args: argparse.Namespace) -> int:
     from .training import DeviceMemoryError, NonFiniteLossError
 
     comm = _communicator(args)
-    root = comm is None or comm.Get_rank() == 0
+    root = comm is None or comm.rank == 0
     say = (lambda *a, **k: None) if args.quiet or not root else print
     if args.early_stopping is not None and args.validation_split == 0:
         raise _UsageError("--early-stopping watches the validation loss: add "
@@ -586,7 +593,7 @@ def _train(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise _RunError(f"could not write the plot {args.plot!r}: {exc}") from None
         say(f"saved training curves to {args.plot}")
-    size = 1 if comm is None else int(comm.Get_size())
+    size = 1 if comm is None else comm.size
     ranks = "" if comm is None else f" | {size} rank{'s' if size > 1 else ''}"
     print(f"test accuracy {accuracy:.4f} | test loss {test.loss:.4f} | "
           f"{throughput:,.0f} samples/s | {epochs_run} epoch{'s' if epochs_run != 1 else ''} "

@@ -64,6 +64,8 @@ __all__ = [
     "DataParallel",
     "RankMismatchError",
     "COLLECTIVE_ERRORS",
+    "local_rank",
+    "cuda_communicator",
 ]
 
 #: What to install for distributed training (the message of every missing-package error).
@@ -210,6 +212,31 @@ def as_communicator(comm) -> Communicator:
     raise TypeError("The 'comm' parameter of fit must be an mpi4py communicator (e.g. "
                     "MPI.COMM_WORLD) or an mlpx.distributed.Communicator. Got "
                     f"{type(comm).__name__} instead.")
+
+
+def local_rank(comm) -> int:
+    """This rank's number among the ranks of ``comm`` (mpi4py) on the same machine."""
+    MPI = import_mpi()
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    try:
+        return int(node.Get_rank())
+    finally:
+        node.Free()
+
+
+def cuda_communicator(comm, *, nccl=None) -> NCCLCommunicator:
+    """Select this rank's GPU (its local rank modulo the GPUs) and return NCCL over it.
+
+    Call it before building the model: the cupy backend computes on the current device.
+
+    Parameters
+    ----------
+    comm : mpi4py communicator
+    nccl : module, optional
+        ``cupy.cuda.nccl`` (looked up when None).
+    """
+    _backend.use_cuda_device(local_rank(comm))
+    return NCCLCommunicator(comm, nccl=nccl)
 
 
 # ---------------------------------------------------------------------- data

@@ -422,3 +422,38 @@ def test_a_memory_mapped_x_is_trained_on_without_a_copy(tmp_path):
     results, _ = run_ranks(2, fit)
     for weights in results:
         _close(weights, ref)
+
+
+def test_cuda_communicator_takes_the_local_rank_gpu_then_nccl(monkeypatch):
+    pytest.importorskip("mpi4py", reason="mpi4py is not installed")
+    used = []
+    monkeypatch.setattr(_backend, "use_cuda_device", used.append)
+
+    class Node:  # what Split_type(COMM_TYPE_SHARED) returns: the ranks of one machine
+        freed = False
+
+        def Get_rank(self):  # noqa: N802 - mpi4py's names
+            return 3
+
+        def Free(self):  # noqa: N802
+            Node.freed = True
+
+    class World:  # an mpi4py communicator, as far as this goes
+        def Split_type(self, kind):  # noqa: N802
+            return Node()
+
+        def Get_rank(self):  # noqa: N802
+            return 0
+
+        def Get_size(self):  # noqa: N802
+            return 1
+
+        def Allreduce(self, *args, **kw):  # noqa: N802
+            raise AssertionError("not used")
+
+        def bcast(self, obj, root=0):
+            return obj
+
+    comm = distributed.cuda_communicator(World(), nccl=_fake_nccl())
+    assert used == [3] and Node.freed
+    assert isinstance(comm, distributed.NCCLCommunicator) and comm.size == 1
