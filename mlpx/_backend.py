@@ -557,3 +557,35 @@ def device_memory_info(backend: Backend):
         free, total = cupy.cuda.runtime.memGetInfo()
         pool = cupy.get_default_memory_pool()
         return int(free) + int(pool.free_bytes()), int(total)
+
+
+# ---------------------------------------------------------------------- collectives
+def nccl_module() -> ModuleType:
+    """Return ``cupy.cuda.nccl`` (GPU all-reduce), or raise an ImportError naming what to
+    install."""
+    try:
+        return importlib.import_module("cupy.cuda.nccl")
+    except ImportError as exc:
+        raise ImportError("NCCL all-reduce needs CuPy with NCCL: pip install "
+                          "'mlpx[cuda12,mpi]' (or cuda13) and the NCCL wheel "
+                          f"(nvidia-nccl-cu12). ({exc})") from exc
+
+
+def current_stream_ptr(backend: Backend) -> int:
+    """The raw pointer of the current CUDA stream on CuPy (0, the null stream, elsewhere)."""
+    if backend.name != "cupy":
+        return 0
+    cupy = importlib.import_module("cupy")
+    return int(cupy.cuda.get_current_stream().ptr)
+
+
+def use_cuda_device(index: int) -> int:
+    """Make GPU ``index`` modulo the device count CuPy's current device; return its number.
+
+    Data-parallel ranks on one machine call it with their local rank, before the model
+    is built (the cupy backend computes on the current device).
+    """
+    cupy = require_cuda()
+    number = int(index) % int(cupy.cuda.runtime.getDeviceCount())
+    cupy.cuda.Device(number).use()
+    return number

@@ -29,6 +29,7 @@ from ._validation import (
     validate_params,
 )
 from .activations import get_activation
+from .distributed import DataParallel
 from .initializers import default_initializer
 from .layers import ActivationLayer, Dense, Dropout, Layer, Maxout, PReLU, get_layer
 from .losses import get_loss, l2_penalty, one_hot
@@ -447,7 +448,7 @@ class Sequential:
     def fit(self, X, y, *, epochs=10, batch_size=32, optimizer=None, validation_data=None,
             validation_split=0.0, shuffle=True, early_stopping=None, callbacks=(),
             sample_weight=None, verbose=1, checkpoint=None, checkpoint_every=1,
-            resume=None, on_nonfinite="raise") -> History:
+            resume=None, on_nonfinite="raise", comm=None) -> History:
         """Train with minibatch gradient descent.
 
         Parameters
@@ -499,6 +500,12 @@ class Sequential:
             :class:`NonFiniteLossWarning` (like Keras' TerminateOnNaN) and return the
             history, whose ``stop_reason`` says what happened. Either way the weights
             (and optimizer state) from just before the first bad batch are kept.
+        comm : mpi4py communicator or mlpx.distributed.Communicator, optional
+            Train data-parallel over the ranks of ``comm`` (e.g. ``MPI.COMM_WORLD``,
+            every rank calling ``fit`` with the same data and arguments): each rank takes
+            its share of every batch of ``batch_size`` samples and the gradients are
+            summed, so the result is one process's with the same ``batch_size``. Only
+            rank 0 prints and writes the checkpoint. See :mod:`mlpx.distributed`.
 
         Returns
         -------
@@ -542,8 +549,10 @@ class Sequential:
             checkpoint=None if checkpoint is None
             else mio.check_writable_path(checkpoint, "checkpoint"),
             checkpoint_every=c["checkpoint_every"], resume=resume,
-            on_nonfinite=c["on_nonfinite"])
-        with self._exclusive("fit"), _backend.device_scope(self.backend):
+            on_nonfinite=c["on_nonfinite"],
+            parallel=None if comm is None else DataParallel(comm))
+        guard = contextlib.nullcontext() if opts.parallel is None else opts.parallel.guard()
+        with guard, self._exclusive("fit"), _backend.device_scope(self.backend):
             # fit_model's warnings count on being called from here (stacklevel).
             return fit_model(self, X, y, opts)
 
