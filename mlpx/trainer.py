@@ -46,6 +46,7 @@ from .training import (
     History,
     NonFiniteLossError,
     NonFiniteLossWarning,
+    perplexity,
 )
 
 __all__ = ["Trainer", "FitOptions", "StepContext", "StepHook", "DeviceData", "fit_model"]
@@ -451,11 +452,16 @@ class Trainer:
                     logs = {"loss": train_loss}
                     if self.metrics and model.is_classifier:
                         logs["accuracy"] = float(acc["correct"]) / n
+                    lm = bool(getattr(model, "reports_perplexity", False))
+                    if lm:
+                        logs["perplexity"] = perplexity(train_loss)
                     if val is not None:
                         vl, va = model.evaluate_device(*val)
                         logs["val_loss"] = vl
                         if va is not None:
                             logs["val_accuracy"] = va
+                        if lm:
+                            logs["val_perplexity"] = perplexity(vl)
                     seconds = time.perf_counter() - t0
                     logs["seconds"] = seconds
                     logs["lr"] = lr
