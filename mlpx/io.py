@@ -385,6 +385,8 @@ def check_checkpoint_matches(model, ckpt: dict, *, n_features: int | None = None
     width = theirs.get("n_features")
     if "layer_sizes" in theirs:
         width = theirs["layer_sizes"][0]
+    elif "window" in theirs:  # LanguageModel
+        width = theirs["window"]
     if mine.get("n_features", 0) is None:  # unbuilt: it takes the checkpoint's width
         mine.pop("n_features")
         theirs.pop("n_features", None)
