@@ -665,6 +665,10 @@ def fit_model(model, X, y, opts: FitOptions) -> History:
         if monitor.endswith("accuracy") and not model.is_classifier:
             raise ValueError(f"EarlyStopping cannot monitor {monitor!r} for a "
                              "regression model.")
+        if monitor.endswith("perplexity") and not getattr(model, "reports_perplexity",
+                                                           False):
+            raise ValueError(f"EarlyStopping cannot monitor {monitor!r}: only language "
+                             "models (mlpx.LanguageModel) report perplexity.")
     batch_size = opts.batch_size or n
     record: dict[str, Any] | None = None
     if opts.checkpoint is not None or fit_info is not None:

@@ -156,7 +156,8 @@ _EARLY_STOPPING_CONSTRAINTS = {
     "patience": Interval(int, 1, None, closed="left"),
     "min_delta": Interval(float, 0.0, None, closed="left"),
     "restore_best": Boolean(),
-    "monitor": Options((None, "val_loss", "val_accuracy", "loss", "accuracy")),
+    "monitor": Options((None, "val_loss", "val_accuracy", "loss", "accuracy",
+                        "val_perplexity", "perplexity")),
 }
 
 
@@ -172,7 +173,9 @@ class EarlyStopping:
         Smallest change that counts as an improvement (finite).
     restore_best : bool, default=True
         Put back the weights of the best epoch when training ends.
-    monitor : {"val_loss", "val_accuracy", "loss", "accuracy"} or None, default=None
+    monitor : str or None, default=None
+        ``"val_loss"``, ``"val_accuracy"``, ``"loss"``, ``"accuracy"``, or for language
+        models (:class:`mlpx.LanguageModel`) ``"val_perplexity"`` and ``"perplexity"``.
         None picks ``"val_loss"`` when there is validation data, else ``"loss"``.
     """
 

@@ -499,3 +499,22 @@ def test_language_model_checkpoint_resume_equals_a_straight_run(tmp_path):
     resumed.fit(X, y, epochs=4, batch_size=8, optimizer=opt, verbose=0, resume=ck)
     for a, b in zip(resumed.params, straight.params):
         np.testing.assert_array_equal(a, b)
+
+
+def test_early_stopping_on_perplexity_only_for_language_models():
+    X, y = _cycle_data(30)
+    lm = mlpx.LanguageModel(3, 2, dim=2, hidden_sizes=[4], seed=0)
+    hist = lm.fit(X, y, epochs=3, optimizer="adam", verbose=0, validation_split=0.2,
+                  early_stopping={"monitor": "val_perplexity", "patience": 5})
+    assert len(hist.history["val_perplexity"]) == 3
+    with pytest.raises(ValueError, match="cannot monitor 'perplexity'.*language models"):
+        MLP([2, 3, 2], seed=0).fit(np.ones((4, 2)), [0, 1, 0, 1], verbose=0,
+                                   early_stopping={"monitor": "perplexity"})
+
+
+def test_language_model_pickles():
+    X, y = _cycle_data(30)
+    lm = mlpx.LanguageModel(3, 2, dim=2, hidden_sizes=[4], seed=0)
+    lm.fit(X, y, epochs=2, optimizer="adam", verbose=0)
+    clone = pickle.loads(pickle.dumps(lm))
+    assert type(clone) is mlpx.LanguageModel and clone.evaluate(X, y) == lm.evaluate(X, y)
