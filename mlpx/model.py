@@ -266,7 +266,11 @@ class Sequential:
         return _as_numeric(a, what, self.backend)
 
     def to_device_X(self, X, what="X"):
-        """Validate a feature matrix and return it on the device in the model's dtype."""
+        """Validate a feature matrix and return it on the device in the model's dtype.
+
+        For a model whose first layer is an Embedding, ``X`` holds integer token ids,
+        checked to lie in ``[0, vocab_size)`` and returned as int64.
+        """
         X = _as_numeric(X, what, self.backend)
         xp = self.backend.xp
         if X.ndim != 2:
@@ -509,6 +513,8 @@ class Sequential:
         ----------
         X : array of shape (n_samples, n_features)
             NumPy (moved to the device once) or an array of the model's namespace.
+            Integer token ids in ``[0, vocab_size)`` when the first layer is an
+            :class:`~mlpx.layers.Embedding` (they stay int64 on the device).
         y : array of shape (n_samples,) or (n_samples, n_outputs)
             Integer class labels or one-hot / probability rows for a softmax output,
             0/1 targets for a sigmoid output, real values for regression.
