@@ -10,9 +10,19 @@ from ._version import __version__
 from .activations import ACTIVATIONS, get_activation
 from .initializers import INITIALIZERS, get_initializer
 from .io import ModelFileError, load
-from .layers import LAYERS, ActivationLayer, Dense, Dropout, Layer, Maxout, PReLU, get_layer
+from .layers import (
+    LAYERS,
+    ActivationLayer,
+    Dense,
+    Dropout,
+    Embedding,
+    Layer,
+    Maxout,
+    PReLU,
+    get_layer,
+)
 from .losses import LOSSES, get_loss
-from .model import MLP, Sequential, model_from_config
+from .model import MLP, LanguageModel, Sequential, model_from_config
 from .optimizers import OPTIMIZERS, SCHEDULES, get_optimizer, get_schedule
 from .state import TrainState
 from .trainer import StepHook, Trainer
@@ -22,6 +32,7 @@ from .training import (
     EarlyStopping,
     Evaluation,
     History,
+    LanguageEvaluation,
     NonFiniteLossError,
     NonFiniteLossWarning,
 )
@@ -30,10 +41,12 @@ __all__ = [
     "BACKENDS", "resolve_backend", "to_numpy", "InvalidParameterError",
     "ACTIVATIONS", "get_activation",
     "INITIALIZERS", "get_initializer",
-    "LAYERS", "Layer", "Dense", "ActivationLayer", "Dropout", "PReLU", "Maxout", "get_layer",
+    "LAYERS", "Layer", "Dense", "ActivationLayer", "Dropout", "PReLU", "Maxout", "Embedding",
+    "get_layer",
     "LOSSES", "get_loss",
     "OPTIMIZERS", "SCHEDULES", "get_optimizer", "get_schedule",
     "MLP", "Sequential", "History", "EarlyStopping", "Callback", "Evaluation",
+    "LanguageModel", "LanguageEvaluation",
     "NonFiniteLossError", "NonFiniteLossWarning", "DeviceMemoryError", "model_from_config",
     "Trainer", "TrainState", "StepHook",
     "load", "ModelFileError", "io",

@@ -25,6 +25,7 @@ __all__ = [
     "to_device",
     "is_numpy_namespace",
     "is_cupy_namespace",
+    "scatter_add_rows",
     "host_rng",
     "resolve_dtype",
     "dtype_name",
@@ -318,6 +319,37 @@ def is_numpy_namespace(xp) -> bool:
 def is_cupy_namespace(xp) -> bool:
     """The predicate that guards every CuPy-specific fast path."""
     return array_api_compat.is_cupy_namespace(xp)
+
+
+def scatter_add_rows(target, ids, values) -> None:
+    """Add ``values[i]`` to row ``ids[i]`` of ``target`` in place, repeated ids summed.
+
+    The backend fast path of an embedding's gradient (the Array API has no scatter-add):
+    ``numpy.add.at`` on NumPy, ``cupyx.scatter_add`` on CuPy. Guard a call with
+    :func:`is_numpy_namespace` / :func:`is_cupy_namespace`.
+
+    Parameters
+    ----------
+    target : array of shape (n_rows, dim)
+        Written in place.
+    ids : integer array of shape (n,)
+        Row indices in ``[0, n_rows)``.
+    values : array of shape (n, dim)
+
+    Raises
+    ------
+    TypeError
+        For arrays of any other namespace (the portable path is the caller's).
+    """
+    xp = array_api_compat.array_namespace(target)
+    if is_numpy_namespace(xp):
+        np.add.at(target, ids, values)
+    elif is_cupy_namespace(xp):
+        cupyx = importlib.import_module("cupyx")
+        cupyx.scatter_add(target, ids, values)
+    else:
+        raise TypeError("scatter_add_rows has fast paths for NumPy and CuPy arrays only; "
+                        f"got an array of {_namespace_name(xp)}.")
 
 
 def is_host_array(x) -> bool:

@@ -55,6 +55,14 @@ from .data.loaders import (
     load_sample,
 )
 from .data.preprocessing import one_hot, scale, standardize
+from .data.text import (
+    WORD_LISTS,
+    Vocabulary,
+    load_word_list,
+    make_windows,
+    text_windows,
+    tokenize,
+)
 
 __all__ = [
     "IDXFormatError",
@@ -74,4 +82,10 @@ __all__ = [
     "scale",
     "standardize",
     "one_hot",
+    "Vocabulary",
+    "tokenize",
+    "make_windows",
+    "text_windows",
+    "load_word_list",
+    "WORD_LISTS",
 ]

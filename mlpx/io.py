@@ -385,6 +385,8 @@ def check_checkpoint_matches(model, ckpt: dict, *, n_features: int | None = None
     width = theirs.get("n_features")
     if "layer_sizes" in theirs:
         width = theirs["layer_sizes"][0]
+    elif "window" in theirs:  # LanguageModel
+        width = theirs["window"]
     if mine.get("n_features", 0) is None:  # unbuilt: it takes the checkpoint's width
         mine.pop("n_features")
         theirs.pop("n_features", None)
@@ -1051,12 +1053,16 @@ def _layer_shapes(layer, width):
         return [(width, units * k), (units * k,)], units
     if name == "PReLU":
         return [(width,)], width
+    if name == "Embedding":
+        vocab = _size(layer, "vocab_size", "Embedding layer")
+        dim = _size(layer, "dim", "Embedding layer")
+        return [(vocab, dim)], width * dim
     if name in ("ActivationLayer", "Dropout"):
         return [], width
     if isinstance(name, str) and name in LAYERS:
         raise ModelFileError(f"the config uses layer {name!r}, whose parameter shapes mlpx "
                              "cannot check before building it; only Dense, Maxout, PReLU, "
-                             "ActivationLayer and Dropout layers are loaded from files.")
+                             "Embedding, ActivationLayer and Dropout layers are loaded from files.")
     raise ModelFileError(f"Unknown layer {str(name)[:40]!r}. Valid layers: "
                          f"{sorted(LAYERS)}.")
 
@@ -1103,6 +1109,17 @@ def config_param_shapes(config: dict) -> list[tuple[int, ...]]:
                     layers.append({"name": "PReLU"})
         layers.append({"name": "Dense", "units": sizes[-1]})
         width = sizes[0]
+    elif cls == "LanguageModel":
+        vocab = _size(config, "vocab_size", "LanguageModel")
+        hidden = config.get("hidden_sizes")
+        if not isinstance(hidden, list):
+            raise ModelFileError("the config's hidden_sizes entry is not a list.")
+        layers = [{"name": "Embedding", "vocab_size": vocab,
+                   "dim": _size(config, "dim", "LanguageModel")}]
+        layers += [{"name": "Dense", "units": _size({"w": w}, "w", "LanguageModel")}
+                   for w in hidden]
+        layers.append({"name": "Dense", "units": vocab})
+        width = _size(config, "window", "LanguageModel")
     else:
         given = config.get("layers")
         if not isinstance(given, list):
@@ -1173,6 +1190,8 @@ def _model_from_config(config, backend):
     cls = _MODEL_CLASSES[name]
     if name == "MLP":
         return cls(cfg.pop("layer_sizes"), backend=backend, **cfg)
+    if name == "LanguageModel":
+        return cls(backend=backend, **cfg)
     return cls([get_layer(c) for c in cfg.pop("layers")], backend=backend, **cfg)
 
 

@@ -29,6 +29,8 @@ __all__ = [
     "Dropout",
     "PReLU",
     "Maxout",
+    "Embedding",
+    "embedding_grad",
     "LAYERS",
     "get_layer",
 ]
@@ -329,10 +331,148 @@ class Maxout(Layer):
                 "init": self.init.get_config()}
 
 
+#: Elements of one one-hot block in the portable embedding gradient (bounds its memory).
+_ONE_HOT_BLOCK = 1 << 22
+
+
+def embedding_grad(ids, dy, vocab_size, *, xp, fast=True):
+    """Gradient of an embedding table: ``G[v] = sum of dy[i] over i with ids[i] == v``.
+
+    Parameters
+    ----------
+    ids : integer array of shape (m,)
+        Token ids in ``[0, vocab_size)``; repeated ids accumulate.
+    dy : array of shape (m, dim)
+        Gradients of the looked-up rows.
+    vocab_size : int
+    xp : namespace
+    fast : bool, default=True
+        Use the backend's scatter-add where there is one (NumPy ``add.at``, CuPy
+        ``cupyx.scatter_add``, see :func:`mlpx._backend.scatter_add_rows`); False (and
+        every other backend) takes the portable path.
+
+    Returns
+    -------
+    array of shape (vocab_size, dim), the dtype of ``dy``
+
+    Notes
+    -----
+    The portable path is exact: with the one-hot matrix ``H`` of shape (m, vocab_size),
+    ``G = H.T @ dy``, computed in blocks of rows so that ``H`` stays small.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mlpx.layers import embedding_grad
+    >>> dy = np.ones((3, 2), dtype=np.float32)
+    >>> embedding_grad(np.array([1, 1, 0]), dy, 3, xp=np).tolist()
+    [[1.0, 1.0], [2.0, 2.0], [0.0, 0.0]]
+    """
+    dim = int(dy.shape[1])
+    device = _backend.device_of(dy)
+    if fast and (_backend.is_numpy_namespace(xp) or _backend.is_cupy_namespace(xp)):
+        grad = xp.zeros((vocab_size, dim), dtype=dy.dtype, device=device)
+        _backend.scatter_add_rows(grad, ids, dy)
+        return grad
+    m = int(ids.shape[0])
+    vocab = xp.arange(vocab_size, dtype=ids.dtype, device=device)
+    step = max(1, _ONE_HOT_BLOCK // max(1, vocab_size))
+    grad = None
+    for start in range(0, m, step):
+        stop = min(m, start + step)
+        hot = xp.astype(xp.reshape(ids[start:stop], (-1, 1)) == vocab, dy.dtype)
+        part = hot.T @ dy[start:stop, ...]
+        grad = part if grad is None else grad + part
+    if grad is None:
+        grad = xp.zeros((vocab_size, dim), dtype=dy.dtype, device=device)
+    return grad
+
+
+class Embedding(Layer):
+    """A table of dense token vectors: integer ids in, concatenated vectors out.
+
+    The input layer of a feedforward language model (Bengio et al., 2003): each of the
+    ``window`` token ids of a row is replaced by its row of the table ``E`` of shape
+    (vocab_size, dim), and the vectors are concatenated.
+
+    Parameters
+    ----------
+    vocab_size : int >= 1
+        Number of distinct ids; inputs must lie in ``[0, vocab_size)``.
+    dim : int >= 1
+        Length of each token's vector.
+    init : str, dict or Initializer, default=None
+        Initializer of the table; None draws from ``N(0, 1)`` (PyTorch's default).
+    regularize : bool, default=True
+        Whether the model's L2 penalty (``alpha``) and an optimizer's weight decay
+        apply to the table.
+
+    Notes
+    -----
+    For ids ``x`` of shape (n_samples, window), ``y[i] = concat(E[x[i, 0]], ...,
+    E[x[i, window - 1]])`` of shape (n_samples, window * dim). Backward adds each
+    row of ``dy`` into the row of ``E`` it came from, summing repeated ids
+    (:func:`embedding_grad`). The layer takes no input gradient (ids are not
+    differentiable), so it must be the first layer of a model.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mlpx._backend import resolve_backend
+    >>> from mlpx.layers import Embedding
+    >>> b = resolve_backend("numpy")
+    >>> layer = Embedding(10, 4)
+    >>> layer.build(3, backend=b, dtype="float32", rng=np.random.default_rng(0))
+    12
+    >>> y, _ = layer.forward(np.array([[1, 2, 1], [0, 0, 9]]), xp=b.xp)
+    >>> y.shape, y.dtype
+    ((2, 12), dtype('float32'))
+    """
+
+    param_names = ("E",)
+    parameter_constraints = {"vocab_size": Interval(int, 1, None, closed="left"),
+                             "dim": Interval(int, 1, None, closed="left"),
+                             "regularize": Boolean()}
+
+    def __init__(self, vocab_size, dim, *, init=None, regularize=True):
+        super().__init__()
+        self._set_params(vocab_size=vocab_size, dim=dim, regularize=regularize)
+        self.init = get_initializer(init if init is not None
+                                    else {"name": "normal", "std": 1.0})
+        #: Whether :meth:`backward` may use the backend's scatter-add (tests compare).
+        self.fast = True
+
+    def build(self, n_in, *, backend, dtype, rng):
+        n_in = check_int(n_in, "n_in", "Embedding")
+        E = self.init((self.vocab_size, self.dim), rng=rng, dtype=_backend.dtype_name(dtype))
+        self.params = [_backend.to_device(E, backend=backend)]
+        self.decay = [self.regularize]
+        self.n_in, self.n_out = n_in, n_in * self.dim
+        return self.n_out
+
+    def forward(self, x, *, xp, training=False, rng=None):
+        n = int(x.shape[0])
+        ids = xp.reshape(x, (-1,))
+        rows = xp.take(self.params[0], ids, axis=0)
+        return xp.reshape(rows, (n, int(x.shape[1]) * self.dim)), ids
+
+    def backward(self, dy, cache, *, xp, need_dx=True):
+        if need_dx:
+            raise ValueError("An Embedding layer has no input gradient (its inputs are "
+                             "integer ids); it must be the first layer of a model.")
+        ids = cache
+        rows = xp.reshape(dy, (int(ids.shape[0]), self.dim))
+        return None, [embedding_grad(ids, rows, self.vocab_size, xp=xp, fast=self.fast)]
+
+    def get_config(self):
+        return {"name": "Embedding", "vocab_size": self.vocab_size, "dim": self.dim,
+                "init": self.init.get_config(), "regularize": self.regularize}
+
+
 #: Registry of layer classes by name (used to rebuild models from configs). Lookups ignore
 #: case, ``-``, ``_`` and spaces, so ``"dense"`` finds ``Dense``.
 LAYERS = Registry("layer", Layer)
-for _cls in (Dense, ActivationLayer, Dropout, PReLU, Maxout):
+for _cls in (Dense, ActivationLayer, Dropout, PReLU, Maxout, Embedding):
     LAYERS.register(_cls, _cls.__name__)
 del _cls
 

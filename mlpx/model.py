@@ -31,14 +31,30 @@ from ._validation import (
 from .activations import get_activation
 from .distributed import DataParallel
 from .initializers import default_initializer
-from .layers import ActivationLayer, Dense, Dropout, Layer, Maxout, PReLU, get_layer
+from .layers import (
+    ActivationLayer,
+    Dense,
+    Dropout,
+    Embedding,
+    Layer,
+    Maxout,
+    PReLU,
+    get_layer,
+)
 from .losses import get_loss, l2_penalty, one_hot
 from .optimizers import get_optimizer
 from .state import TrainState, map_arrays
 from .trainer import FitOptions, fit_model
-from .training import Evaluation, History, as_callbacks, as_early_stopping
+from .training import (
+    Evaluation,
+    History,
+    LanguageEvaluation,
+    as_callbacks,
+    as_early_stopping,
+    perplexity,
+)
 
-__all__ = ["Sequential", "MLP", "model_from_config"]
+__all__ = ["Sequential", "MLP", "LanguageModel", "model_from_config"]
 
 _CLASSIFIER_OUTPUTS = ("softmax", "sigmoid")
 _WIDTH = Interval(int, 1, None, closed="left")
@@ -93,6 +109,10 @@ class Sequential:
         self.output = get_activation(output if output is not None else self.loss.default_output)
         self.alpha = checked["alpha"]
         self.layers = [get_layer(layer) for layer in checked["layers"]]
+        for i, layer in enumerate(self.layers[1:], start=1):
+            if isinstance(layer, Embedding):
+                raise ValueError(f"An Embedding layer must be the first layer of a model "
+                                 f"(its inputs are integer ids); got one at position {i}.")
         _backend.host_rng(seed)  # validates the type
         self.seed = seed if not isinstance(seed, np.random.Generator) else None
         init_seed, train_seed = np.random.SeedSequence(
@@ -202,6 +222,16 @@ class Sequential:
         return [d for layer in self.layers for d in layer.decay]
 
     @property
+    def takes_ids(self) -> bool:
+        """Whether the inputs are integer token ids (the first layer is an Embedding)."""
+        return isinstance(self.layers[0], Embedding)
+
+    @property
+    def reports_perplexity(self) -> bool:
+        """Whether ``evaluate`` and ``History`` report perplexity (language models)."""
+        return False
+
+    @property
     def is_classifier(self) -> bool:
         return self.output.name in _CLASSIFIER_OUTPUTS
 
@@ -237,7 +267,11 @@ class Sequential:
         return _as_numeric(a, what, self.backend)
 
     def to_device_X(self, X, what="X"):
-        """Validate a feature matrix and return it on the device in the model's dtype."""
+        """Validate a feature matrix and return it on the device in the model's dtype.
+
+        For a model whose first layer is an Embedding, ``X`` holds integer token ids,
+        checked to lie in ``[0, vocab_size)`` and returned as int64.
+        """
         X = _as_numeric(X, what, self.backend)
         xp = self.backend.xp
         if X.ndim != 2:
@@ -251,10 +285,35 @@ class Sequential:
         if self.built and X.shape[1] != self.n_features:
             raise ValueError(f"{what} has {X.shape[1]} features, but this model expects "
                              f"{self.n_features}.")
+        if self.takes_ids:
+            return self._ids_to_device(X, what)
         X = _backend.to_device(X, backend=self.backend, dtype=self.dtype)
         if not bool(xp.all(xp.isfinite(X))):
             raise ValueError(f"{what} contains NaN or infinity; clean or impute it first.")
         return X
+
+    def _ids_to_device(self, X, what):
+        """Token ids for a first Embedding layer: integers in [0, vocab_size), as int64."""
+        vocab = self.layers[0].vocab_size
+        if _backend.is_host_array(X):
+            if X.dtype.kind not in "iu":
+                raise ValueError(f"{what} must hold integer token ids for a model whose "
+                                 f"first layer is an Embedding; got dtype {X.dtype}.")
+            lo, hi = int(X.min()), int(X.max())
+        else:
+            xp = self.backend.xp
+            if not xp.isdtype(X.dtype, "integral"):
+                raise ValueError(f"{what} must hold integer token ids for a model whose "
+                                 f"first layer is an Embedding; got dtype {X.dtype}.")
+            lo, hi = int(xp.min(X)), int(xp.max(X))
+        if lo < 0 or hi >= vocab:
+            raise ValueError(f"{what} token ids must lie in [0, {vocab}) (the Embedding's "
+                             f"vocab_size); got ids from {lo} to {hi}.")
+        if _backend.is_host_array(X):
+            return _backend.to_device(np.asarray(X, dtype=np.int64), backend=self.backend)
+        X = _backend.to_device(X, backend=self.backend)
+        xp = self.backend.xp
+        return X if X.dtype == xp.int64 else xp.astype(X, xp.int64)
 
     def to_device_y(self, y, n_samples, what="y"):
         """Validate targets; return (float targets of shape (n, k), int labels or None)."""
@@ -455,6 +514,8 @@ class Sequential:
         ----------
         X : array of shape (n_samples, n_features)
             NumPy (moved to the device once) or an array of the model's namespace.
+            Integer token ids in ``[0, vocab_size)`` when the first layer is an
+            :class:`~mlpx.layers.Embedding` (they stay int64 on the device).
         y : array of shape (n_samples,) or (n_samples, n_outputs)
             Integer class labels or one-hot / probability rows for a softmax output,
             0/1 targets for a sigmoid output, real values for regression.
@@ -821,13 +882,182 @@ class MLP(Sequential):
         }
 
 
+class LanguageModel(Sequential):
+    """The feedforward neural language model (Bengio et al., 2003): the previous
+    ``window`` tokens, each as a learned vector, concatenated into an MLP that predicts
+    the next token.
+
+    Parameters
+    ----------
+    vocab_size : int >= 1
+        Number of token ids (inputs and outputs lie in ``[0, vocab_size)``).
+    window : int >= 1
+        Tokens of context per prediction.
+    dim : int >= 1, default=16
+        Length of each token's vector (the :class:`~mlpx.layers.Embedding`).
+    hidden_sizes : list of int, default=[128]
+        Widths of the hidden layers.
+    activation : str, dict or Activation, default="tanh"
+        Hidden activation.
+    init : str, dict or None, default=None
+        Hidden weight initializer; None picks He for the ReLU family, Glorot otherwise.
+    dropout : float in [0, 1), default=0.0
+        Dropout after every hidden activation.
+    backend, dtype, seed
+        As for :class:`Sequential`.
+
+    Notes
+    -----
+    For ids ``x`` of shape (n_samples, window) the logits are
+    ``MLP(concat(E[x[:, 0]], ..., E[x[:, window - 1]]))`` and the loss is the mean
+    cross-entropy of the next token. ``evaluate`` returns a
+    :class:`~mlpx.training.LanguageEvaluation` with the perplexity ``exp(loss)``, and
+    ``History`` records ``perplexity`` (and ``val_perplexity``) every epoch. There is no
+    L2 ``alpha`` (the loss stays the cross-entropy); use ``optimizer="adamw"`` for
+    weight decay. Text to ids and back: :mod:`mlpx.datasets` (``Vocabulary``,
+    ``make_windows``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mlpx import LanguageModel
+    >>> X = np.array([[0, 1], [1, 2], [2, 0]] * 20)      # 0 1 2 0 1 2 ...
+    >>> y = np.array([2, 0, 1] * 20)
+    >>> lm = LanguageModel(3, window=2, dim=4, hidden_sizes=[16], seed=0)
+    >>> _ = lm.fit(X, y, epochs=60, optimizer={"name": "adam", "lr": 0.05}, verbose=0)
+    >>> lm.evaluate(X, y).perplexity < 1.1
+    True
+    >>> lm.generate([0, 1], 5, temperature=0.5, seed=0)
+    [[2, 0, 1, 2, 0]]
+    """
+
+    parameter_constraints: dict = {
+        "vocab_size": _WIDTH,
+        "window": _WIDTH,
+        "dim": _WIDTH,
+        "hidden_sizes": ListOf(_WIDTH, min_length=0),
+        "dropout": Interval(float, 0.0, 1.0, closed="left"),
+    }
+
+    def __init__(self, vocab_size, window, dim=16, hidden_sizes=(128,), activation="tanh", *,
+                 init=None, dropout=0.0, backend="numpy", dtype="float32", seed=None):
+        c = validate_params(
+            "LanguageModel", {"vocab_size": vocab_size, "window": window, "dim": dim,
+                              "hidden_sizes": list(hidden_sizes)
+                              if isinstance(hidden_sizes, tuple) else hidden_sizes,
+                              "dropout": dropout}, LanguageModel.parameter_constraints)
+        self.vocab_size, self.window, self.dim = c["vocab_size"], c["window"], c["dim"]
+        self.hidden_sizes = list(c["hidden_sizes"])
+        self.activation = activation
+        self.init = init
+        self.dropout = c["dropout"]
+        act_name = activation if isinstance(activation, str) else None
+        hidden_init = init or default_initializer(act_name or get_activation(activation).name)
+        layers: list = [Embedding(self.vocab_size, self.dim)]
+        for width in self.hidden_sizes:
+            layers += [Dense(width, init=hidden_init), ActivationLayer(activation)]
+            if self.dropout > 0:
+                layers.append(Dropout(self.dropout))
+        layers.append(Dense(self.vocab_size, init=init or default_initializer("softmax")))
+        super().__init__(layers, loss="cross_entropy", n_features=self.window,
+                         backend=backend, dtype=dtype, seed=seed)
+
+    @property
+    def reports_perplexity(self) -> bool:
+        return True
+
+    def get_config(self) -> dict:
+        act = self.activation
+        if not isinstance(act, (str, dict)):
+            act = act.get_config()
+        init = self.init
+        if hasattr(init, "get_config"):
+            init = init.get_config()
+        return {"class": "LanguageModel", "vocab_size": self.vocab_size,
+                "window": self.window, "dim": self.dim,
+                "hidden_sizes": list(self.hidden_sizes), "activation": act, "init": init,
+                "dropout": self.dropout, "dtype": self.dtype}
+
+    def evaluate(  # type: ignore[override]  # a NamedTuple with one more field
+            self, X, y, *, sample_weight=None) -> LanguageEvaluation:
+        """Mean cross-entropy (nats per token), next-token accuracy and perplexity.
+
+        Returns
+        -------
+        LanguageEvaluation
+            A named tuple ``(loss, accuracy, perplexity)`` of Python floats;
+            ``perplexity = exp(loss)``.
+        """
+        loss, acc = super().evaluate(X, y, sample_weight=sample_weight)
+        return LanguageEvaluation(loss, acc, perplexity(loss))
+
+    def generate(self, context, n_tokens, *, temperature=1.0, seed=None,
+                 stop_id=None) -> list:
+        """Draw continuations of ``context`` token by token.
+
+        Parameters
+        ----------
+        context : int array of shape (window,) or (n_sequences, window)
+            The ids the model sees first (pad short contexts with the vocabulary's
+            boundary id, as :func:`mlpx.datasets.make_windows` does).
+        n_tokens : int >= 1
+            Most tokens drawn per sequence.
+        temperature : float > 0, default=1.0
+            Divides the logits: below 1 sharper (more likely tokens), above 1 flatter.
+        seed : int, numpy.random.Generator or None, default=None
+            Same seed, same text.
+        stop_id : int or None, default=None
+            A sequence ends when it draws this id (which is not included).
+
+        Returns
+        -------
+        list of list of int
+            The drawn ids of each sequence (without the context).
+        """
+        c = validate_params("LanguageModel.generate",
+                            {"n_tokens": n_tokens, "temperature": temperature},
+                            {"n_tokens": _WIDTH,
+                             "temperature": Interval(float, 0.0, None, closed="neither")})
+        rng = _backend.host_rng(seed)
+        ctx = np.asarray(context)
+        if ctx.ndim == 1:
+            ctx = ctx[None, :]
+        if ctx.ndim != 2 or ctx.shape[1] != self.window or ctx.shape[0] < 1:
+            raise ValueError(f"The 'context' parameter of LanguageModel.generate must have "
+                             f"shape (window,) or (n_sequences, window) with window="
+                             f"{self.window}. Got shape {tuple(np.shape(context))} instead.")
+        ctx = ctx.astype(np.int64, copy=True)
+        out: list[list[int]] = [[] for _ in range(ctx.shape[0])]
+        alive = np.ones(ctx.shape[0], dtype=bool)
+        for _ in range(c["n_tokens"]):
+            rows = np.flatnonzero(alive)
+            if rows.size == 0:
+                break
+            z = _backend.to_numpy(self.decision_function(ctx[rows])).astype(np.float64)
+            z = z / c["temperature"]
+            p = np.exp(z - z.max(axis=1, keepdims=True))
+            cdf = np.cumsum(p, axis=1)
+            u = rng.random(rows.size) * cdf[:, -1]
+            draw = np.minimum((cdf <= u[:, None]).sum(axis=1), self.vocab_size - 1)
+            for r, t in zip(rows, draw):
+                if stop_id is not None and int(t) == stop_id:
+                    alive[r] = False
+                else:
+                    out[r].append(int(t))
+            ctx[rows] = np.concatenate([ctx[rows, 1:], draw[:, None]], axis=1)
+        return out
+
+
 def model_from_config(config: dict, *, backend="numpy", seed=None) -> Sequential:
     """Rebuild an (untrained) model from :meth:`Sequential.get_config` output."""
-    if not isinstance(config, dict) or config.get("class") not in ("MLP", "Sequential"):
-        raise ValueError("A model config must be a dict with 'class' 'MLP' or 'Sequential'; "
-                         f"got {config!r}.")
+    if not isinstance(config, dict) or config.get("class") not in ("MLP", "Sequential",
+                                                                   "LanguageModel"):
+        raise ValueError("A model config must be a dict with 'class' 'MLP', 'Sequential' "
+                         f"or 'LanguageModel'; got {config!r}.")
     cfg = dict(config)
     cls = cfg.pop("class")
+    if cls == "LanguageModel":
+        return LanguageModel(backend=backend, seed=seed, **cfg)
     if cls == "MLP":
         sizes = cfg.pop("layer_sizes")
         return MLP(sizes, backend=backend, seed=seed, **cfg)
@@ -879,3 +1109,4 @@ def _copy(a, xp):
 
 mio.register_model_class("MLP", MLP)
 mio.register_model_class("Sequential", Sequential)
+mio.register_model_class("LanguageModel", LanguageModel)

@@ -48,6 +48,7 @@ from .training import (
     History,
     NonFiniteLossError,
     NonFiniteLossWarning,
+    perplexity,
 )
 
 __all__ = ["Trainer", "FitOptions", "StepContext", "StepHook", "DeviceData", "fit_model"]
@@ -488,11 +489,16 @@ class Trainer:
                         for hook in self.hooks:
                             totals = hook.epoch_totals(totals)
                         logs["accuracy"] = totals["correct"] / n
+                    lm = bool(getattr(model, "reports_perplexity", False))
+                    if lm:
+                        logs["perplexity"] = perplexity(train_loss)
                     if val is not None:
                         vl, va = model.evaluate_device(*val)
                         logs["val_loss"] = vl
                         if va is not None:
                             logs["val_accuracy"] = va
+                        if lm:
+                            logs["val_perplexity"] = perplexity(vl)
                     seconds = time.perf_counter() - t0
                     logs["seconds"] = seconds
                     logs["lr"] = lr
@@ -699,6 +705,10 @@ def fit_model(model, X, y, opts: FitOptions) -> History:
         if monitor.endswith("accuracy") and not model.is_classifier:
             raise ValueError(f"EarlyStopping cannot monitor {monitor!r} for a "
                              "regression model.")
+        if monitor.endswith("perplexity") and not getattr(model, "reports_perplexity",
+                                                           False):
+            raise ValueError(f"EarlyStopping cannot monitor {monitor!r}: only language "
+                             "models (mlpx.LanguageModel) report perplexity.")
     batch_size = opts.batch_size or n
     record: dict[str, Any] | None = None
     if opts.checkpoint is not None or fit_info is not None:

@@ -4,6 +4,7 @@ errors training raises. :mod:`mlpx.model` uses these; they hold no array math.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -14,6 +15,8 @@ __all__ = [
     "EarlyStopping",
     "Callback",
     "Evaluation",
+    "LanguageEvaluation",
+    "perplexity",
     "NonFiniteLossError",
     "NonFiniteLossWarning",
     "DeviceMemoryError",
@@ -83,6 +86,30 @@ class Evaluation(NamedTuple):
     accuracy: float | None
 
 
+class LanguageEvaluation(NamedTuple):
+    """Result of :meth:`LanguageModel.evaluate`: mean cross-entropy (nats per token),
+    next-token accuracy and perplexity ``exp(loss)``."""
+
+    loss: float
+    accuracy: float | None
+    perplexity: float
+
+
+def perplexity(loss: float) -> float:
+    """``exp(loss)`` of a mean cross-entropy in nats; infinity where exp overflows.
+
+    Examples
+    --------
+    >>> from mlpx.training import perplexity
+    >>> round(perplexity(1.0), 4), perplexity(1e6)
+    (2.7183, inf)
+    """
+    loss = float(loss)
+    if math.isnan(loss):
+        return loss
+    return math.exp(loss) if loss < 709.0 else math.inf
+
+
 @dataclass
 class History:
     """What :meth:`Sequential.fit` recorded, one entry per epoch.
@@ -92,7 +119,9 @@ class History:
     history : dict of str to list of float
         ``"loss"`` (mean training loss, L2 penalty included), ``"accuracy"`` (training
         accuracy, classifiers only), ``"val_loss"`` and ``"val_accuracy"`` (when
-        validation data was given), ``"seconds"`` (wall time of the epoch) and ``"lr"``.
+        validation data was given), ``"seconds"`` (wall time of the epoch) and ``"lr"``;
+        language models (:class:`mlpx.LanguageModel`) add ``"perplexity"`` and
+        ``"val_perplexity"``, ``exp`` of the mean cross-entropy.
     epochs : list of int
         Epoch numbers (1-based, continuing across calls to ``fit``).
     stopped_early : bool
@@ -127,7 +156,8 @@ _EARLY_STOPPING_CONSTRAINTS = {
     "patience": Interval(int, 1, None, closed="left"),
     "min_delta": Interval(float, 0.0, None, closed="left"),
     "restore_best": Boolean(),
-    "monitor": Options((None, "val_loss", "val_accuracy", "loss", "accuracy")),
+    "monitor": Options((None, "val_loss", "val_accuracy", "loss", "accuracy",
+                        "val_perplexity", "perplexity")),
 }
 
 
@@ -143,7 +173,9 @@ class EarlyStopping:
         Smallest change that counts as an improvement (finite).
     restore_best : bool, default=True
         Put back the weights of the best epoch when training ends.
-    monitor : {"val_loss", "val_accuracy", "loss", "accuracy"} or None, default=None
+    monitor : str or None, default=None
+        ``"val_loss"``, ``"val_accuracy"``, ``"loss"``, ``"accuracy"``, or for language
+        models (:class:`mlpx.LanguageModel`) ``"val_perplexity"`` and ``"perplexity"``.
         None picks ``"val_loss"`` when there is validation data, else ``"loss"``.
     """
 

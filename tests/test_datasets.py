@@ -1,7 +1,8 @@
 """Tests for mlpx.datasets, the public import path of the datasets API: it re-exports
 the implementation in the mlpx.data package unchanged. The behaviour itself is tested
 per module: tests/test_data_idx.py, test_data_download.py, test_data_cache.py,
-test_data_catalog.py, test_data_loaders.py and test_data_preprocessing.py."""
+test_data_catalog.py, test_data_loaders.py, test_data_preprocessing.py and
+test_data_text.py."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import mlpx
 import mlpx.data
 from mlpx import datasets
-from mlpx.data import cache, catalog, download, idx, loaders, preprocessing
+from mlpx.data import cache, catalog, download, idx, loaders, preprocessing, text
 
 PUBLIC = {
     "IDXFormatError": idx, "read_idx": idx,
@@ -23,6 +24,8 @@ PUBLIC = {
     "DATASET_NAMES": loaders, "load_mnist": loaders, "load_fashion_mnist": loaders,
     "load_sample": loaders, "load_dataset": loaders,
     "scale": preprocessing, "standardize": preprocessing, "one_hot": preprocessing,
+    "Vocabulary": text, "tokenize": text, "make_windows": text, "text_windows": text,
+    "load_word_list": text, "WORD_LISTS": text,
 }
 
 
@@ -38,7 +41,7 @@ def test_public_names_are_the_implementation_objects():
 
 def test_public_classes_keep_their_public_module():
     for cls in (datasets.IDXFormatError, datasets.DownloadError, datasets.RemoteFile,
-                datasets.IDXDataset):
+                datasets.IDXDataset, datasets.Vocabulary):
         assert cls.__module__ == "mlpx.datasets"
         assert repr(cls) == f"<class 'mlpx.datasets.{cls.__name__}'>"
     remote = datasets.DATASETS["mnist"].test_labels

@@ -1261,3 +1261,44 @@ def test_fuzzed_model_files_load_or_raise_model_file_error(tmp_path):
     assert result["worst"] < 2.0, result
     # The mutations reach past the first checks: some files load, many are refused.
     assert result["counts"].get("loaded", 0) > 10 and result["counts"]["refused"] > 100
+
+
+# ------------------------------------------------------------------------ Embedding
+def _embedding_files(tmp_path):
+    from mlpx.layers import Embedding
+
+    seq = mlpx.Sequential([Embedding(6, 2), mlpx.Dense(3)], n_features=2, seed=0)
+    lm = mlpx.LanguageModel(6, 2, dim=2, hidden_sizes=[3], seed=0)
+    return seq.save(tmp_path / "seq.npz"), lm.save(tmp_path / "lm.npz")
+
+
+def test_embedding_models_round_trip(tmp_path):
+    for path in _embedding_files(tmp_path):
+        model = mlpx.load(path)
+        assert io.config_param_shapes(meta_of(path)["config"])[0] == (6, 2)
+        assert model.predict(np.array([[0, 5], [3, 3]])).shape == (2,)
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_hostile_vocab_size_is_refused_before_allocation(tmp_path, monkeypatch, which):
+    """A config whose vocab_size asks for a huge table is refused from the metadata: the
+    Embedding is never built (building it would allocate 10**12 rows)."""
+    from mlpx.layers import Embedding
+
+    good = _embedding_files(tmp_path)[which]
+
+    def edit(meta):
+        cfg = meta["config"]
+        if which == 0:
+            cfg["layers"][0]["vocab_size"] = 10**12
+        else:
+            cfg["vocab_size"] = 10**12
+
+    bad = _edit_config(good, tmp_path, "vocab", edit)
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("the Embedding was built")
+
+    monkeypatch.setattr(Embedding, "build", no_build)
+    with pytest.raises(ModelFileError, match=r"parameter 0 .*shape \(6, 2\).*\(1000000000000"):
+        io.load(bad)

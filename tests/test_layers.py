@@ -4,7 +4,17 @@ import numpy as np
 import pytest
 
 from mlpx import _backend
-from mlpx.layers import LAYERS, ActivationLayer, Dense, Dropout, Maxout, PReLU, get_layer
+from mlpx.layers import (
+    LAYERS,
+    ActivationLayer,
+    Dense,
+    Dropout,
+    Embedding,
+    Maxout,
+    PReLU,
+    embedding_grad,
+    get_layer,
+)
 
 from .helpers import assert_array, numerical_grad
 
@@ -179,3 +189,123 @@ def test_unknown_layer_lists_valid_names():
     with pytest.raises(ValueError, match=r"Missing parameter\(s\) \['units'\] for layer "
                                          "'Dense'"):
         get_layer({"name": "Dense"})
+
+
+# ------------------------------------------------------------------------ Embedding
+IDS = np.array([[1, 3, 1], [0, 1, 4], [3, 3, 3], [4, 2, 1]])  # ids repeat within rows too
+
+
+def _ids(a, backend):
+    return _backend.to_device(np.asarray(a, dtype=np.int64), backend=backend)
+
+
+def test_embedding_forward_concatenates_rows(backend):
+    layer = build(Embedding(5, 2), backend, 3)
+    assert layer.n_out == 6 and layer.decay == [True]
+    E = _backend.to_numpy(layer.params[0])
+    y, _ = layer.forward(_ids(IDS, backend), xp=backend.xp)
+    expected = np.concatenate([E[IDS[:, j]] for j in range(3)], axis=1)
+    assert_array(y, expected, backend=backend, dtype="float64", shape=(4, 6))
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_embedding_gradient_with_repeated_ids(backend, rng, fast):
+    """Central differences (float64) on the table; repeated ids must accumulate."""
+    layer = build(Embedding(5, 2), backend, 3)
+    layer.fast = fast
+    xp = backend.xp
+    R = rng.standard_normal((4, 6))
+    _, cache = layer.forward(_ids(IDS, backend), xp=xp)
+    dx, (g,) = layer.backward(_dev(R, backend), cache, xp=xp, need_dx=False)
+    assert dx is None
+
+    def scalar(E):
+        layer_e = build(Embedding(5, 2), _backend.resolve_backend("numpy"), 3)
+        layer_e.params = [E]
+        y, _ = layer_e.forward(IDS, xp=_backend.resolve_backend("numpy").xp)
+        return float(np.sum(y * R))
+
+    E0 = _backend.to_numpy(layer.params[0]).copy()
+    numeric = numerical_grad(scalar, E0)
+    assert_array(g, numeric, backend=backend, dtype="float64", rtol=1e-6, atol=1e-8)
+    # id 3 occurs four times, id 1 four times: their rows hold sums, not the last write
+    by_hand = np.zeros((5, 2))
+    for (i, j), v in np.ndenumerate(IDS):
+        by_hand[v] += R[i, 2 * j:2 * j + 2]
+    assert_array(g, by_hand, backend=backend, rtol=1e-12, atol=1e-12)
+
+
+def test_embedding_gradient_through_the_model_matches_central_differences(backend, rng):
+    """The whole backward pass (Embedding under Dense layers) against the loss itself."""
+    from mlpx import Sequential
+
+    model = Sequential([Embedding(5, 3), Dense(4), ActivationLayer("tanh"), Dense(3)],
+                       n_features=3, backend=backend, dtype="float64", seed=0)
+    X = _ids(IDS, backend)
+    Y = _dev(np.eye(3)[[0, 2, 1, 2]], backend)
+    _, grads, _ = model.loss_and_grads(X, Y, training=False)
+    base = [_backend.to_numpy(p).copy() for p in model.params]
+
+    def loss_with(E):
+        model.set_params([E] + base[1:])
+        loss, _, _ = model.loss_and_grads(X, Y, training=False)
+        return float(loss)
+
+    numeric = numerical_grad(loss_with, base[0])
+    model.set_params(base)
+    assert_array(grads[0], numeric, backend=backend, dtype="float64", rtol=1e-5, atol=1e-9)
+
+
+def test_embedding_fast_path_equals_generic(backend, rng):
+    """NumPy's add.at and CuPy's scatter_add give the portable one-hot product."""
+    xp = backend.xp
+    ids = rng.integers(0, 7, 500)  # many repeats
+    dy = rng.standard_normal((500, 3))
+    fast = embedding_grad(_ids(ids, backend), _dev(dy, backend), 7, xp=xp, fast=True)
+    generic = embedding_grad(_ids(ids, backend), _dev(dy, backend), 7, xp=xp, fast=False)
+    assert_array(fast, generic, backend=backend, dtype="float64", rtol=1e-12, atol=1e-12)
+    expected = np.zeros((7, 3))
+    np.add.at(expected, ids, dy)
+    assert_array(generic, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_embedding_generic_gradient_in_blocks(monkeypatch, rng):
+    """The one-hot product is computed in blocks of rows; the blocks add up exactly."""
+    import mlpx.layers as layers_mod
+
+    monkeypatch.setattr(layers_mod, "_ONE_HOT_BLOCK", 7 * 3)  # 3 rows per block
+    xp = _backend.resolve_backend("numpy").xp
+    ids = rng.integers(0, 7, 10)
+    dy = rng.standard_normal((10, 2))
+    expected = np.zeros((7, 2))
+    np.add.at(expected, ids, dy)
+    assert_array(embedding_grad(ids, dy, 7, xp=xp, fast=False), expected, rtol=1e-12)
+
+
+def test_scatter_add_rows_refuses_other_namespaces():
+    strict = _backend.resolve_backend("array_api_strict")
+    target = _backend.to_device(np.zeros((2, 2)), backend=strict)
+    with pytest.raises(TypeError, match="NumPy and CuPy arrays only"):
+        _backend.scatter_add_rows(target, _ids([0], strict), target[:1, ...])
+
+
+def test_embedding_options_and_config():
+    layer = Embedding(10, 4, init={"name": "uniform", "a": -0.1, "b": 0.1}, regularize=False)
+    layer.build(2, backend=_backend.resolve_backend("numpy"), dtype="float32",
+                rng=np.random.default_rng(0))
+    assert layer.decay == [False]
+    E = layer.params[0]
+    assert E.shape == (10, 4) and E.dtype == np.float32 and np.abs(E).max() <= 0.1
+    cfg = layer.get_config()
+    assert cfg["name"] in LAYERS and get_layer(cfg).get_config() == cfg
+    assert get_layer("embedding", vocab_size=3, dim=2).vocab_size == 3
+    for bad in ({"vocab_size": 0, "dim": 2}, {"vocab_size": 3, "dim": 1.5}):
+        with pytest.raises(ValueError, match="must be an int >= 1"):
+            Embedding(**bad)
+
+
+def test_embedding_has_no_input_gradient(backend):
+    layer = build(Embedding(5, 2), backend, 3)
+    _, cache = layer.forward(_ids(IDS, backend), xp=backend.xp)
+    with pytest.raises(ValueError, match="first layer"):
+        layer.backward(_dev(np.ones((4, 6)), backend), cache, xp=backend.xp, need_dx=True)

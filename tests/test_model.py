@@ -398,3 +398,123 @@ def test_cupy_without_cuda_says_what_to_do():
         pytest.skip("a CUDA device is present")
     with pytest.raises((ImportError, RuntimeError), match="mlpx\\[cuda12\\]|no CUDA device"):
         MLP([2, 2], backend="cupy")
+
+
+# ------------------------------------------------------------------------ token-id inputs
+def _cycle_data(n=60):
+    X = np.array([[0, 1], [1, 2], [2, 0]] * (n // 3))   # 0 1 2 0 1 2 ...
+    y = np.array([2, 0, 1] * (n // 3))
+    return X, y
+
+
+def test_embedding_model_takes_integer_ids(backend, tmp_path):
+    from mlpx.layers import Embedding
+
+    X = np.random.default_rng(0).integers(0, 7, (90, 3))
+    y = X.sum(axis=1) % 3
+    model = Sequential([Embedding(7, 4), Dense(16), ActivationLayer("tanh"), Dense(3)],
+                       backend=backend, seed=0)
+    hist = model.fit(X, y, epochs=3, optimizer="adam", verbose=0, validation_split=0.2)
+    assert model.n_features == 3 and model.takes_ids and not model.reports_perplexity
+    assert set(hist.history) == {"loss", "accuracy", "val_loss", "val_accuracy", "seconds",
+                                 "lr"}
+    assert mlpx._fast.unsupported_reason(model) is not None  # no fast step for it
+    if backend.name == "numpy":
+        assert "first and last layers must be Dense" in mlpx._fast.unsupported_reason(model)
+    pred = model.predict(X)
+    assert_array(pred, shape=(90,), backend=backend)
+    ev = model.evaluate(X, y)
+    assert type(ev) is mlpx.Evaluation
+    clone = mlpx.load(model.save(tmp_path / "emb.npz"), backend=backend)
+    assert clone.get_config() == model.get_config()
+    assert_array(clone.predict_proba(X), model.predict_proba(X), rtol=1e-6)
+
+
+@pytest.mark.parametrize("bad,match", [
+    (np.array([[0.0, 1.0]]), "integer token ids"),
+    (np.array([[0, 3]]), r"lie in \[0, 3\).*from 0 to 3"),
+    (np.array([[-1, 0]]), r"from -1 to 0"),
+    (np.array([[0, 1, 2]]), "has 3 features, but this model expects 2"),
+])
+def test_embedding_model_checks_ids(bad, match):
+    lm = mlpx.LanguageModel(3, 2, dim=2, hidden_sizes=[4], seed=0)
+    with pytest.raises(ValueError, match=match):
+        lm.predict(bad)
+
+
+def test_embedding_must_come_first():
+    from mlpx.layers import Embedding
+
+    with pytest.raises(ValueError, match="must be the first layer.*position 1"):
+        Sequential([Dense(3), Embedding(4, 2)])
+
+
+def test_language_model_perplexity_and_generate(backend, tmp_path):
+    X, y = _cycle_data()
+    lm = mlpx.LanguageModel(3, window=2, dim=4, hidden_sizes=[16], backend=backend, seed=0)
+    hist = lm.fit(X, y, epochs=40, optimizer={"name": "adam", "lr": 0.05}, verbose=0,
+                  validation_data=(X, y))
+    for key in ("perplexity", "val_perplexity"):
+        assert hist.history[key] == pytest.approx(np.exp(hist.history[key[:-10] + "loss"]))
+    ev = lm.evaluate(X, y)
+    assert isinstance(ev, mlpx.LanguageEvaluation)
+    assert ev.perplexity == pytest.approx(np.exp(ev.loss)) and ev.perplexity < 1.2
+    a = lm.generate([[0, 1], [2, 0]], 6, temperature=0.7, seed=3)
+    assert a == lm.generate([[0, 1], [2, 0]], 6, temperature=0.7, seed=3)
+    assert a[0] == [2, 0, 1, 2, 0, 1] and a[1] == [1, 2, 0, 1, 2, 0]
+    # a stop id ends a sequence without being included
+    assert lm.generate([0, 1], 6, temperature=0.7, seed=3, stop_id=1) == [[2, 0]]
+    clone = mlpx.load(lm.save(tmp_path / "lm.npz"), backend=backend)
+    assert type(clone) is mlpx.LanguageModel and clone.get_config() == lm.get_config()
+    assert clone.evaluate(X, y) == pytest.approx(ev)
+    assert mlpx.model_from_config(lm.get_config()).get_config() == lm.get_config()
+
+
+def test_generate_draws_by_the_probabilities():
+    """High temperature flattens the draws; seeds differ, same seed repeats."""
+    X, y = _cycle_data()
+    lm = mlpx.LanguageModel(3, window=2, dim=4, hidden_sizes=[16], seed=0)
+    lm.fit(X, y, epochs=40, optimizer={"name": "adam", "lr": 0.05}, verbose=0)
+    hot = lm.generate(np.zeros((200, 2), dtype=int), 1, temperature=100.0, seed=1)
+    counts = np.bincount([s[0] for s in hot], minlength=3)
+    assert counts.min() > 40  # about uniform
+    assert lm.generate([0, 1], 20, seed=1) != lm.generate([0, 1], 20, temperature=5.0,
+                                                           seed=2)
+    for bad in ({"temperature": 0.0}, {"n_tokens": 0}):
+        with pytest.raises(ValueError, match="LanguageModel.generate"):
+            lm.generate([0, 1], **{"n_tokens": 3, **bad})
+    with pytest.raises(ValueError, match="window=2"):
+        lm.generate([0, 1, 2], 3)
+
+
+def test_language_model_checkpoint_resume_equals_a_straight_run(tmp_path):
+    X, y = _cycle_data(30)
+    opt = {"name": "adam", "lr": 0.01}
+    straight = mlpx.LanguageModel(3, 2, dim=2, hidden_sizes=[4], seed=0)
+    straight.fit(X, y, epochs=4, batch_size=8, optimizer=opt, verbose=0)
+    first = mlpx.LanguageModel(3, 2, dim=2, hidden_sizes=[4], seed=0)
+    ck = tmp_path / "ck.npz"
+    first.fit(X, y, epochs=2, batch_size=8, optimizer=opt, verbose=0, checkpoint=ck)
+    resumed = mlpx.LanguageModel(3, 2, dim=2, hidden_sizes=[4], seed=0)
+    resumed.fit(X, y, epochs=4, batch_size=8, optimizer=opt, verbose=0, resume=ck)
+    for a, b in zip(resumed.params, straight.params):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_early_stopping_on_perplexity_only_for_language_models():
+    X, y = _cycle_data(30)
+    lm = mlpx.LanguageModel(3, 2, dim=2, hidden_sizes=[4], seed=0)
+    hist = lm.fit(X, y, epochs=3, optimizer="adam", verbose=0, validation_split=0.2,
+                  early_stopping={"monitor": "val_perplexity", "patience": 5})
+    assert len(hist.history["val_perplexity"]) == 3
+    with pytest.raises(ValueError, match="cannot monitor 'perplexity'.*language models"):
+        MLP([2, 3, 2], seed=0).fit(np.ones((4, 2)), [0, 1, 0, 1], verbose=0,
+                                   early_stopping={"monitor": "perplexity"})
+
+
+def test_language_model_pickles():
+    X, y = _cycle_data(30)
+    lm = mlpx.LanguageModel(3, 2, dim=2, hidden_sizes=[4], seed=0)
+    lm.fit(X, y, epochs=2, optimizer="adam", verbose=0)
+    clone = pickle.loads(pickle.dumps(lm))
+    assert type(clone) is mlpx.LanguageModel and clone.evaluate(X, y) == lm.evaluate(X, y)

@@ -206,8 +206,8 @@ def test_early_stopping_normalises_parameters():
     ({"restore_best": "yes"}, "The 'restore_best' parameter of EarlyStopping must be a "
                               "bool. Got 'yes' instead."),
     ({"monitor": "acc"}, "The 'monitor' parameter of EarlyStopping must be one of [None, "
-                         "'val_loss', 'val_accuracy', 'loss', 'accuracy']. Got 'acc' "
-                         "instead."),
+                         "'val_loss', 'val_accuracy', 'loss', 'accuracy', 'val_perplexity', "
+                         "'perplexity']. Got 'acc' instead."),
 ])
 def test_early_stopping_rejects_bad_parameters(params, message):
     with pytest.raises(InvalidParameterError) as info:

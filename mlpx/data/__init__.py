@@ -17,11 +17,16 @@ implementation, and their layout may change:
 * :mod:`mlpx.data.preprocessing` -- :func:`~mlpx.data.preprocessing.scale`,
   :func:`~mlpx.data.preprocessing.standardize`,
   :func:`~mlpx.data.preprocessing.one_hot`.
+* :mod:`mlpx.data.text` -- text as token ids for language models
+  (:class:`~mlpx.data.text.Vocabulary`, :func:`~mlpx.data.text.make_windows`,
+  :func:`~mlpx.data.text.text_windows`) and Debian's word lists
+  (:func:`~mlpx.data.text.load_word_list`).
 
 Package data: ``fashion_mnist_sample.npz`` (the embedded Fashion-MNIST sample, see
 ``README.md`` here) and ``LICENSE-fashion-mnist.txt``.
 
 Imports within the package go one way: ``cache``, ``catalog`` and ``preprocessing``
 import no other module of it, ``idx`` and ``download`` import only ``cache``, and
-``loaders`` imports the rest; nothing here imports another part of mlpx.
+``loaders`` imports the rest, ``text`` none of them; nothing here imports another
+part of mlpx.
 """
