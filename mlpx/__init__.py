@@ -3,7 +3,7 @@
 The public API, re-exported from the modules that hold it.
 """
 
-from . import datasets, io
+from . import datasets, export, io
 from ._backend import BACKENDS, resolve_backend, to_numpy
 from ._validation import InvalidParameterError
 from ._version import __version__
@@ -11,6 +11,7 @@ from .activations import ACTIVATIONS, get_activation
 from .initializers import INITIALIZERS, get_initializer
 from .io import ModelFileError, load
 from .layers import LAYERS, ActivationLayer, Dense, Dropout, Layer, Maxout, PReLU, get_layer
+from .export import export_onnx
 from .losses import LOSSES, get_loss
 from .model import MLP, Sequential, model_from_config
 from .optimizers import OPTIMIZERS, SCHEDULES, get_optimizer, get_schedule
@@ -36,7 +37,7 @@ __all__ = [
     "MLP", "Sequential", "History", "EarlyStopping", "Callback", "Evaluation",
     "NonFiniteLossError", "NonFiniteLossWarning", "DeviceMemoryError", "model_from_config",
     "Trainer", "TrainState", "StepHook",
-    "load", "ModelFileError", "io",
+    "load", "ModelFileError", "io", "export", "export_onnx",
     "datasets",
     "__version__",
 ]
