@@ -293,30 +293,21 @@ def register_skl2onnx(classifier: type, regressor: type,
         StringTensorType,
     )
 
-    def shape_classifier(operator):
-        est = operator.raw_operator
+    def shape(operator):
+        # The output types are those of the estimator's own graph; floats come back in
+        # the operator's input type (the converter casts them).
+        proto = graph_of(operator.raw_operator)
         n = operator.inputs[0].get_first_dimension()
         in_type = type(operator.inputs[0].type)
-        classes = np.asarray(est.classes_)
-        if getattr(est, "_mlpx_multilabel", False) or classes.ndim != 1:
-            operator.outputs[0].type = Int64TensorType([n, int(est.n_outputs_)])
-        elif classes.dtype.kind in "US":
-            operator.outputs[0].type = StringTensorType([n])
-        else:
-            operator.outputs[0].type = Int64TensorType([n])
-        n_classes = len(classes) if classes.ndim == 1 and len(classes) > 1 else \
-            int(est.n_outputs_)
-        prob_type = in_type if in_type in (FloatTensorType, DoubleTensorType) \
+        float_type = in_type if in_type in (FloatTensorType, DoubleTensorType) \
             else FloatTensorType
-        operator.outputs[1].type = prob_type([n, n_classes])
-
-    def shape_regressor(operator):
-        est = operator.raw_operator
-        n = operator.inputs[0].get_first_dimension()
-        in_type = type(operator.inputs[0].type)
-        out_type = in_type if in_type in (FloatTensorType, DoubleTensorType) \
-            else FloatTensorType
-        operator.outputs[0].type = out_type([n, int(est.n_outputs_)])
+        types = {onnx.TensorProto.INT64: Int64TensorType,
+                 onnx.TensorProto.STRING: StringTensorType}
+        for var, out in zip(operator.outputs, proto.graph.output):
+            tensor = out.type.tensor_type
+            dims = [n] + [int(d.dim_value) if d.HasField("dim_value") else None
+                          for d in tensor.shape.dim[1:]]
+            var.type = types.get(tensor.elem_type, float_type)(dims)
 
     def convert(scope, operator, container):
         proto = graph_of(operator.raw_operator)
@@ -343,7 +334,7 @@ def register_skl2onnx(classifier: type, regressor: type,
                                    to=want)
 
     skl2onnx.update_registered_converter(
-        classifier, "MlpxMLPClassifier", shape_classifier, convert,
+        classifier, "MlpxMLPClassifier", shape, convert,
         options={"zipmap": [True, False, "columns"], "nocl": [True, False]})
     skl2onnx.update_registered_converter(
-        regressor, "MlpxMLPRegressor", shape_regressor, convert)
+        regressor, "MlpxMLPRegressor", shape, convert)
