@@ -122,6 +122,11 @@ def _trace(model) -> tuple[Any, Any, Any, Any]:
 
 def _build(ndx, X, outputs: dict, doc: str):
     proto = ndx.build({INPUT_NAME: X}, outputs)
+    # ndonnx leaves the outputs' batch dimension anonymous; it is the input's.
+    for out in proto.graph.output:
+        dims = out.type.tensor_type.shape.dim
+        if len(dims) and not dims[0].HasField("dim_value"):
+            dims[0].dim_param = BATCH_DIM
     proto.producer_name = "mlpx"
     proto.producer_version = __version__
     proto.doc_string = doc
