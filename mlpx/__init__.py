@@ -8,10 +8,10 @@ from ._backend import BACKENDS, resolve_backend, to_numpy
 from ._validation import InvalidParameterError
 from ._version import __version__
 from .activations import ACTIVATIONS, get_activation
+from .export import export_onnx
 from .initializers import INITIALIZERS, get_initializer
 from .io import ModelFileError, load
 from .layers import LAYERS, ActivationLayer, Dense, Dropout, Layer, Maxout, PReLU, get_layer
-from .export import export_onnx
 from .losses import LOSSES, get_loss
 from .model import MLP, Sequential, model_from_config
 from .optimizers import OPTIMIZERS, SCHEDULES, get_optimizer, get_schedule
