@@ -390,3 +390,23 @@ def test_pipeline_converts_with_skl2onnx(kind):
     else:
         np.testing.assert_array_equal(out[0], pipe.predict(X[:13]))
         np.testing.assert_allclose(out[1], pipe.predict_proba(X[:13]), rtol=1e-5, atol=1e-5)
+
+
+@needs_skl2onnx
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_float_class_labels_are_refused_with_a_reason():
+    from mlpx.sklearn import MLPClassifier
+
+    X, y = _xy("binary")
+    clf = MLPClassifier((4,), max_iter=5, random_state=0).fit(X, (y > 0) * 1.0 + 1.0)
+    with pytest.raises(ValueError, match="Only integer and string class labels.*float64"):
+        clf.to_onnx()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("sklearn") is None, reason="needs scikit-learn")
+def test_register_skl2onnx_without_it_names_the_extra(monkeypatch):
+    from mlpx.sklearn import register_skl2onnx
+
+    monkeypatch.setitem(sys.modules, "skl2onnx", None)
+    with pytest.raises(ImportError, match=r"package skl2onnx\b.*mlpx\[onnx\]"):
+        register_skl2onnx()
