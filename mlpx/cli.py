@@ -588,27 +588,26 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
-
-
 # ------------------------------------------------------------------ export
 def _export(args: argparse.Namespace) -> int:
     from .export import export_onnx
     from .io import ModelFileError, load
 
+    _check_writable("OUTPUT", args.output)
     try:
         model = load(args.model)
     except (ModelFileError, OSError) as exc:
         raise _RunError(f"cannot read the model {args.model!r}: {exc}") from None
     try:
         path = export_onnx(model, args.output, predict=not args.no_predict)
-    except ImportError as exc:
+    except (ImportError, ValueError) as exc:  # the extra is missing; a layer cannot trace
         raise _RunError(str(exc)) from None
-    except ValueError as exc:
-        raise _UsageError(str(exc)) from None
     except OSError as exc:
         raise _RunError(f"cannot write {args.output!r}: {exc}") from None
     print(f"exported {args.model} to {path} (input X of shape (batch, {model.n_features}), "
           f"{model.dtype}; outputs predict_proba{'' if args.no_predict else ', predict'})")
     return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
