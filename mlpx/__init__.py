@@ -3,11 +3,12 @@
 The public API, re-exported from the modules that hold it.
 """
 
-from . import datasets, io
+from . import datasets, export, io
 from ._backend import BACKENDS, resolve_backend, to_numpy
 from ._validation import InvalidParameterError
 from ._version import __version__
 from .activations import ACTIVATIONS, get_activation
+from .export import export_onnx
 from .initializers import INITIALIZERS, get_initializer
 from .io import ModelFileError, load
 from .layers import (
@@ -49,7 +50,7 @@ __all__ = [
     "LanguageModel", "LanguageEvaluation",
     "NonFiniteLossError", "NonFiniteLossWarning", "DeviceMemoryError", "model_from_config",
     "Trainer", "TrainState", "StepHook",
-    "load", "ModelFileError", "io",
+    "load", "ModelFileError", "io", "export", "export_onnx",
     "datasets",
     "__version__",
 ]

@@ -1,4 +1,4 @@
-"""The command line: ``mlpx train`` (also ``python -m mlpx train``).
+"""The command line: ``mlpx train`` and ``mlpx export`` (also ``python -m mlpx ...``).
 
 ``mlpx train`` with no options trains a 784-512-512-10 ReLU network with Adam (cosine
 learning-rate decay, 10 epochs) on the Fashion-MNIST sample that ships inside the
@@ -107,7 +107,7 @@ def _dataset(text: str) -> str:
 
 # ------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
-    """The ``mlpx`` argument parser (subcommand ``train``)."""
+    """The ``mlpx`` argument parser (subcommands ``train`` and ``export``)."""
     from . import __version__
 
     parser = argparse.ArgumentParser(
@@ -213,6 +213,21 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("-q", "--quiet", action="store_true",
                      help="print only the summary line (no progress bar)")
     train.set_defaults(handler=_train, parser=train)
+
+    export = sub.add_parser(
+        "export",
+        help="export a saved model (.npz) to ONNX",
+        description="Export a model saved by mlpx (model.save, mlpx train --save) to an "
+                    "ONNX file for ONNX Runtime and other ONNX runners. The graph is traced "
+                    "from the model's forward pass on the ndonnx Array API namespace; its "
+                    "input X takes any batch size, its outputs are predict_proba and "
+                    "predict. Needs: pip install 'mlpx[onnx]'.")
+    export.add_argument("model", metavar="MODEL", help="the saved model, e.g. model.npz")
+    export.add_argument("output", metavar="OUTPUT",
+                        help="the ONNX file to write, e.g. model.onnx (written atomically)")
+    export.add_argument("--no-predict", action="store_true",
+                        help="leave the predict output out (predict_proba only)")
+    export.set_defaults(handler=_export, parser=export)
     return parser
 
 
@@ -601,6 +616,27 @@ def _train(args: argparse.Namespace) -> int:
           f"backend {model.backend.name} on {device}{ranks}")
     if save_error is not None:
         raise save_error
+    return 0
+
+
+# ------------------------------------------------------------------ export
+def _export(args: argparse.Namespace) -> int:
+    from .export import export_onnx
+    from .io import ModelFileError, load
+
+    _check_writable("OUTPUT", args.output)
+    try:
+        model = load(args.model)
+    except (ModelFileError, OSError) as exc:
+        raise _RunError(f"cannot read the model {args.model!r}: {exc}") from None
+    try:
+        path = export_onnx(model, args.output, predict=not args.no_predict)
+    except (ImportError, ValueError) as exc:  # the extra is missing; a layer cannot trace
+        raise _RunError(str(exc)) from None
+    except OSError as exc:
+        raise _RunError(f"cannot write {args.output!r}: {exc}") from None
+    print(f"exported {args.model} to {path} (input X of shape (batch, {model.n_features}), "
+          f"{model.dtype}; outputs predict_proba{'' if args.no_predict else ', predict'})")
     return 0
 
 

@@ -59,6 +59,7 @@ __all__ = [
     "ModelFileError",
     "save",
     "load",
+    "write_atomic",
     "save_checkpoint",
     "load_checkpoint",
     "read_checkpoint",
@@ -512,17 +513,48 @@ def _write_archive(path, meta, arrays) -> str:
     blob = json.dumps(meta, allow_nan=True, sort_keys=False).encode("utf-8")
     members = {_META_KEY: np.frombuffer(blob, dtype=np.uint8)}
     members.update(arrays)
+
+    def write(f):
+        with zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED,
+                             allowZip64=True) as zf:
+            for key, arr in members.items():
+                arr = np.ascontiguousarray(arr)
+                with zf.open(f"{key}.npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, arr, allow_pickle=False)
+
+    return write_atomic(path, write)
+
+
+def write_atomic(path, write, *, what: str = "path") -> str:
+    """Write a file atomically: all of it or, on any failure, the previous file untouched.
+
+    ``write(f)`` writes the content to ``f``, a binary file opened on a temporary file
+    in the folder of ``path``; the temporary file is flushed, synced, given the old
+    file's permissions (or the umask's default) and renamed over ``path``. If ``write``
+    raises (or the process is interrupted), the temporary file is removed and ``path``
+    keeps its previous content.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write; its folder must exist (see :func:`check_writable_path`).
+    write : callable
+        ``write(f)`` with ``f`` a writable binary file object.
+    what : str, default="path"
+        The parameter's name, for the error raised when ``path`` is not writable.
+
+    Returns
+    -------
+    str
+        The absolute path written.
+    """
+    path = check_writable_path(path, what)
     directory = os.path.dirname(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
                                dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
-            with zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED,
-                                 allowZip64=True) as zf:
-                for key, arr in members.items():
-                    arr = np.ascontiguousarray(arr)
-                    with zf.open(f"{key}.npy", "w", force_zip64=True) as member:
-                        np.lib.format.write_array(member, arr, allow_pickle=False)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         _copy_mode(path, tmp)

@@ -312,8 +312,8 @@ class Maxout(Layer):
         return self.units
 
     def forward(self, x, *, xp, training=False, rng=None):
-        n = x.shape[0]
-        z = xp.reshape(x @ self.params[0] + self.params[1], (n, self.units, self.k))
+        # -1, not x.shape[0]: the batch size may be symbolic (ONNX export, mlpx.export).
+        z = xp.reshape(x @ self.params[0] + self.params[1], (-1, self.units, self.k))
         winner = xp.argmax(z, axis=-1)
         pieces = xp.arange(self.k, device=_backend.device_of(x))
         mask = xp.astype(pieces == winner[..., None], x.dtype)

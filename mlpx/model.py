@@ -384,6 +384,51 @@ class Sequential:
             caches.append(cache)
         return x, caches
 
+    def forward_with(self, params, x, *, xp):
+        """Logits of ``x`` computed with ``params`` in the namespace ``xp`` (inference).
+
+        The generic forward pass (every layer's ``forward`` with ``training=False``, so
+        dropout is the identity) with ``params`` in place of the model's own parameters,
+        which are left untouched. ``params`` and ``x`` may live in any Array API
+        namespace, e.g. ndonnx arrays that record an ONNX graph (:mod:`mlpx.export`).
+
+        Parameters
+        ----------
+        params : list of arrays
+            Aligned with :attr:`params` (same shapes), in the namespace ``xp``.
+        x : array of shape (n_samples, n_features)
+        xp : namespace
+            The Array API namespace of ``params`` and ``x``.
+
+        Returns
+        -------
+        z : array of shape (n_samples, n_outputs)
+            The logits (before the output activation :attr:`output`).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import array_api_compat.numpy as xp
+        >>> from mlpx import MLP
+        >>> model = MLP([3, 4, 2], seed=0)
+        >>> X = np.ones((5, 3), dtype=np.float32)
+        >>> z = model.forward_with(model.params, X, xp=xp)
+        >>> z.shape, bool(np.array_equal(z, model.decision_function(X)))
+        ((5, 2), True)
+        """
+        self._check_ready()
+        params = list(params)
+        if len(params) != len(self.params):
+            raise ValueError(f"Expected {len(self.params)} parameters, got {len(params)}.")
+        i = 0
+        for layer in self.layers:
+            n = len(layer.params)
+            twin = copy.copy(layer)
+            twin.params = params[i:i + n]
+            x, _ = twin.forward(x, xp=xp, training=False)
+            i += n
+        return x
+
     def _backward(self, dz, caches):
         xp = self.backend.xp
         grads = [None] * len(self.layers)
@@ -744,6 +789,22 @@ class Sequential:
         from . import io as _io
 
         return _io.save(self, path)
+
+    def export_onnx(self, path, *, predict: bool = True) -> str:
+        """Export the inference graph to an ONNX file, written atomically.
+
+        The graph is traced from the generic forward pass on the ndonnx namespace
+        (:func:`mlpx.export.export_onnx`, which documents the graph's inputs and
+        outputs); it takes any batch size. Needs ``pip install 'mlpx[onnx]'``.
+
+        Returns
+        -------
+        str
+            The absolute path written.
+        """
+        from .export import export_onnx
+
+        return export_onnx(self, path, predict=predict)
 
     # ------------------------------------------------------------------ pickling
     def __getstate__(self):

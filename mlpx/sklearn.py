@@ -61,7 +61,7 @@ from .model import MLP
 from .optimizers import SGD, Adam
 from .trainer import Callback, DeviceData, StepHook, Trainer
 
-__all__ = ["MLPClassifier", "MLPRegressor"]
+__all__ = ["MLPClassifier", "MLPRegressor", "register_skl2onnx"]
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
 _SOLVERS = ("lbfgs", "sgd", "adam")
@@ -604,6 +604,32 @@ class _BaseMLP(BaseEstimator):
             out = _backend.to_numpy(model.predict_proba(X))
         return np.asarray(out, dtype=X.dtype)
 
+    def to_onnx(self, path=None):
+        """The fitted network's inference as an ONNX graph, or written to ``path``.
+
+        The graph is traced from mlpx's generic forward pass on the ndonnx namespace
+        (see :mod:`mlpx.export` and ``docs/export.md``). Its input ``X`` has shape
+        ("batch", n_features_in_) in the network's float type; the classifier's outputs
+        are ``label`` (``predict``, mapped to :attr:`classes_`) and ``probabilities``
+        (``predict_proba``), the regressor's ``variable`` (``predict``, of shape
+        (n_samples, n_outputs_)). Needs ``pip install 'mlpx[onnx]'``.
+
+        Parameters
+        ----------
+        path : str, os.PathLike or None, default=None
+            Where to write the ``.onnx`` file (atomically); None returns the graph.
+
+        Returns
+        -------
+        onnx.ModelProto or str
+            The graph, or the absolute path written.
+        """
+        from . import export
+
+        check_is_fitted(self)
+        proto = self._onnx_graph(export)
+        return proto if path is None else export.save_onnx(proto, path)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
@@ -1003,6 +1029,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _score_val(self, out, y_val, sw_val):
         return accuracy_score(y_val, self._labels_from_output(out), sample_weight=sw_val)
 
+    def _onnx_graph(self, export):
+        multilabel = self._label_binarizer.y_type_ == "multilabel-indicator"
+        return export.classifier_to_onnx(self._model, self.classes_, multilabel=multilabel)
+
     def _labels_from_output(self, out):
         if self.n_outputs_ == 1:
             out = out.ravel()
@@ -1223,6 +1253,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             ylogy = np.where(Y > 0, Y * np.log(np.where(Y > 0, Y, 1.0)), 0.0)
         return np.sum(ylogy - Y, axis=1)
 
+    def _onnx_graph(self, export):
+        return export.regressor_to_onnx(self._model)
+
     def _score_val(self, out, y_val, sw_val):
         pred = out.ravel() if out.shape[1] == 1 else out
         return r2_score(y_val, pred, sample_weight=sw_val)
@@ -1277,3 +1310,17 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         return tags
+
+
+def register_skl2onnx() -> None:
+    """Register :class:`MLPClassifier` and :class:`MLPRegressor` with skl2onnx.
+
+    After this call, ``skl2onnx.to_onnx(pipeline, X[:1])`` converts a Pipeline (or any
+    skl2onnx-convertible composite) that contains them: each estimator's graph is its
+    :meth:`~MLPClassifier.to_onnx` graph. Needs ``pip install 'mlpx[onnx]'``.
+
+    An example is in ``docs/export.md`` (the doctests run without the extra).
+    """
+    from . import export
+
+    export.register_skl2onnx(MLPClassifier, MLPRegressor, lambda est: est.to_onnx())

@@ -525,7 +525,7 @@ LAYER_OF = {
     "mlpx.training": 3, "mlpx.state": 3,
     "mlpx._fast": 4,
     "mlpx.io": 5,
-    "mlpx.trainer": 6,
+    "mlpx.trainer": 6, "mlpx.export": 6,
     "mlpx.distributed": 7,
     "mlpx.model": 7,
     "mlpx.sklearn": 8, "mlpx.cli": 8, "mlpx.toy": 8, "mlpx.plotting": 8,

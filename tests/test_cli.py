@@ -432,3 +432,55 @@ def test_ctrl_c_during_training_saves_the_model_as_trained_so_far(capsys, monkey
     assert "interrupted after 1 whole epoch (" in err and str(path) in err
     model = mlpx.load(str(path))
     assert model.n_features == 784
+
+
+# ------------------------------------------------------------------ mlpx export
+HAVE_ONNX = all(importlib.util.find_spec(m) is not None
+                for m in ("ndonnx", "onnx", "onnxruntime"))
+
+
+@pytest.mark.skipif(not HAVE_ONNX, reason="needs the onnx extra: pip install 'mlpx[onnx]'")
+@pytest.mark.parametrize("extra", [[], ["--no-predict"]])
+def test_export_writes_an_onnx_file_that_predicts_like_the_model(capsys, tmp_path, extra):
+    import onnxruntime
+
+    model = mlpx.MLP([5, 7, 3], activation="tanh", dtype="float64", seed=0)
+    model.save(tmp_path / "m.npz")
+    code, out, err = run(capsys, "export", str(tmp_path / "m.npz"),
+                         str(tmp_path / "m.onnx"), *extra)
+    assert code == 0, err
+    assert "exported" in out and "m.onnx" in out
+    session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"))
+    names = [o.name for o in session.get_outputs()]
+    assert names == (["predict_proba"] if extra else ["predict_proba", "predict"])
+    X = np.random.default_rng(0).normal(size=(4, 5))
+    results = session.run(None, {"X": X})
+    np.testing.assert_allclose(results[0], model.predict_proba(X), rtol=1e-12, atol=1e-12)
+    if not extra:
+        np.testing.assert_array_equal(results[1], model.predict(X))
+
+
+def test_export_of_a_missing_model_exits_1(capsys, tmp_path):
+    code, out, err = run(capsys, "export", str(tmp_path / "nope.npz"),
+                         str(tmp_path / "m.onnx"))
+    assert code == 1
+    assert "mlpx export: error: cannot read the model" in err
+    assert not os.path.exists(tmp_path / "m.onnx")
+
+
+def test_export_into_a_missing_folder_exits_2(capsys, tmp_path):
+    pytest.importorskip("ndonnx")
+    mlpx.MLP([3, 2], seed=0).save(tmp_path / "m.npz")
+    code, out, err = run(capsys, "export", str(tmp_path / "m.npz"),
+                         str(tmp_path / "missing" / "m.onnx"))
+    assert code == 2
+    assert "does not exist" in err
+
+
+def test_export_without_the_extra_names_it(capsys, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ndonnx", None)
+    mlpx.MLP([3, 2], seed=0).save(tmp_path / "m.npz")
+    code, out, err = run(capsys, "export", str(tmp_path / "m.npz"), str(tmp_path / "m.onnx"))
+    assert code == 1
+    assert "pip install 'mlpx[onnx]'" in err
+    assert not os.path.exists(tmp_path / "m.onnx")

@@ -518,3 +518,32 @@ def test_language_model_pickles():
     lm.fit(X, y, epochs=2, optimizer="adam", verbose=0)
     clone = pickle.loads(pickle.dumps(lm))
     assert type(clone) is mlpx.LanguageModel and clone.evaluate(X, y) == lm.evaluate(X, y)
+
+
+@pytest.mark.parametrize("activation", ["relu", "prelu", "maxout"])
+def test_forward_with_uses_the_given_params_and_leaves_the_model(backend, activation):
+    xp = backend.xp
+    model = MLP([4, 6, 3], activation=activation, dropout=0.5, backend=backend,
+                dtype="float64", seed=0)
+    X = np.random.default_rng(0).normal(size=(5, 4))
+    Xd = _backend.to_device(X, backend=backend, dtype="float64")
+    before = params_np(model)
+    # Its own parameters: exactly the logits predict computes (dropout off).
+    assert_array(model.forward_with(model.params, Xd, xp=xp), model.decision_function(X))
+    # Other parameters: the logits of a model that holds them; the model is untouched.
+    other = [p * 0.5 + 0.25 for p in model.params]
+    twin = MLP([4, 6, 3], activation=activation, backend=backend, dtype="float64", seed=1)
+    twin.set_params([_backend.to_numpy(p) for p in other])
+    assert_array(model.forward_with(other, Xd, xp=xp), twin.decision_function(X))
+    for a, b in zip(params_np(model), before):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_forward_with_checks_the_parameter_count():
+    model = MLP([4, 6, 3], seed=0)
+    import array_api_compat.numpy as xp
+
+    with pytest.raises(ValueError, match="Expected 4 parameters, got 3"):
+        model.forward_with(model.params[:3], np.ones((2, 4), np.float32), xp=xp)
+    with pytest.raises(RuntimeError, match="not built"):
+        Sequential([Dense(2)]).forward_with([], np.ones((2, 4), np.float32), xp=xp)
