@@ -7,6 +7,7 @@ argument.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from dataclasses import dataclass
 from types import ModuleType
@@ -31,6 +32,15 @@ __all__ = [
     "synchronize",
     "device_name",
     "BACKENDS",
+    "CudaUnavailableError",
+    "cuda_probe",
+    "cuda_unavailable_reason",
+    "reset_cuda_probe",
+    "require_cuda",
+    "cuda_available",
+    "device_scope",
+    "noise_rng",
+    "DeviceNoiseRng",
 ]
 
 #: Backend names accepted by ``backend=`` (a namespace module is accepted too).
@@ -62,37 +72,140 @@ class Backend:
         return (resolve_backend, (self.name,))
 
 
-def _import_cupy():
+# ---------------------------------------------------------------------- CUDA probe
+_INSTALL_CUPY = ("Install CuPy with the extra that matches the CUDA version of your NVIDIA "
+                 "driver (nvidia-smi shows it): pip install 'mlpx[cuda12]' or pip install "
+                 "'mlpx[cuda13]'.")
+_INSTALL_CTK = ("Install the CUDA libraries CuPy loads at run time (cuBLAS, NVRTC and the "
+                "CUDA headers): pip install 'mlpx[cuda12]' or 'mlpx[cuda13]' brings them as "
+                "cupy-cuda12x[ctk] / cupy-cuda13x[ctk]; with an older CuPy wheel, install "
+                "that [ctk] extra or a CUDA Toolkit of the same major version.")
+
+
+class CudaUnavailableError(RuntimeError, ImportError):
+    """``backend='cupy'`` cannot compute on this machine; the message says what to install.
+
+    One error for every missing piece (no CuPy; CuPy without an NVIDIA driver or GPU;
+    CuPy and a driver without cuBLAS, NVRTC or the CUDA headers). It is both a
+    RuntimeError and an ImportError, so code that caught either before still does.
+    """
+
+
+def cuda_probe(import_module: Any = None) -> str | None:
+    """Prove that CuPy computes on this machine; return None if it does, else why not.
+
+    Imports CuPy and ``cupy.cublas``, counts the devices, creates a cuBLAS handle, runs a
+    cuBLAS product, compiles and runs an element-wise kernel and a reduction (NVRTC and
+    CuPy's CUDA headers) on the current device, and reads the result back. Not cached:
+    :func:`cuda_unavailable_reason` caches it for the process.
+
+    Parameters
+    ----------
+    import_module : callable, optional
+        ``importlib.import_module`` (the default); tests pass stand-ins.
+
+    Returns
+    -------
+    str or None
+        The one message of :class:`CudaUnavailableError`: what failed and what to
+        install.
+    """
+    imp = importlib.import_module if import_module is None else import_module
+    head = "backend='cupy' cannot run on this machine: "
     try:
-        cupy = importlib.import_module("cupy")
-    except ImportError as exc:  # pragma: no cover - depends on the machine
-        raise ImportError(
-            "backend='cupy' needs CuPy, which is not installed. Install it with the extra "
-            "that matches your CUDA toolkit: pip install 'mlpx[cuda12]' or "
-            "pip install 'mlpx[cuda13]'."
-        ) from exc
+        cupy = imp("cupy")
+    except ImportError as exc:
+        return f"{head}CuPy is not installed ({exc}). {_INSTALL_CUPY}"
     try:
-        n = cupy.cuda.runtime.getDeviceCount()
-    except Exception as exc:  # pragma: no cover - depends on the machine
-        raise RuntimeError(
-            f"backend='cupy': CuPy is installed but no CUDA device was found ({exc}). "
-            "Use backend='numpy' on this machine."
-        ) from exc
-    if n < 1:  # pragma: no cover - depends on the machine
-        raise RuntimeError(
-            "backend='cupy': CuPy is installed but no CUDA device was found. "
-            "Use backend='numpy' on this machine."
-        )
-    return cupy
+        n = int(cupy.cuda.runtime.getDeviceCount())
+    except Exception as exc:  # CUDARuntimeError, or a CuPy built without a driver stub
+        return (f"{head}CuPy is installed but no CUDA device answers ({type(exc).__name__}: "
+                f"{exc}). Install the NVIDIA driver (nvidia-smi must list the GPU), or use "
+                "backend='numpy'.")
+    if n < 1:
+        return (f"{head}CuPy is installed but the driver reports no CUDA device. Install "
+                "the NVIDIA driver (nvidia-smi must list the GPU), or use backend='numpy'.")
+    expect = np.array([[7.0, 10.0], [15.0, 22.0]], dtype=np.float32)
+    try:
+        imp("cupy.cublas")
+        cupy.cuda.device.get_cublas_handle()
+        a = cupy.asarray(np.array([[1.0, 2.0], [3.0, 4.0]], dtype=np.float32))
+        prod = cupy.matmul(a, a)
+        cupy.cuda.runtime.deviceSynchronize()
+    except Exception as exc:
+        return (f"{head}CuPy sees {n} GPU(s) but cannot use cuBLAS ({type(exc).__name__}: "
+                f"{exc}). {_INSTALL_CTK}")
+    try:
+        kernel = cupy.ElementwiseKernel("float32 x", "float32 y", "y = 2 * x + 1",
+                                        "mlpx_cuda_probe")
+        total = float(kernel(prod).sum())  # compiled by NVRTC, read back to the host
+    except Exception as exc:
+        return (f"{head}CuPy sees {n} GPU(s) but cannot compile a CUDA kernel "
+                f"({type(exc).__name__}: {exc}). {_INSTALL_CTK}")
+    if total != float(np.sum(2 * expect + 1)):
+        return (f"{head}a test computation on the GPU gave {total} instead of "
+                f"{float(np.sum(2 * expect + 1))}. Please report this with the output of "
+                "`python -c 'import cupy; cupy.show_config()'`.")
+    return None
+
+
+_CUDA_REASON: list[str | None] = []
+
+
+def cuda_unavailable_reason() -> str | None:
+    """Why ``backend='cupy'`` cannot run here (a message), or None when it can.
+
+    The :func:`cuda_probe` of the first call, kept for the process (call
+    :func:`reset_cuda_probe` to probe again).
+    """
+    if not _CUDA_REASON:
+        _CUDA_REASON.append(cuda_probe())
+    return _CUDA_REASON[0]
+
+
+def reset_cuda_probe() -> None:
+    """Forget the cached result of :func:`cuda_unavailable_reason`."""
+    _CUDA_REASON.clear()
+
+
+def require_cuda() -> ModuleType:
+    """Return the ``cupy`` module once :func:`cuda_probe` proved it works.
+
+    Raises
+    ------
+    CudaUnavailableError
+        With the probe's message (what failed, what to install).
+    """
+    reason = cuda_unavailable_reason()
+    if reason is not None:
+        raise CudaUnavailableError(reason)
+    return importlib.import_module("cupy")
 
 
 def cuda_available() -> bool:
-    """Return True when CuPy imports and at least one CUDA device answers."""
-    try:
-        _import_cupy()
-    except (ImportError, RuntimeError):
-        return False
-    return True
+    """True when CuPy computes on a CUDA device here (:func:`cuda_probe` passed)."""
+    return cuda_unavailable_reason() is None
+
+
+_NO_SCOPE = contextlib.nullcontext()  # reusable
+
+
+def device_scope(backend: Backend) -> contextlib.AbstractContextManager:
+    """Context manager: make ``backend``'s device CuPy's current device inside.
+
+    CuPy launches kernels and cuBLAS products on its *current* device, whatever device
+    the arrays live on; wrap everything that computes for a model (fit, predict, a
+    training step) in this. A no-op for NumPy and every other backend.
+
+    Examples
+    --------
+    >>> from mlpx._backend import device_scope, resolve_backend
+    >>> with device_scope(resolve_backend("numpy")):
+    ...     pass
+    """
+    if backend.name == "cupy":
+        return backend.device
+    return _NO_SCOPE
 
 
 def resolve_backend(backend: Any = "numpy") -> Backend:
@@ -112,10 +225,10 @@ def resolve_backend(backend: Any = "numpy") -> Backend:
     ------
     ValueError
         For an unknown name (the message lists the valid ones).
-    ImportError
-        ``"cupy"`` without CuPy installed (the message names the extra to install).
-    RuntimeError
-        ``"cupy"`` with CuPy installed but no CUDA device.
+    CudaUnavailableError
+        ``"cupy"`` where CuPy cannot compute (not installed, no driver or GPU, no cuBLAS,
+        NVRTC or CUDA headers): one message that names what to install. It is a
+        RuntimeError and an ImportError.
 
     Examples
     --------
@@ -133,7 +246,7 @@ def resolve_backend(backend: Any = "numpy") -> Backend:
             xp = array_api_compat.array_namespace(np.empty(0))
             return Backend("numpy", xp, "cpu")
         if key == "cupy":
-            cupy = _import_cupy()
+            cupy = require_cuda()
             xp = array_api_compat.array_namespace(cupy.empty(0))
             return Backend("cupy", xp, cupy.cuda.Device())
         if key in ("array_api_strict", "strict"):
@@ -348,17 +461,48 @@ def device_name(backend: Backend) -> str:
     return "cpu"
 
 
-def noise_rng(backend: Backend, rng: np.random.Generator):
+class DeviceNoiseRng:
+    """CuPy's device generator for dropout, created on its first draw.
+
+    A CuPy generator holds curand states for many threads (about 13 MB); a model without
+    Dropout never draws, so it never pays for one. The seed is fixed when this object is
+    made (drawn from the host generator by :func:`noise_rng`), so the numbers are the
+    same as if the generator had been created at once.
+
+    Parameters
+    ----------
+    seed : int
+    """
+
+    def __init__(self, seed: int):
+        self.seed = int(seed)
+        self._generator: Any = None
+
+    @property
+    def created(self) -> bool:
+        """True once the device generator exists (after the first draw)."""
+        return self._generator is not None
+
+    def random(self, *args: Any, **kwargs: Any) -> Any:
+        """``cupy.random.Generator.random``; creates the generator on the first call."""
+        if self._generator is None:
+            import cupy
+
+            self._generator = cupy.random.default_rng(self.seed)
+        return self._generator.random(*args, **kwargs)
+
+
+def noise_rng(backend: Backend, rng: np.random.Generator) -> Any:
     """Return the generator used for per-step noise (dropout masks) on ``backend``.
 
-    On CuPy this is CuPy's own device generator, seeded from ``rng``, so that no host
-    data crosses the bus per step; elsewhere it is ``rng`` itself (draw on the host,
-    move once per step).
+    On CuPy this is a :class:`DeviceNoiseRng`: CuPy's own device generator, seeded from
+    ``rng`` now (one draw, so the host stream is the same with or without Dropout) but
+    created only when Dropout first draws from it, so that no host data crosses the bus
+    per step and a model without Dropout allocates no curand states. Elsewhere it is
+    ``rng`` itself (draw on the host, move once per step).
     """
-    if backend.name == "cupy":  # pragma: no cover - GPU only
-        import cupy
-
-        return cupy.random.default_rng(int(rng.integers(2**63)))
+    if backend.name == "cupy":
+        return DeviceNoiseRng(int(rng.integers(2**63)))
     return rng
 
 
@@ -413,3 +557,35 @@ def device_memory_info(backend: Backend):
         free, total = cupy.cuda.runtime.memGetInfo()
         pool = cupy.get_default_memory_pool()
         return int(free) + int(pool.free_bytes()), int(total)
+
+
+# ---------------------------------------------------------------------- collectives
+def nccl_module() -> ModuleType:
+    """Return ``cupy.cuda.nccl`` (GPU all-reduce), or raise an ImportError naming what to
+    install."""
+    try:
+        return importlib.import_module("cupy.cuda.nccl")
+    except ImportError as exc:
+        raise ImportError("NCCL all-reduce needs CuPy with NCCL: pip install "
+                          "'mlpx[cuda12,mpi]' (or cuda13) and the NCCL wheel "
+                          f"(nvidia-nccl-cu12). ({exc})") from exc
+
+
+def current_stream_ptr(backend: Backend) -> int:
+    """The raw pointer of the current CUDA stream on CuPy (0, the null stream, elsewhere)."""
+    if backend.name != "cupy":
+        return 0
+    cupy = importlib.import_module("cupy")
+    return int(cupy.cuda.get_current_stream().ptr)
+
+
+def use_cuda_device(index: int) -> int:
+    """Make GPU ``index`` modulo the device count CuPy's current device; return its number.
+
+    Data-parallel ranks on one machine call it with their local rank, before the model
+    is built (the cupy backend computes on the current device).
+    """
+    cupy = require_cuda()
+    number = int(index) % int(cupy.cuda.runtime.getDeviceCount())
+    cupy.cuda.Device(number).use()
+    return number

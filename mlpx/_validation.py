@@ -33,6 +33,7 @@ __all__ = [
     "Constraint",
     "Interval",
     "Options",
+    "ListOf",
     "Boolean",
     "InstanceOf",
     "NoneValue",
@@ -248,6 +249,48 @@ class InstanceOf(Constraint):
 
     def __str__(self) -> str:
         return self.description
+
+
+class ListOf(Constraint):
+    """A list or tuple of at least ``min_length`` items, each satisfying ``item``.
+
+    Converted to a list of the items' converted values.
+
+    Examples
+    --------
+    >>> from mlpx._validation import Interval, ListOf
+    >>> c = ListOf(Interval(int, 1, None, closed="left"), min_length=2)
+    >>> str(c), c.is_satisfied_by([784, 10]), c.is_satisfied_by([784])
+    ('a list of at least 2 ints >= 1', True, False)
+    """
+
+    def __init__(self, item: Constraint, *, min_length: int = 0):
+        self.item = item
+        self.min_length = min_length
+
+    def is_satisfied_by(self, value) -> bool:
+        return isinstance(value, (list, tuple)) and len(value) >= self.min_length and all(
+            self.item.is_satisfied_by(v) for v in value)
+
+    def convert(self, value) -> list:
+        return [self.item.convert(v) for v in value]
+
+    def has_type_of(self, value) -> bool:
+        return isinstance(value, (list, tuple))
+
+    def __str__(self) -> str:
+        what = str(self.item)
+        for article in ("an ", "a "):
+            if what.startswith(article):
+                what = what[len(article):]
+                break
+        head, _, rest = what.partition(" ")
+        plural = f"{head}s {rest}".rstrip()
+        if self.min_length > 1:
+            return f"a list of at least {self.min_length} {plural}"
+        if self.min_length == 1:
+            return f"a non-empty list of {plural}"
+        return f"a list of {plural}"
 
 
 class NoneValue(Constraint):

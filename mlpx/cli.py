@@ -177,6 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--momentum", type=_float_in(0.0, 1.0), default=None,
                      help="momentum for sgd or rmsprop")
     opt.add_argument("--epochs", type=_int_at_least(1), default=10)
+    opt.add_argument("--distributed", action="store_true",
+                     help="train data-parallel over the MPI ranks this runs on (mpiexec -n 4 "
+                          "mlpx train --distributed): --batch-size is the global batch, "
+                          "split across ranks; only rank 0 prints and writes files; needs "
+                          "pip install 'mlpx[mpi]'")
     opt.add_argument("--batch-size", type=_int_at_least(1), default=128)
     opt.add_argument("--early-stopping", type=_int_at_least(1), default=None,
                      metavar="PATIENCE",
@@ -483,12 +488,33 @@ def _describe_model(model: Any, args: argparse.Namespace) -> str:
             f"{args.epochs} epochs; {args.dtype}")
 
 
+def _communicator(args: argparse.Namespace) -> Any:
+    """With --distributed, the ranks' communicator (a clear error without mpi4py).
+
+    ``MPI.COMM_WORLD``; with ``--backend cupy`` each rank first takes the GPU of its
+    local rank and the gradients go through NCCL.
+    """
+    if not args.distributed:
+        return None
+    from . import distributed
+
+    try:
+        world = distributed.import_mpi().COMM_WORLD
+        if args.backend == "cupy":
+            return distributed.cuda_communicator(world)
+        return distributed.as_communicator(world)
+    except (ImportError, RuntimeError) as exc:
+        raise _RunError(f"--distributed: {exc}") from None
+
+
 def _train(args: argparse.Namespace) -> int:
     from . import _backend
     from .io import ModelFileError
     from .training import DeviceMemoryError, NonFiniteLossError
 
-    say = (lambda *a, **k: None) if args.quiet else print
+    comm = _communicator(args)
+    root = comm is None or comm.rank == 0
+    say = (lambda *a, **k: None) if args.quiet or not root else print
     if args.early_stopping is not None and args.validation_split == 0:
         raise _UsageError("--early-stopping watches the validation loss: add "
                           "--validation-split (e.g. 0.1)")
@@ -517,7 +543,8 @@ def _train(args: argparse.Namespace) -> int:
                             batch_size=args.batch_size, validation_split=args.validation_split,
                             early_stopping=args.early_stopping,
                             verbose=0 if args.quiet else 1, checkpoint=args.checkpoint,
-                            checkpoint_every=args.checkpoint_every, resume=args.resume)
+                            checkpoint_every=args.checkpoint_every, resume=args.resume,
+                            comm=comm)
     except KeyboardInterrupt:
         # Steps are all or nothing: the model holds the weights of its last whole step.
         if args.save is not None:
@@ -539,13 +566,15 @@ def _train(args: argparse.Namespace) -> int:
         raise _UsageError(str(exc)) from None
     # Save first: nothing after this point may lose the trained model.
     save_error = None
-    if args.save is not None:
+    if args.save is not None and root:  # only rank 0 writes files
         try:
             model.save(args.save)
         except (OSError, ValueError) as exc:
             save_error = _rescue(model, args.save, "the model file", exc)
         else:
             say(f"saved the model to {args.save}")
+    if not root:  # rank 0 reports
+        return 0
     epochs_run = len(history.epochs)
     seconds = sum(history["seconds"])
     if history.stopped_early:
@@ -564,10 +593,12 @@ def _train(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise _RunError(f"could not write the plot {args.plot!r}: {exc}") from None
         say(f"saved training curves to {args.plot}")
+    size = 1 if comm is None else comm.size
+    ranks = "" if comm is None else f" | {size} rank{'s' if size > 1 else ''}"
     print(f"test accuracy {accuracy:.4f} | test loss {test.loss:.4f} | "
           f"{throughput:,.0f} samples/s | {epochs_run} epoch{'s' if epochs_run != 1 else ''} "
           f"in {seconds:.1f} s | "
-          f"backend {model.backend.name} on {device}")
+          f"backend {model.backend.name} on {device}{ranks}")
     if save_error is not None:
         raise save_error
     return 0

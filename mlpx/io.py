@@ -34,7 +34,6 @@ import contextlib
 import json
 import math
 import os
-import stat
 import struct
 import tempfile
 import zipfile
@@ -45,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from . import _backend
+from ._files import NotARegularFileError, open_regular
 from ._version import __version__
 from .layers import LAYERS, get_layer
 from .optimizers import get_optimizer
@@ -606,45 +606,20 @@ class _Refused(Exception):
 def _open_regular(path):
     """Open ``path`` for reading if it is a regular file; return ``(file, size)``.
 
-    The file is opened without blocking (a FIFO with no writer would otherwise block
-    forever) and checked with ``fstat`` on the very descriptor that is then read, so that
-    devices (``/dev/zero``), FIFOs, sockets and directories are refused before one byte is
-    read.
+    Through :func:`mlpx._files.open_regular`: devices (``/dev/zero``), FIFOs, sockets and
+    directories are refused before one byte is read, and nothing can block.
     """
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
-        fd = os.open(path, flags)
+        f = open_regular(path)
     except FileNotFoundError:
         raise FileNotFoundError(f"No such model file: {path!r}") from None
+    except NotARegularFileError as exc:
+        raise ModelFileError(f"{path} is {exc.kind}, not a regular file; mlpx reads model "
+                             "files only from regular files.") from None
     except OSError as exc:
         raise ModelFileError(f"{path} cannot be opened as a model file: "
                              f"{exc.strerror or exc}.") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ModelFileError(f"{path} is {_file_kind(st.st_mode)}, not a regular file; "
-                                 "mlpx reads model files only from regular files.")
-        if hasattr(os, "set_blocking") and getattr(os, "O_NONBLOCK", 0):
-            os.set_blocking(fd, True)
-        f = os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-    return f, st.st_size
-
-
-def _file_kind(mode) -> str:
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISCHR(mode):
-        return "a character device"
-    if stat.S_ISBLK(mode):
-        return "a block device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a regular file"
+    return f, os.fstat(f.fileno()).st_size
 
 
 def _read_at(f, offset, n) -> bytes:

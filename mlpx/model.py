@@ -19,10 +19,19 @@ import numpy as np
 
 from . import _backend, _fast
 from . import io as mio
-from ._validation import check_float, check_int
+from ._validation import (
+    Boolean,
+    InstanceOf,
+    Interval,
+    ListOf,
+    Options,
+    check_int,
+    validate_params,
+)
 from .activations import get_activation
+from .distributed import DataParallel
 from .initializers import default_initializer
-from .layers import ActivationLayer, Dense, Dropout, Maxout, PReLU, get_layer
+from .layers import ActivationLayer, Dense, Dropout, Layer, Maxout, PReLU, get_layer
 from .losses import get_loss, l2_penalty, one_hot
 from .optimizers import get_optimizer
 from .state import TrainState, map_arrays
@@ -32,6 +41,7 @@ from .training import Evaluation, History, as_callbacks, as_early_stopping
 __all__ = ["Sequential", "MLP", "model_from_config"]
 
 _CLASSIFIER_OUTPUTS = ("softmax", "sigmoid")
+_WIDTH = Interval(int, 1, None, closed="left")
 _PREDICT_BATCH = 8192
 
 
@@ -63,19 +73,26 @@ class Sequential:
         What the last ``fit`` recorded.
     """
 
+    #: Declarative checks of the constructor's parameters (see mlpx._validation); the
+    #: names, losses, activations, backends and dtypes are checked by their registries.
+    parameter_constraints: dict = {
+        "layers": ListOf(InstanceOf((Layer, dict), "a Layer or a layer config dict"),
+                         min_length=1),
+        "alpha": Interval(float, 0.0, None, closed="left"),
+        "n_features": [_WIDTH, None],
+    }
+
     def __init__(self, layers, *, loss="cross_entropy", output=None, alpha=0.0,
                  n_features=None, backend="numpy", dtype="float32", seed=None):
+        checked = validate_params(
+            type(self).__name__, {"layers": layers, "alpha": alpha, "n_features": n_features},
+            Sequential.parameter_constraints)
         self.backend = _backend.resolve_backend(backend)
         self.dtype = _backend.dtype_name(dtype)
         self.loss = get_loss(loss)
         self.output = get_activation(output if output is not None else self.loss.default_output)
-        self.alpha = check_float(alpha, "alpha", type(self).__name__, low=0.0)
-        if not isinstance(layers, (list, tuple)) or len(layers) == 0:
-            raise ValueError(
-                f"The 'layers' parameter of {type(self).__name__} must be a non-empty list "
-                f"of layers. Got {layers!r} instead."
-            )
-        self.layers = [get_layer(layer) for layer in layers]
+        self.alpha = checked["alpha"]
+        self.layers = [get_layer(layer) for layer in checked["layers"]]
         _backend.host_rng(seed)  # validates the type
         self.seed = seed if not isinstance(seed, np.random.Generator) else None
         init_seed, train_seed = np.random.SeedSequence(
@@ -103,13 +120,8 @@ class Sequential:
 
     def build(self, n_features: int) -> "Sequential":
         """Create every parameter for inputs of width ``n_features`` (on the device)."""
-        if isinstance(n_features, bool) or not isinstance(n_features, (int, np.integer)) \
-                or n_features < 1:
-            raise ValueError(
-                f"The 'n_features' parameter of {type(self).__name__} must be an int >= 1. "
-                f"Got {n_features!r} instead."
-            )
-        width = int(n_features)
+        width = validate_params(type(self).__name__, {"n_features": n_features},
+                                {"n_features": _WIDTH})["n_features"]
         for layer in self.layers:
             width = layer.build(width, backend=self.backend, dtype=self.dtype,
                                 rng=self.init_rng)
@@ -363,6 +375,10 @@ class Sequential:
         in place when it supports the model.
         """
         self._require_state("train_step")
+        with _backend.device_scope(self.backend):
+            return self._train_step(X, Y, sample_weight, alpha, hyper)
+
+    def _train_step(self, X, Y, sample_weight, alpha, hyper):
         if self._fast_step is not None:
             done = self._fast_step(self, X, Y, sample_weight, alpha=alpha, hyper=hyper,
                                    noise_rng=self.state_.noise_rng)
@@ -432,7 +448,7 @@ class Sequential:
     def fit(self, X, y, *, epochs=10, batch_size=32, optimizer=None, validation_data=None,
             validation_split=0.0, shuffle=True, early_stopping=None, callbacks=(),
             sample_weight=None, verbose=1, checkpoint=None, checkpoint_every=1,
-            resume=None, on_nonfinite="raise") -> History:
+            resume=None, on_nonfinite="raise", comm=None) -> History:
         """Train with minibatch gradient descent.
 
         Parameters
@@ -484,6 +500,12 @@ class Sequential:
             :class:`NonFiniteLossWarning` (like Keras' TerminateOnNaN) and return the
             history, whose ``stop_reason`` says what happened. Either way the weights
             (and optimizer state) from just before the first bad batch are kept.
+        comm : mpi4py communicator or mlpx.distributed.Communicator, optional
+            Train data-parallel over the ranks of ``comm`` (e.g. ``MPI.COMM_WORLD``,
+            every rank calling ``fit`` with the same data and arguments): each rank takes
+            its share of every batch of ``batch_size`` samples and the gradients are
+            summed, so the result is one process's with the same ``batch_size``. Only
+            rank 0 prints and writes the checkpoint. See :mod:`mlpx.distributed`.
 
         Returns
         -------
@@ -512,27 +534,25 @@ class Sequential:
         non-deterministic device), the weights from the start of the epoch are kept and
         the batch is the first whose recorded loss is not finite.
         """
-        owner = type(self).__name__
-        epochs = check_int(epochs, "epochs", f"{owner}.fit", low=0)
-        if batch_size is not None:
-            batch_size = check_int(batch_size, "batch_size", f"{owner}.fit")
-        validation_split = check_float(validation_split, "validation_split", owner,
-                                       low=0.0, high=1.0, high_open=True)
-        checkpoint_every = check_int(checkpoint_every, "checkpoint_every", f"{owner}.fit")
-        if on_nonfinite not in _ON_NONFINITE:
-            raise ValueError(f"The 'on_nonfinite' parameter of {owner}.fit must be one of "
-                             f"{list(_ON_NONFINITE)}. Got {on_nonfinite!r} instead.")
+        c = validate_params(
+            f"{type(self).__name__}.fit",
+            {"epochs": epochs, "batch_size": batch_size, "validation_split": validation_split,
+             "shuffle": shuffle, "verbose": verbose, "checkpoint_every": checkpoint_every,
+             "on_nonfinite": on_nonfinite}, _FIT_CONSTRAINTS)
         opts = FitOptions(
-            epochs=epochs, batch_size=batch_size,
+            epochs=c["epochs"], batch_size=c["batch_size"],
             optimizer=None if optimizer is None else get_optimizer(optimizer),
-            validation_data=validation_data, validation_split=validation_split,
-            shuffle=shuffle, stopper=as_early_stopping(early_stopping),
+            validation_data=validation_data, validation_split=c["validation_split"],
+            shuffle=c["shuffle"], stopper=as_early_stopping(early_stopping),
             callbacks=as_callbacks(callbacks), sample_weight=sample_weight,
-            verbose=verbose,
+            verbose=c["verbose"],
             checkpoint=None if checkpoint is None
             else mio.check_writable_path(checkpoint, "checkpoint"),
-            checkpoint_every=checkpoint_every, resume=resume, on_nonfinite=on_nonfinite)
-        with self._exclusive("fit"):
+            checkpoint_every=c["checkpoint_every"], resume=resume,
+            on_nonfinite=c["on_nonfinite"],
+            parallel=None if comm is None else DataParallel(comm))
+        guard = contextlib.nullcontext() if opts.parallel is None else opts.parallel.guard()
+        with guard, self._exclusive("fit"), _backend.device_scope(self.backend):
             # fit_model's warnings count on being called from here (stacklevel).
             return fit_model(self, X, y, opts)
 
@@ -588,7 +608,8 @@ class Sequential:
     def decision_function(self, X, *, batch_size=None):
         """Logits (pre-output-activation values) of shape (n_samples, n_outputs)."""
         self._check_ready()
-        return self._logits(self.to_device_X(X), batch_size)
+        with _backend.device_scope(self.backend):
+            return self._logits(self.to_device_X(X), batch_size)
 
     def predict_proba(self, X, *, batch_size=None):
         """Output activations of shape (n_samples, n_outputs), in the model's namespace.
@@ -596,7 +617,8 @@ class Sequential:
         Class probabilities for softmax / sigmoid outputs; predictions for regression.
         """
         z = self.decision_function(X, batch_size=batch_size)
-        return self.output.forward(z, xp=self.backend.xp)
+        with _backend.device_scope(self.backend):
+            return self.output.forward(z, xp=self.backend.xp)
 
     def predict(self, X, *, batch_size=None):
         """Predictions in the model's namespace.
@@ -608,14 +630,20 @@ class Sequential:
         xp = self.backend.xp
         z = self.decision_function(X, batch_size=batch_size)
         name = self.output.name
-        if name == "softmax":
-            return xp.argmax(z, axis=1)
-        if name == "sigmoid":
-            hit = xp.astype(z > 0, xp.int64)
-            return hit[:, 0] if hit.shape[1] == 1 else hit
-        return self.output.forward(z, xp=xp)
+        with _backend.device_scope(self.backend):
+            if name == "softmax":
+                return xp.argmax(z, axis=1)
+            if name == "sigmoid":
+                hit = xp.astype(z > 0, xp.int64)
+                return hit[:, 0] if hit.shape[1] == 1 else hit
+            return self.output.forward(z, xp=xp)
 
     def evaluate_device(self, X, Y, labels, sample_weight=None):
+        """Mean loss (L2 included) and accuracy (None for regression) of device data.
+
+        ``Y`` are float targets of shape (n, n_outputs) and ``labels`` integer labels or
+        None, as :meth:`to_device_y` returns them. Returns Python floats.
+        """
         xp = self.backend.xp
         z = self._logits(X)
         loss = self.loss.value(z, Y, output=self.output, xp=xp, sample_weight=sample_weight)
@@ -636,10 +664,11 @@ class Sequential:
             A named tuple ``(loss, accuracy)`` of Python floats.
         """
         self._check_ready()
-        Xd = self.to_device_X(X)
-        Yd, labels = self.to_device_y(y, int(Xd.shape[0]))
-        Wd = self.to_device_weights(sample_weight, int(Xd.shape[0]))
-        return Evaluation(*self.evaluate_device(Xd, Yd, labels, Wd))
+        with _backend.device_scope(self.backend):
+            Xd = self.to_device_X(X)
+            Yd, labels = self.to_device_y(y, int(Xd.shape[0]))
+            Wd = self.to_device_weights(sample_weight, int(Xd.shape[0]))
+            return Evaluation(*self.evaluate_device(Xd, Yd, labels, Wd))
 
     # ------------------------------------------------------------------ saving
     def save(self, path) -> str:
@@ -735,18 +764,20 @@ class MLP(Sequential):
     [0, 1, 1, 0]
     """
 
+    parameter_constraints: dict = {
+        "layer_sizes": ListOf(_WIDTH, min_length=2),
+        "dropout": Interval(float, 0.0, 1.0, closed="left"),
+        "maxout_k": Interval(int, 1, None, closed="left"),
+    }
+
     def __init__(self, layer_sizes, activation="relu", loss="cross_entropy", output=None, *,
                  init=None, dropout=0.0, alpha=0.0, maxout_k=2, backend="numpy",
                  dtype="float32", seed=None):
-        if not isinstance(layer_sizes, (list, tuple)) or len(layer_sizes) < 2 or any(
-                isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1
-                for s in layer_sizes):
-            raise ValueError(
-                "The 'layer_sizes' parameter of MLP must be a list of at least two ints "
-                f">= 1 ([n_features, hidden..., n_outputs]). Got {layer_sizes!r} instead."
-            )
-        dropout = check_float(dropout, "dropout", "MLP", low=0.0, high=1.0, high_open=True)
-        self.layer_sizes = [int(s) for s in layer_sizes]
+        checked = validate_params(
+            "MLP", {"layer_sizes": layer_sizes, "dropout": dropout, "maxout_k": maxout_k},
+            MLP.parameter_constraints)
+        dropout = checked["dropout"]
+        self.layer_sizes = checked["layer_sizes"]
         self.activation = activation
         self.init = init
         self.dropout = dropout
@@ -831,7 +862,15 @@ def _as_numeric(a, what, backend):
     return arr
 
 
-_ON_NONFINITE = ("raise", "stop")
+_FIT_CONSTRAINTS = {
+    "epochs": Interval(int, 0, None, closed="left"),
+    "batch_size": [_WIDTH, None],
+    "validation_split": Interval(float, 0.0, 1.0, closed="left"),
+    "shuffle": Boolean(),
+    "verbose": Interval(int, 0, None, closed="left"),
+    "checkpoint_every": _WIDTH,
+    "on_nonfinite": Options(("raise", "stop")),
+}
 
 
 def _copy(a, xp):

@@ -385,7 +385,8 @@ class Optimizer:
         step : int >= 0
             The number of updates already made (``state["step"]``).
         """
-        step = check_int(step, "step", type(self).__name__, low=0)
+        if type(step) is not int or step < 0:  # the common case skips the full check
+            step = check_int(step, "step", type(self).__name__, low=0)
         if isinstance(self.lr, Schedule):
             return self.lr(self.base_lr, step)
         return self.lr

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from numbers import Integral, Real
+from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -55,7 +55,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from . import _backend
-from ._validation import check_bool, check_float, check_int, check_options
+from ._validation import Boolean, Interval, Options, check_options, validate_params
 from .losses import l2_penalty
 from .model import MLP
 from .optimizers import SGD, Adam
@@ -71,6 +71,37 @@ _DTYPES = ("auto", "float32", "float64")
 _ACCEPT_SPARSE = ("csr", "csc")
 #: Rows densified at a time when predicting on sparse input.
 _SPARSE_CHUNK = 4096
+
+
+_UNIT = Interval(float, 0.0, 1.0, closed="left")
+_POSITIVE_INT = Interval(int, 1, None, closed="left")
+#: Declarative checks of the shared constructor parameters, run at fit (scikit-learn's
+#: rule); hidden_layer_sizes, dtype, loss and class_weight have checks of their own.
+_CONSTRAINTS = {
+    "activation": Options(_ACTIVATIONS),
+    "solver": Options(_SOLVERS),
+    "alpha": Interval(float, 0.0, None, closed="left"),
+    "batch_size": [Options(("auto",)), _POSITIVE_INT],
+    "learning_rate": Options(_LEARNING_RATES),
+    "learning_rate_init": Interval(float, 0.0, None, closed="neither"),
+    "power_t": Interval(float, 0.0, None, closed="left"),
+    "max_iter": _POSITIVE_INT,
+    "shuffle": Boolean(),
+    "tol": Interval(float, 0.0, None, closed="left"),
+    "verbose": [Boolean(), Interval(int, 0, None, closed="left")],
+    "warm_start": Boolean(),
+    # scikit-learn allows momentum=1 (velocity that never decays); mlpx's SGD does not.
+    "momentum": _UNIT,
+    "nesterovs_momentum": Boolean(),
+    "early_stopping": Boolean(),
+    "validation_fraction": _UNIT,
+    "beta_1": _UNIT,
+    "beta_2": _UNIT,
+    "epsilon": Interval(float, 0.0, None, closed="neither"),
+    "n_iter_no_change": [_POSITIVE_INT, Options((math.inf,))],
+    "max_fun": _POSITIVE_INT,
+    "dropout": _UNIT,
+}
 
 
 class _Settings:
@@ -140,48 +171,18 @@ class _BaseMLP(BaseEstimator):
         if any(h <= 0 for h in hidden):
             raise ValueError(f"hidden_layer_sizes must be > 0, got {hidden}.")
         s.hidden = [int(h) for h in hidden]
-        s.activation = check_options(self.activation, "activation", owner, _ACTIVATIONS)
-        s.solver = check_options(self.solver, "solver", owner, _SOLVERS)
-        s.alpha = check_float(self.alpha, "alpha", owner, low=0.0)
-        if isinstance(self.batch_size, str):
-            s.batch_size = check_options(self.batch_size, "batch_size", owner, ("auto",))
-        else:
-            s.batch_size = check_int(self.batch_size, "batch_size", owner, low=1)
-        s.learning_rate = check_options(self.learning_rate, "learning_rate", owner,
-                                        _LEARNING_RATES)
-        s.lr_init = check_float(self.learning_rate_init, "learning_rate_init", owner,
-                                low=0.0, low_open=True)
-        s.power_t = check_float(self.power_t, "power_t", owner, low=0.0)
-        s.max_iter = check_int(self.max_iter, "max_iter", owner, low=1)
-        s.shuffle = check_bool(self.shuffle, "shuffle", owner)
-        s.tol = check_float(self.tol, "tol", owner, low=0.0)
-        if isinstance(self.verbose, (bool, np.bool_)) or (
-                isinstance(self.verbose, (Integral, np.integer)) and int(self.verbose) >= 0):
-            s.verbose = int(self.verbose)
-        else:
-            raise ValueError(f"The 'verbose' parameter of {owner} must be a bool or an int "
-                             f">= 0. Got {self.verbose!r} instead.")
-        s.warm_start = check_bool(self.warm_start, "warm_start", owner)
-        # scikit-learn allows momentum=1 (velocity that never decays); mlpx's SGD does not.
-        s.momentum = check_float(self.momentum, "momentum", owner, low=0.0, high=1.0,
-                                 high_open=True)
-        s.nesterov = check_bool(self.nesterovs_momentum, "nesterovs_momentum", owner)
-        s.early_stopping = check_bool(self.early_stopping, "early_stopping", owner)
-        s.validation_fraction = check_float(self.validation_fraction, "validation_fraction",
-                                            owner, low=0.0, high=1.0, high_open=True)
-        s.beta_1 = check_float(self.beta_1, "beta_1", owner, low=0.0, high=1.0,
-                               high_open=True)
-        s.beta_2 = check_float(self.beta_2, "beta_2", owner, low=0.0, high=1.0,
-                               high_open=True)
-        s.epsilon = check_float(self.epsilon, "epsilon", owner, low=0.0, low_open=True)
-        if isinstance(self.n_iter_no_change, Real) and self.n_iter_no_change == np.inf:
-            s.n_iter_no_change = math.inf
-        else:
-            s.n_iter_no_change = check_int(self.n_iter_no_change, "n_iter_no_change", owner,
-                                           low=1)
-        s.max_fun = check_int(self.max_fun, "max_fun", owner, low=1)
-        s.dropout = check_float(self.dropout, "dropout", owner, low=0.0, high=1.0,
-                                high_open=True)
+        v = validate_params(owner, {name: getattr(self, name) for name in _CONSTRAINTS},
+                            _CONSTRAINTS)
+        s.activation, s.solver, s.alpha = v["activation"], v["solver"], v["alpha"]
+        s.batch_size, s.learning_rate = v["batch_size"], v["learning_rate"]
+        s.lr_init, s.power_t, s.max_iter = v["learning_rate_init"], v["power_t"], v["max_iter"]
+        s.shuffle, s.tol, s.verbose = v["shuffle"], v["tol"], int(v["verbose"])
+        s.warm_start, s.momentum, s.nesterov = (v["warm_start"], v["momentum"],
+                                                v["nesterovs_momentum"])
+        s.early_stopping, s.validation_fraction = v["early_stopping"], v["validation_fraction"]
+        s.beta_1, s.beta_2, s.epsilon = v["beta_1"], v["beta_2"], v["epsilon"]
+        s.n_iter_no_change, s.max_fun = v["n_iter_no_change"], v["max_fun"]
+        s.dropout = v["dropout"]
         if s.dropout > 0 and s.solver == "lbfgs":
             raise ValueError(
                 f"The 'dropout' parameter of {owner} needs a stochastic solver ('sgd' or "

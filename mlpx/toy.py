@@ -12,31 +12,37 @@ import math
 
 import numpy as np
 
+from ._validation import InstanceOf, Interval, validate_params
+
 __all__ = ["make_xor", "make_moons", "make_spirals"]
 
 
-def _check_int(value, name, func, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"The {name!r} parameter of {func} must be an int >= {minimum}. "
-                         f"Got {value!r} instead.")
-    return int(value)
+_NOISE = Interval(float, 0.0, None, closed="left")
+_SEED = [Interval(int, None, None), InstanceOf(np.random.Generator, "a numpy.random.Generator"),
+         None]
 
 
-def _check_noise(value, func):
-    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.floating))
-    if not ok or not math.isfinite(float(value)) or value < 0:
-        raise ValueError(f"The 'noise' parameter of {func} must be a float >= 0. "
-                         f"Got {value!r} instead.")
-    return float(value)
-
-
-def _rng(seed):
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if seed is None or (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool)):
-        return np.random.default_rng(seed)
-    raise ValueError("The 'seed' parameter must be an int, a numpy.random.Generator or "
-                     f"None. Got {seed!r} instead.")
+def _checked(func, **values):
+    """``values`` checked for ``func``: sample counts are ints >= their minimum (given as
+    ``(value, minimum)``), ``noise`` a float >= 0, ``turns`` a float > 0, ``seed`` an int,
+    a Generator or None; returns the normalised values and the generator."""
+    constraints = {}
+    plain = {}
+    for name, value in values.items():
+        if name == "noise":
+            constraints[name] = _NOISE
+        elif name == "turns":
+            constraints[name] = Interval(float, 0.0, None, closed="neither")
+        elif name == "seed":
+            constraints[name] = _SEED
+        else:
+            value, minimum = value
+            constraints[name] = Interval(int, minimum, None, closed="left")
+        plain[name] = value
+    out = validate_params(func, plain, constraints)
+    seed = out.pop("seed", None)
+    out["rng"] = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    return out
 
 
 def make_xor(n_samples=4, *, noise=0.0, seed=None):
@@ -65,9 +71,8 @@ def make_xor(n_samples=4, *, noise=0.0, seed=None):
     >>> X.tolist(), y.tolist()
     ([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]], [0, 1, 1, 0])
     """
-    n = _check_int(n_samples, "n_samples", "make_xor", 4)
-    noise = _check_noise(noise, "make_xor")
-    rng = _rng(seed)
+    c = _checked("make_xor", n_samples=(n_samples, 4), noise=noise, seed=seed)
+    n, noise, rng = c["n_samples"], c["noise"], c["rng"]
     corners = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float64)
     X = corners[np.arange(n) % 4].copy()
     y = (X[:, 0] != X[:, 1]).astype(np.int64)
@@ -106,9 +111,8 @@ def make_moons(n_samples=200, *, noise=0.1, seed=None):
     >>> X.shape, np.bincount(y).tolist()
     ((100, 2), [50, 50])
     """
-    n = _check_int(n_samples, "n_samples", "make_moons", 2)
-    noise = _check_noise(noise, "make_moons")
-    rng = _rng(seed)
+    c = _checked("make_moons", n_samples=(n_samples, 2), noise=noise, seed=seed)
+    n, noise, rng = c["n_samples"], c["noise"], c["rng"]
     n0 = n - n // 2
     n1 = n // 2
     t0 = np.linspace(0.0, math.pi, n0)
@@ -159,14 +163,10 @@ def make_spirals(n_samples=300, *, n_classes=3, turns=1.0, noise=0.2, seed=None)
     >>> X.shape, np.bincount(y).tolist()
     ((300, 2), [100, 100, 100])
     """
-    k = _check_int(n_classes, "n_classes", "make_spirals", 2)
-    n = _check_int(n_samples, "n_samples", "make_spirals", k)
-    noise = _check_noise(noise, "make_spirals")
-    ok = not isinstance(turns, bool) and isinstance(turns, (int, float, np.floating))
-    if not ok or not math.isfinite(float(turns)) or turns <= 0:
-        raise ValueError("The 'turns' parameter of make_spirals must be a float > 0. "
-                         f"Got {turns!r} instead.")
-    rng = _rng(seed)
+    k = _checked("make_spirals", n_classes=(n_classes, 2))["n_classes"]
+    c = _checked("make_spirals", n_samples=(n_samples, k), noise=noise, turns=turns,
+                 seed=seed)
+    n, noise, turns, rng = c["n_samples"], c["noise"], c["turns"], c["rng"]
     counts = [n // k + (1 if c < n % k else 0) for c in range(k)]
     parts, labels = [], []
     for c, m in enumerate(counts):

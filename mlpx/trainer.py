@@ -31,6 +31,7 @@ import signal
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,7 @@ import numpy as np
 
 from . import _backend
 from . import io as mio
+from ._validation import Boolean, InstanceOf, Interval, ListOf, Options, validate_params
 from .state import map_arrays
 from .training import (
     Callback,
@@ -74,6 +76,8 @@ class FitOptions:
     checkpoint_every: int = 1
     resume: Any = None
     on_nonfinite: str = "raise"
+    #: A data-parallel plan (:class:`mlpx.distributed.DataParallel`) or None.
+    parallel: Any = None
 
 
 # ---------------------------------------------------------------------- steps
@@ -103,6 +107,8 @@ class StepContext:
         Host-side amount a hook adds to the epoch's summed loss (times ``n``).
     info : dict
         Free room for hooks to pass values from ``before_step`` to ``reported_loss``.
+    loss : array or None
+        The batch's loss (a device scalar), set before :meth:`StepHook.on_gradients`.
     """
 
     index: int
@@ -114,6 +120,7 @@ class StepContext:
     skip: bool = False
     extra_loss: float = 0.0
     info: dict = field(default_factory=dict)
+    loss: Any = None
 
 
 class StepHook:
@@ -138,6 +145,11 @@ class StepHook:
     def reported_loss(self, loss, ctx: StepContext):
         """Return the batch loss to record (a device scalar); the update is unaffected."""
         return loss
+
+    def epoch_totals(self, totals: dict) -> dict:
+        """Return the epoch's host totals (``"correct"``: correctly classified training
+        samples) as the whole run saw them; a data-parallel hook sums them over ranks."""
+        return totals
 
 
 # ---------------------------------------------------------------------- data
@@ -231,6 +243,19 @@ class _DeferredInterrupt:
 
 
 # ---------------------------------------------------------------------- the trainer
+_CONSTRAINTS = {
+    "batch_size": Interval(int, 1, None, closed="left"),
+    "shuffle": [Boolean(), InstanceOf(Callable, "a callable order(n)")],
+    "verbose": Interval(int, 0, None, closed="left"),
+    "checkpoint_every": Interval(int, 1, None, closed="left"),
+    "on_nonfinite": Options(("raise", "stop", "ignore")),
+    "metrics": Boolean(),
+    "stopper": [InstanceOf(EarlyStopping), None],
+    "callbacks": ListOf(InstanceOf(Callback)),
+    "hooks": ListOf(InstanceOf(StepHook)),
+}
+
+
 class Trainer:
     """The training loop over one model: epochs of minibatch steps, and all around them.
 
@@ -266,18 +291,26 @@ class Trainer:
     def __init__(self, model, *, batch_size, shuffle=True, validation=None, stopper=None,
                  callbacks=(), hooks=(), verbose=0, checkpoint=None, checkpoint_every=1,
                  on_nonfinite="raise", metrics=True, fit_record=None):
+        c = validate_params("Trainer", {
+            "batch_size": batch_size, "shuffle": shuffle, "verbose": verbose,
+            "checkpoint_every": checkpoint_every, "on_nonfinite": on_nonfinite,
+            "metrics": metrics, "stopper": stopper,
+            "callbacks": list(callbacks), "hooks": list(hooks)}, _CONSTRAINTS)
+        if model.state_ is None:
+            raise RuntimeError("The Trainer needs a compiled model: call "
+                               "model.compile(optimizer) first.")
         self.model = model
-        self.batch_size = batch_size
-        self.shuffle = shuffle
+        self.batch_size = c["batch_size"]
+        self.shuffle = c["shuffle"]
         self.val = validation
-        self.stopper = stopper
-        self.callbacks = list(callbacks)
-        self.hooks = list(hooks)
-        self.verbose = int(verbose)
+        self.stopper = c["stopper"]
+        self.callbacks = c["callbacks"]
+        self.hooks = c["hooks"]
+        self.verbose = c["verbose"]
         self.checkpoint = checkpoint
-        self.checkpoint_every = checkpoint_every
-        self.on_nonfinite = on_nonfinite
-        self.metrics = metrics
+        self.checkpoint_every = c["checkpoint_every"]
+        self.on_nonfinite = c["on_nonfinite"]
+        self.metrics = c["metrics"]
         self.fit_record = fit_record
         self.monitor = None
         if stopper is not None:
@@ -302,6 +335,7 @@ class Trainer:
         if not any(h.needs_gradients for h in self.hooks):
             return model.train_step(X, Y, W, alpha=ctx.alpha, hyper=ctx.hyper)
         loss, grads, z = model.loss_and_grads(X, Y, W, alpha=ctx.alpha)
+        ctx.loss = loss
         for hook in self.hooks:
             if hook.needs_gradients:
                 grads = hook.on_gradients(grads, ctx)
@@ -320,7 +354,7 @@ class Trainer:
         return rows, _backend.to_device(rows, backend=self.model.backend)
 
     def _batches(self, data, perm, rows, *, on_step=None):
-        """Run the epoch's steps; ``on_step(j, loss, z, batch)`` sees each one.
+        """Run the epoch's steps; ``on_step(j, loss, z, batch, n_batch)`` sees each one.
 
         Returns the host-side extra loss the hooks added.
         """
@@ -450,7 +484,10 @@ class Trainer:
                     state.epoch = epoch
                     logs = {"loss": train_loss}
                     if self.metrics and model.is_classifier:
-                        logs["accuracy"] = float(acc["correct"]) / n
+                        totals = {"correct": float(acc["correct"])}
+                        for hook in self.hooks:
+                            totals = hook.epoch_totals(totals)
+                        logs["accuracy"] = totals["correct"] / n
                     if val is not None:
                         vl, va = model.evaluate_device(*val)
                         logs["val_loss"] = vl
@@ -613,6 +650,9 @@ def fit_model(model, X, y, opts: FitOptions) -> History:
         model.build(int(X_probe.shape[1]))
     Xd = model.to_device_X(X)
     n = int(Xd.shape[0])
+    par = opts.parallel
+    if par is not None:  # every rank checks the call, then takes rank 0's random state
+        par.sync_start(model, n_samples=n)
     Yd, labels = model.to_device_y(y, n)
     Wd = model.to_device_weights(opts.sample_weight, n)
     # The split is drawn from the host generator as it was when the (interrupted)
@@ -702,13 +742,26 @@ def fit_model(model, X, y, opts: FitOptions) -> History:
         if opts.optimizer is not None or model.state_ is None:
             model.compile(opts.optimizer if opts.optimizer is not None else "sgd")
         remaining = opts.epochs
+    data = DeviceData(Xd, Yd, labels, Wd, xp=xp)
+    hooks: list = []
+    root = True
+    if par is not None:  # rank 0's weights; each rank its share of every batch
+        par.sync_state(model)
+        hooks = par.hooks(model, data)
+        data = par.shard(data)
+        root = par.is_root
     trainer = Trainer(model, batch_size=batch_size, shuffle=bool(opts.shuffle),
                       validation=val, stopper=stopper, callbacks=opts.callbacks,
-                      verbose=opts.verbose, checkpoint=opts.checkpoint,
+                      hooks=hooks, verbose=opts.verbose if root else 0,
+                      checkpoint=opts.checkpoint if root else None,
                       checkpoint_every=opts.checkpoint_every,
                       on_nonfinite=opts.on_nonfinite, fit_record=record)
-    return trainer.run(DeviceData(Xd, Yd, labels, Wd, xp=xp), remaining, history=history,
-                       stopper_state=stopper_state, best_params=best_params)
+    try:
+        return trainer.run(data, remaining, history=history, stopper_state=stopper_state,
+                           best_params=best_params)
+    finally:
+        if par is not None:
+            par.finish(model)
 
 
 # ---------------------------------------------------------------------- helpers

@@ -6,8 +6,10 @@ Two checks of ``mlpx/_fast/kernels.cu`` that need no GPU:
   defines ``__global__``, ``threadIdx`` and friends; every kernel is a grid-stride loop,
   so one "thread" covers the whole range) and offers the interface of
   :class:`mlpx._fast.cupy_step.CupyDevice` on NumPy arrays: ``launch`` calls the kernel
-  through ctypes, ``gemm`` is a NumPy product. :class:`mlpx._fast.cupy_step.CupyTrainStep`
-  runs on it unchanged, so its arithmetic and its orchestration are tested on the CPU.
+  through ctypes after checking every argument against the kernel's declared parameter
+  list (count and C type, :func:`check_launch`), ``gemm`` is a NumPy product.
+  :class:`mlpx._fast.cupy_step.CupyTrainStep` runs on it unchanged, so its arithmetic
+  and its orchestration are tested on the CPU.
 - :func:`nvrtc_compile` compiles the source for a GPU architecture with NVIDIA's NVRTC
   library (the ``nvidia-cuda-nvrtc-cu12`` wheel; no driver or device needed) and returns
   the compiler log on failure: the CUDA side of the same text.
@@ -20,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import glob
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -85,6 +88,53 @@ def _c_arg(a):
                     "NumPy scalar of the parameter's exact type")
 
 
+_SCALARS = {"long long": np.int64, "int": np.int32}
+
+
+def kernel_signatures(source: str) -> dict:
+    """``{kernel name: [parameter C type, ...]}`` of every ``extern "C" __global__``
+    kernel in ``source`` (types as written: ``"real*"``, ``"const real*"``, ``"real"``,
+    ``"long long"``, ``"int"``)."""
+    out = {}
+    for m in re.finditer(r'extern "C" __global__ void (\w+)\(([^)]*)\)', source):
+        params = [" ".join(p.split()) for p in m.group(2).split(",") if p.strip()]
+        out[m.group(1)] = [re.match(r"^(.*?)\s*\w+$", p).group(1).replace(" *", "*")
+                           for p in params]
+    return out
+
+
+def check_launch(signature, name, args, dtype):
+    """Raise a TypeError unless ``args`` match the kernel's parameters one by one, in
+    number and C type, as CuPy would pass them: a C-contiguous array of the kernel's
+    ``real`` for a pointer (writeable unless ``const``), a NumPy scalar of exactly
+    ``real``'s type, ``numpy.int64`` for ``long long`` and ``numpy.int32`` for ``int``
+    (CuPy passes a scalar with its own width: a wrong type is wrong bits on the GPU)."""
+    dtype = np.dtype(dtype)
+    if len(args) != len(signature):
+        raise TypeError(f"{name} takes {len(signature)} arguments {signature}; the launch "
+                        f"passed {len(args)}")
+    for i, (ctype, a) in enumerate(zip(signature, args)):
+        where = f"{name} argument {i} ({ctype})"
+        if ctype.endswith("*"):
+            if not isinstance(a, np.ndarray) or a.dtype != dtype:
+                raise TypeError(f"{where}: needs an array of {dtype}, got "
+                                f"{type(a).__name__} {getattr(a, 'dtype', '')}")
+            if not a.flags.c_contiguous:
+                raise TypeError(f"{where}: the array is not C-contiguous")
+            if not ctype.startswith("const") and not a.flags.writeable:
+                raise TypeError(f"{where}: the kernel writes it, the array is read-only")
+        elif ctype == "real":
+            if type(a) is not dtype.type:
+                raise TypeError(f"{where}: needs numpy.{dtype.name}, got "
+                                f"{type(a).__name__}")
+        elif ctype in _SCALARS:
+            if type(a) is not _SCALARS[ctype]:
+                raise TypeError(f"{where}: needs numpy.{_SCALARS[ctype].__name__}, got "
+                                f"{type(a).__name__}")
+        else:  # pragma: no cover - a new parameter type in kernels.cu
+            raise TypeError(f"{where}: unknown parameter type; teach cuda_host about it")
+
+
 class HostDevice(CupyDevice):
     """:class:`mlpx._fast.cupy_step.CupyDevice` on NumPy and g++.
 
@@ -100,18 +150,13 @@ class HostDevice(CupyDevice):
         self._gemm = self._numpy_gemm
         lib = _build(self.dtype.name)
         self._fns = {k: getattr(lib, k) for k in KERNELS}  # as CupyDevice: all, up front
+        self.signatures = kernel_signatures(kernel_source(self.dtype.name))
         self.launches = {}
         self.products = {"matmul": 0, "gemm": 0}
 
     def launch(self, name, n, *args):
         self.launches[name] = self.launches.get(name, 0) + 1
-        for a in args:
-            if isinstance(a, np.ndarray) and a.dtype != self.dtype:
-                raise TypeError(f"{name}: array of dtype {a.dtype}, kernels are "
-                                f"{self.dtype}")
-            if isinstance(a, (np.float32, np.float64)) and a.dtype != self.dtype:
-                raise TypeError(f"{name}: scalar of dtype {a.dtype}, kernels are "
-                                f"{self.dtype}")
+        check_launch(self.signatures[name], name, args, self.dtype)
         self._fns[name](*[_c_arg(a) for a in args])
 
     def gemm(self, ta, tb, a, b, out, alpha=1.0, beta=0.0):
@@ -176,3 +221,47 @@ def nvrtc_compile(source: str, arch: str = "compute_90"):
         lib.nvrtcGetPTXSize(prog, ctypes.byref(ptx_size))
     lib.nvrtcDestroyProgram(ctypes.byref(prog))
     return rc == 0 and ptx_size.value > 0, log.value.decode(errors="replace")
+
+
+# ---------------------------------------------------------------------------- tolerances
+#: Unit roundoff u of each dtype (half an ulp of 1).
+UNIT_ROUNDOFF = {"float32": 2.0 ** -24, "float64": 2.0 ** -53}
+#: Worst-case ulps between two implementations of exp/log/tanh: CUDA's expf, tanhf
+#: (2 ulp) and logf (1 ulp) against NumPy's SIMD float32 exp/log (up to 4 ulp).
+TRANSCENDENTAL_ULPS = 6
+#: Margin of the bound over what the error model predicts (error growth through the
+#: nonlinearities and the optimizer, which the linear model leaves out).
+SAFETY = 4.0
+
+
+def gpu_tolerance(dtype, *, k, layers, steps):
+    """``dict(rtol=..., atol=...)`` for CuPy results against NumPy ones after ``steps``
+    training steps of a ``layers``-deep MLP whose longest dot product has ``k`` terms.
+
+    The error model (docs/performance.md, "Tolerances"): per layer and step the two
+    libraries differ by at most
+
+    - ``2 k u`` from summation order: cuBLAS splits and reorders the ``k`` products of a
+      dot product (split-K, tensor-core tiles), OpenBLAS sums in its own order, and two
+      orders of the same sum differ by at most ``2 gamma_k ~ 2 k u`` relative to the sum
+      of the absolute terms;
+    - ``1 u`` from FMA contraction: NVRTC contracts ``a * b + c`` into one rounding (its
+      default ``--fmad=true``), NumPy rounds twice;
+    - ``TRANSCENDENTAL_ULPS u`` from exp, log and tanh;
+    - nothing from ``-ftz``: CuPy does not pass it, and flushed subnormals (below 1.2e-38
+      in float32) are far under any ``atol`` here; sqrt and division are IEEE-rounded
+      on both sides (NVRTC's ``-prec-sqrt``/``-prec-div`` defaults).
+
+    These add up linearly over layers and steps (training is stable: no amplification
+    beyond :data:`SAFETY`). ``atol`` covers entries near zero at a tenth of ``rtol`` (the
+    values compared are of order 1). The result is never tighter than the same-device
+    tolerances of ``tests/test_fast.py``.
+    """
+    from .test_fast import TOL
+
+    u = UNIT_ROUNDOFF[np.dtype(dtype).name]
+    per_layer_step = (2 * k + 1 + TRANSCENDENTAL_ULPS) * u
+    rtol = SAFETY * steps * layers * per_layer_step
+    base = TOL[np.dtype(dtype).name]
+    return {"rtol": max(rtol, base["rtol"]), "atol": max(rtol / 10, base["atol"])}
+

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from mlpx import MLP, _backend, _fast
-from mlpx._fast import _model_key
+from mlpx._fast import model_key
 from mlpx._fast._step import build_plan
 from mlpx._fast.cupy_step import ACTIVATION_CODES, KERNELS, CupyTrainStep, kernel_source
 from mlpx.layers import ActivationLayer, Dense, Dropout
@@ -70,7 +70,7 @@ def test_activation_codes_match_the_source():
 def host_step(model):
     """Give a NumPy model the CuPy step, running on the CPU."""
     device = cuda_host.HostDevice(model.dtype)
-    model._fast_step = CupyTrainStep(model, build_plan(model), _model_key(model),
+    model._fast_step = CupyTrainStep(model, build_plan(model), model_key(model),
                                      device=device)
     return device
 
@@ -197,6 +197,93 @@ def test_host_kernels_reject_mismatched_types():
                       np.float64(0.0))
 
 
+def test_every_kernel_has_a_checked_signature():
+    sigs = cuda_host.kernel_signatures(kernel_source("float32"))
+    assert sorted(sigs) == sorted(KERNELS)
+    assert sigs["act_forward"] == ["real*", "long long", "int", "real"]
+    assert sigs["softmax_xent"][:2] == ["const real*", "const real*"]
+    ok = [np.zeros(6, np.float32), np.int64(6), np.int32(1), np.float32(0.0)]
+    cuda_host.check_launch(sigs["act_forward"], "act_forward", ok, "float32")
+    bad = {
+        "takes 4 arguments": ok[:3],                                   # count
+        "needs numpy.int64": [ok[0], np.int32(6), ok[2], ok[3]],       # long long
+        "needs numpy.int32": [ok[0], ok[1], np.int64(1), ok[3]],       # int
+        "needs numpy.float32": [ok[0], ok[1], ok[2], 0.0],             # a Python float
+        "needs an array of float32": [np.zeros(6), ok[1], ok[2], ok[3]],
+    }
+    for message, args in bad.items():
+        with pytest.raises(TypeError, match=message):
+            cuda_host.check_launch(sigs["act_forward"], "act_forward", args, "float32")
+    frozen = np.zeros(6, np.float32)
+    frozen.flags.writeable = False
+    with pytest.raises(TypeError, match="read-only"):
+        cuda_host.check_launch(sigs["act_forward"], "act_forward", [frozen] + ok[1:],
+                               "float32")
+
+
+# ---------------------------------------------------------------------------- CupyDevice
+def fake_cupy_for_device(monkeypatch, *, cublas=True, fail=None):
+    """CuPy stand-ins for CupyDevice's construction: cuBLAS import, RawModule, get_function."""
+    import sys
+    import types
+
+    from mlpx._fast import cupy_step
+
+    made = []
+
+    class RawModule:
+        def __init__(self, *, code, options):
+            made.append(("RawModule", code, options))
+
+        def get_function(self, name):
+            made.append(("get_function", name))
+            if name == fail:
+                raise RuntimeError("CompileException: boom")
+            return name
+
+    cupy = types.ModuleType("cupy")
+    cupy.RawModule = RawModule
+    cupy.matmul = np.matmul
+    cublas_mod = types.ModuleType("cupy.cublas")
+    cublas_mod.gemm = lambda *a, **kw: None
+    cupy.cublas = cublas_mod
+    monkeypatch.setitem(sys.modules, "cupy", cupy)
+    monkeypatch.setitem(sys.modules, "cupy.cublas", cublas_mod if cublas else None)
+    cupy_step._module.cache_clear()
+    monkeypatch.setattr(_backend, "cuda_probe", lambda: "backend='cupy' cannot run: probe")
+    return made
+
+
+@pytest.mark.parametrize("dtype,real", [("float32", "float"), ("float64", "double")])
+def test_cupy_device_construction_path(monkeypatch, dtype, real):
+    from mlpx._fast import cupy_step
+
+    made = fake_cupy_for_device(monkeypatch)
+    try:
+        dev = cupy_step.CupyDevice(dtype)
+    finally:
+        cupy_step._module.cache_clear()
+    (kind, code, options), *gets = made
+    assert kind == "RawModule" and code.startswith(f"typedef {real} real;\n")
+    assert options == ("--std=c++14",)
+    assert [g[1] for g in gets] == list(KERNELS)  # every kernel, at construction
+    assert sorted(dev._fns) == sorted(KERNELS)
+
+
+def test_cupy_device_errors_are_clear(monkeypatch):
+    from mlpx._fast import cupy_step
+
+    fake_cupy_for_device(monkeypatch, fail="adam_update")
+    with pytest.raises(RuntimeError, match="MLPX_FAST=0") as info:
+        cupy_step.CupyDevice("float32")
+    assert "boom" in str(info.value)
+    cupy_step._module.cache_clear()
+    fake_cupy_for_device(monkeypatch, cublas=False)
+    with pytest.raises(_backend.CudaUnavailableError, match="probe"):
+        cupy_step.CupyDevice("float32")
+    cupy_step._module.cache_clear()
+
+
 # ---------------------------------------------------------------------------- predicate
 def test_cupy_rules_of_the_predicate():
     plain = make(mlp_layers("relu"))
@@ -220,7 +307,8 @@ def test_strict_backend_has_no_fast_step():
 
 # ---------------------------------------------------------------------------- on a GPU
 def check_gpu_equal(act, optimizer, dtype, *, loss="cross_entropy", k=4, weights=False):
-    """The CuPy step against the generic path on CuPy and on NumPy."""
+    """The CuPy step against the generic path on CuPy (same-device tolerances) and on
+    NumPy (:func:`tests.cuda_host.gpu_tolerance`: cuBLAS order, FMA, exp/tanh ulps)."""
     kw = dict(loss=loss, optimizer=optimizer, alpha=0.01, dtype=dtype)
     fast = make(mlp_layers(act, k=k), backend="cupy", **kw)
     ref = make(mlp_layers(act, k=k), backend="cupy", **kw)
@@ -230,7 +318,21 @@ def check_gpu_equal(act, optimizer, dtype, *, loss="cross_entropy", k=4, weights
     w = sample_weights(batches, dtype) if weights else None
     out_f = run_steps(fast, batches, fast=True, weights=w)
     assert_same(fast, ref, out_f, run_steps(ref, batches, fast=False, weights=w), dtype)
-    assert_same(fast, host, out_f, run_steps(host, batches, fast=False, weights=w), dtype)
+    tol = cuda_host.gpu_tolerance(dtype, k=max(X.shape[0] for X, _ in batches),
+                                  layers=3, steps=len(batches))
+    assert_same(fast, host, out_f, run_steps(host, batches, fast=False, weights=w), dtype,
+                tol=tol)
+
+
+def test_gpu_tolerance_follows_the_error_model():
+    t32 = cuda_host.gpu_tolerance("float32", k=32, layers=3, steps=5)
+    t64 = cuda_host.gpu_tolerance("float64", k=32, layers=3, steps=5)
+    u = cuda_host.UNIT_ROUNDOFF["float32"]
+    assert t32["rtol"] == pytest.approx(4 * 5 * 3 * (2 * 32 + 1 + 6) * u)  # ~2.5e-4
+    assert t32["atol"] == pytest.approx(t32["rtol"] / 10)
+    assert t64 == {"rtol": 1e-11, "atol": 1e-12}  # never tighter than on one device
+    longer = cuda_host.gpu_tolerance("float32", k=1024, layers=3, steps=5)
+    assert longer["rtol"] > 20 * t32["rtol"]
 
 
 @pytest.mark.gpu

@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from mlpx import datasets
-from mlpx.data.cache import check_folder, file_kind
+from mlpx._files import file_kind
+from mlpx.data.cache import check_folder
 from tests.data_helpers import write
 
 

@@ -96,8 +96,8 @@ def sample_weights(batches, dtype):
     return [rng.random(X.shape[0]).astype(dtype) + 0.1 for X, _ in batches]
 
 
-def assert_same(fast_model, ref_model, fast_out, ref_out, dtype):
-    tol = TOL[dtype]
+def assert_same(fast_model, ref_model, fast_out, ref_out, dtype, tol=None):
+    tol = TOL[dtype] if tol is None else tol
     for (lf, zf), (lr, zr) in zip(fast_out, ref_out):
         np.testing.assert_allclose(lf, lr, **tol)
         np.testing.assert_allclose(zf, zr, **tol)
@@ -558,3 +558,47 @@ def test_interrupted_step_changes_nothing(optimizer, exc):
     assert calls.count("input_grad") == n_dense - 1
     assert calls.count("weight_grad" if optimizer != "sgd_wd" else "sgd_fused_weight") \
         == n_dense
+
+
+@pytest.mark.parametrize("optimizer", ["sgd_wd", "adam"])
+def test_interrupted_step_without_blas_changes_nothing(optimizer):
+    """Without the BLAS binding the SGD product into W is made before the writes too."""
+    def make_model():
+        return make(mlp_layers("relu"), alpha=1e-3, optimizer=optimizer)
+    old = _blas.set_enabled(False)
+    try:
+        calls = interrupt_every_op(make_model, batches_for("cross_entropy", "float32")[0],
+                                   exc=MemoryError)
+    finally:
+        _blas.set_enabled(old)
+    assert "dense_forward" in calls
+
+
+def test_write_scope_wraps_exactly_the_writes():
+    """The caller's write_scope (a SIGINT deferral) is entered after every fallible
+    operation and left after the step counter moved."""
+    model = make(mlp_layers("relu", dropout=0.2), optimizer="adam", alpha=1e-3)
+    ops = model._fast_step.ops
+    log = []
+    for name in FALLIBLE_OPS + ("update",):
+        fn = getattr(ops, name)
+
+        def spy(*a, _fn=fn, _name=name, **kw):
+            log.append(_name)
+            return _fn(*a, **kw)
+        setattr(ops, name, spy)
+    state = model.optimizer_state_
+
+    class Scope:
+        def __enter__(self):
+            log.append(("enter", state["step"]))
+
+        def __exit__(self, *exc):
+            log.append(("exit", state["step"]))
+            return False
+    X, Y = batches_for("cross_entropy", "float32")[0]
+    model._fast_step(model, X, Y, write_scope=Scope())
+    enter = log.index(("enter", 0))
+    assert log[-1] == ("exit", 1)
+    assert all(e in FALLIBLE_OPS for e in log[:enter])
+    assert log[enter + 1:-1] == ["update"] * 6  # 3 weights, 3 biases

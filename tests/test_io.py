@@ -881,10 +881,10 @@ def test_a_damaged_training_section_is_a_model_file_error(tmp_path, where, edit,
 
 
 def test_only_regular_files_are_opened(tmp_path):
-    with pytest.raises(ModelFileError, match="is a directory, not a regular file") as info:
+    with pytest.raises(ModelFileError, match="is a folder, not a regular file") as info:
         io.load(tmp_path)  # today: IsADirectoryError
     assert str(tmp_path) in str(info.value)
-    with pytest.raises(ModelFileError, match="directory"):
+    with pytest.raises(ModelFileError, match="is a folder"):
         io.read_checkpoint(tmp_path)
     if os.path.exists("/dev/zero"):
         with pytest.raises(ModelFileError, match="character device"):

@@ -3,7 +3,7 @@
 Property tests that belong here live beside the code they test: softmax rows sum to 1
 and are shift invariant (tests/test_activations.py), losses stay finite for logits up to
 +-1e4 in float32 (tests/test_losses.py), the IDX reader never crashes on fuzzed bytes
-(tests/test_datasets.py), save/load round-trips any model the builders make
+(tests/test_data_idx.py), save/load round-trips any model the builders make
 (tests/test_io.py).
 """
 

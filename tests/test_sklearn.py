@@ -625,3 +625,24 @@ def test_import_mlpx_needs_no_sklearn_and_the_error_says_what_to_install():
         "    raise SystemExit('no ImportError')",
     ])
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_dask_ml_incremental_trains_block_by_block():
+    da = pytest.importorskip("dask.array")
+    wrappers = pytest.importorskip("dask_ml.wrappers", reason="dask-ml is not installed")
+    X, y = DIGITS_X[:300], DIGITS_Y[:300]
+    classes = np.unique(DIGITS_Y)
+    blocks = [slice(0, 100), slice(100, 200), slice(200, 300)]
+    inc = wrappers.Incremental(MLPClassifier(hidden_layer_sizes=(8,), random_state=0),
+                               shuffle_blocks=False)
+    inc.fit(da.from_array(X, chunks=(100, X.shape[1])), da.from_array(y, chunks=100),
+            classes=classes)
+    ref = MLPClassifier(hidden_layer_sizes=(8,), random_state=0)
+    for rows in blocks:  # what Incremental does: one partial_fit per block, in order
+        ref.partial_fit(X[rows], y[rows], classes=classes)
+    for a, b in zip(inc.estimator_.coefs_ + inc.estimator_.intercepts_,
+                    ref.coefs_ + ref.intercepts_):
+        np.testing.assert_array_equal(a, b)
+    first = MLPClassifier(hidden_layer_sizes=(8,), random_state=0)
+    first.partial_fit(X[:100], y[:100], classes=classes)
+    assert not np.array_equal(first.coefs_[0], inc.estimator_.coefs_[0])  # all 3 blocks

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mlpx import MLP, Sequential, _backend, _fast
-from mlpx.layers import ActivationLayer, Dense
+from mlpx.layers import ActivationLayer, Dense, Dropout
 from mlpx.trainer import DeviceData, StepHook, Trainer, normalise_weights
 from tests.helpers import params_np
 
@@ -128,17 +128,19 @@ class _nothing:
         return False
 
 
+@pytest.mark.parametrize("layer_index", [0, 1, 2, 3, 4])
 @pytest.mark.parametrize("where", ["forward", "backward"])
-def test_an_exception_inside_a_generic_step_changes_nothing(backend, where):
+def test_an_exception_inside_a_generic_step_changes_nothing(backend, where, layer_index):
     X, y = _data()
-    model = Sequential([Dense(8), ActivationLayer("tanh"), Dense(3)], n_features=5,
-                       backend=backend.name, seed=0).compile("adam")
+    model = Sequential([Dense(8), ActivationLayer("tanh"), Dropout(0.2), Dense(6),
+                        Dense(3)], n_features=5, backend=backend.name,
+                       seed=0).compile("adam")
     model.fit(X, y, epochs=1, batch_size=16, verbose=0)
     before = params_np(model)
     slots = {k: [_backend.to_numpy(a).copy() for a in v]
              for k, v in model.optimizer_state_["slots"].items()}
     step = model.optimizer_state_["step"]
-    layer = model.layers[1]
+    layer = model.layers[layer_index]
     real = getattr(layer, where)
 
     def boom(*args, **kw):
@@ -259,3 +261,19 @@ def test_resume_refuses_another_width_before_building(tmp_path):
     with pytest.raises(ValueError, match="different model"):
         wrong.fit(X, y, epochs=1, verbose=0, resume=path)
     assert not wrong.built
+
+
+def test_trainer_checks_its_parameters():
+    from mlpx import InvalidParameterError
+
+    model = _model()
+    with pytest.raises(RuntimeError, match="compiled model"):
+        Trainer(model, batch_size=8)
+    model.compile("sgd")
+    for kw, name in ((dict(batch_size=0), "batch_size"), (dict(shuffle="yes"), "shuffle"),
+                     (dict(on_nonfinite="later"), "on_nonfinite"),
+                     (dict(hooks=[object()]), "hooks")):
+        with pytest.raises(InvalidParameterError, match=f"'{name}' parameter of Trainer"):
+            Trainer(model, **{"batch_size": 8, **kw})
+    order = Trainer(model, batch_size=8, shuffle=lambda n: np.arange(n)[::-1])
+    assert order.epoch_order(4)[0].tolist() == [3, 2, 1, 0]

@@ -213,3 +213,30 @@ def test_early_stopping_rejects_bad_parameters(params, message):
     with pytest.raises(InvalidParameterError) as info:
         EarlyStopping(**params)
     assert str(info.value) == message
+
+
+def test_list_of_checks_every_item_and_the_length():
+    from mlpx._validation import Interval, ListOf, validate_params
+
+    c = {"sizes": ListOf(Interval(int, 1, None, closed="left"), min_length=2)}
+    assert validate_params("MLP", {"sizes": (784, np.int64(10))}, c) == {"sizes": [784, 10]}
+    for bad in ([784], [784, 0], [784, True], "784,10", [784, 2.5]):
+        with pytest.raises(InvalidParameterError,
+                           match="must be a list of at least 2 ints >= 1"):
+            validate_params("MLP", {"sizes": bad}, c)
+
+
+def test_model_constructors_and_fit_use_the_constraints():
+    from mlpx import MLP, Dense, Sequential
+
+    with pytest.raises(InvalidParameterError, match="'layers' parameter of Sequential"):
+        Sequential([])
+    with pytest.raises(InvalidParameterError, match="'n_features' parameter of Sequential"):
+        Sequential([Dense(2)], n_features=0)
+    with pytest.raises(InvalidParameterError, match="'maxout_k' parameter of MLP"):
+        MLP([2, 3, 2], activation="maxout", maxout_k=0)
+    X, y = np.zeros((4, 2), np.float32), np.array([0, 1, 0, 1])
+    for kw, name in ((dict(shuffle="yes"), "shuffle"), (dict(verbose=-1), "verbose"),
+                     (dict(on_nonfinite="ignore"), "on_nonfinite")):
+        with pytest.raises(InvalidParameterError, match=f"'{name}' parameter of MLP.fit"):
+            MLP([2, 3, 2]).fit(X, y, **kw)

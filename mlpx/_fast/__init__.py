@@ -1,18 +1,27 @@
 """Backend-specific fast paths, each proven equal to the generic path by tests.
 
-There are two training steps for plain MLPs:
-:class:`mlpx._fast.numpy_step.NumpyTrainStep` (in-place NumPy with BLAS products that
-fuse the bias and the SGD update) and :class:`mlpx._fast.cupy_step.CupyTrainStep`
-(cuBLAS products and fused CUDA kernels from ``kernels.cu``). The model asks for one
-once, in :meth:`mlpx.Sequential.compile`::
+There is one training step for plain MLPs, :class:`mlpx._fast._step.FastStep`: a
+skeleton (forward, loss, backward down to every gradient, then all the writes) over a
+small interface of device operations, :class:`mlpx._fast._step.StepOps`, with two
+implementations: :class:`mlpx._fast.numpy_step.NumpyOps` (in-place NumPy with BLAS
+products that fuse the bias and the SGD update) and
+:class:`mlpx._fast.cupy_step.CupyOps` (cuBLAS products and fused CUDA kernels from
+``kernels.cu``); :class:`~mlpx._fast.numpy_step.NumpyTrainStep` and
+:class:`~mlpx._fast.cupy_step.CupyTrainStep` are the step with each. The model asks for
+one once, in :meth:`mlpx.Sequential.compile`::
 
     self._fast_step = _fast.select_step(self)      # a callable, or None
 
-and :meth:`mlpx.Sequential.train_step` calls it when there is one; a call that returns
-None (inputs the fast step does not take, fast paths switched off) falls through to the
-generic Array API step, which is also the only path on array-api-strict or any other
-namespace. Both steps share their call protocol and buffer cache
-(:class:`mlpx._fast._step.FastStep`).
+and calls it for each step when there is one::
+
+    step(model, X, Y, sample_weight=None, *, alpha=None, hyper=None, noise_rng=None,
+         write_scope=None)
+
+(see :meth:`mlpx._fast._step.FastStep.__call__`); a call that returns None (inputs the
+fast step does not take, fast paths switched off) falls through to the generic Array
+API step, which is also the only path on array-api-strict or any other namespace. A
+step is all or nothing: every product, kernel and allocation comes before the first
+write to a parameter, an optimizer slot or ``state["step"]``.
 
 One predicate decides, :func:`unsupported_reason`: the model's namespace must be NumPy
 or CuPy (:func:`mlpx._backend.is_numpy_namespace`, :func:`mlpx._backend.is_cupy_namespace`)
@@ -35,47 +44,22 @@ every fast path off (the benchmarks and tests compare both ways).
 
 from __future__ import annotations
 
-import contextlib
-import os
-
 from .. import _backend
+from ._plan import build_plan
+from ._policy import (
+    NUMPY_ACTIVATIONS,
+    NUMPY_LOSSES,
+    disabled,
+    enabled,
+    model_key,
+    set_enabled,
+    structure_reason,
+)
 from ._step import HYPER_KEYS, optimizer_hyper
 
 __all__ = ["select_step", "unsupported_reason", "structure_reason", "enabled", "set_enabled",
-           "disabled", "optimizer_hyper", "HYPER_KEYS"]
-
-_ENABLED = os.environ.get("MLPX_FAST", "1").strip().lower() not in ("0", "false", "no")
-
-#: Activations the NumPy step implements (forward and backward in place).
-NUMPY_ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "identity")
-#: (loss name, output activation name) pairs the NumPy step implements.
-NUMPY_LOSSES = (("cross_entropy", "softmax"), ("binary_cross_entropy", "sigmoid"),
-                ("mse", "identity"))
-_OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
-
-
-def enabled() -> bool:
-    """True unless fast paths were switched off (``MLPX_FAST=0`` or :func:`set_enabled`)."""
-    return _ENABLED
-
-
-def set_enabled(flag: bool) -> bool:
-    """Switch every fast path on or off; return the previous setting."""
-    global _ENABLED
-    old = _ENABLED
-    _ENABLED = bool(flag)
-    return old
-
-
-@contextlib.contextmanager
-def disabled():
-    """Context manager: run the generic path inside, whatever the model supports."""
-    old = set_enabled(False)
-    try:
-        yield
-    finally:
-        set_enabled(old)
-
+           "disabled", "optimizer_hyper", "HYPER_KEYS", "model_key", "build_plan",
+           "NUMPY_ACTIVATIONS", "NUMPY_LOSSES"]
 
 def unsupported_reason(model):
     """Why ``model`` cannot use a fast step, or None when it can.
@@ -110,85 +94,30 @@ def unsupported_reason(model):
     return f"the backend is {model.backend.name!r}; fast steps exist for NumPy and CuPy"
 
 
-def structure_reason(model, kind):
-    """The structural half of :func:`unsupported_reason` for the ``kind`` of step.
-
-    ``kind`` is ``"numpy"`` or ``"cupy"``. The CuPy step also needs every activation
-    layer to follow a Dense layer directly (it fuses bias and activation into one
-    kernel).
-    """
-    from ..activations import ACTIVATIONS
-    from ..layers import ActivationLayer, Dense, Dropout
-    from ..losses import LOSSES
-    from ..optimizers import OPTIMIZERS
-    from ._step import build_plan
-
-    if not getattr(model, "built", False):
-        return "the model is not built"
-    if model.dtype not in ("float32", "float64"):
-        return f"dtype {model.dtype!r}"
-    opt = getattr(model, "optimizer_", None)
-    if opt is None or getattr(model, "optimizer_state_", None) is None:
-        return "the model is not compiled"
-    if not any(type(opt) is OPTIMIZERS[name] for name in _OPTIMIZERS):
-        return f"optimizer {type(opt).__name__} has no fast update"
-    pair = (model.loss.name, model.output.name)
-    if pair not in NUMPY_LOSSES or type(model.loss) is not LOSSES[pair[0]] \
-            or type(model.output) is not ACTIVATIONS[pair[1]]:
-        return f"loss {model.loss.name!r} with output {model.output.name!r}"
-    layers = model.layers
-    if type(layers[0]) is not Dense or type(layers[-1]) is not Dense:
-        return "the first and last layers must be Dense"
-    for layer in layers:
-        if type(layer) is Dense:
-            continue
-        if type(layer) is Dropout:
-            continue
-        if type(layer) is ActivationLayer:
-            act = layer.activation
-            if act.name not in NUMPY_ACTIVATIONS or type(act) is not ACTIVATIONS[act.name]:
-                return f"activation {act.name!r}"
-            continue
-        return f"layer {type(layer).__name__}"
-    if kind == "cupy" and any(op.kind == "act" and not op.after_dense
-                              for op in build_plan(model)):
-        return "an activation layer that does not follow a Dense layer (CuPy step)"
-    return None
-
-
-def _model_key(model):
-    """What a step was planned for; compared by identity (and value) on every call.
-
-    Not in it: ``model.alpha`` and the optimizer's hyper-parameters, which the steps
-    read afresh on every call (the scikit-learn wrapper sets ``alpha`` per batch).
-    """
-    return (tuple(model.layers), model.loss, model.output, model.optimizer_,
-            model.dtype, model.backend.name)
-
-
 def select_step(model):
     """Return a fast training step for ``model``, or None for the generic path.
 
     The step is called as::
 
-        step(model, X, Y, sample_weight=None, *, alpha=None, hyper=None, noise_rng=None)
+        step(model, X, Y, sample_weight=None, *, alpha=None, hyper=None, noise_rng=None,
+             write_scope=None)
 
     and returns ``(loss, logits)`` or None (take the generic path for this call).
     ``alpha`` is this step's L2 strength (None: ``model.alpha``), ``hyper`` this step's
     optimizer hyper-parameters (None: :func:`optimizer_hyper` of the optimizer at
     ``state["step"]``; the keys are :data:`HYPER_KEYS`), ``noise_rng`` the dropout
-    generator (None: the model's own). It keeps its buffers to itself; the model stores
-    it and never pickles it.
+    generator (None: the model's own), ``write_scope`` a context manager entered around
+    the write phase only (a training loop's SIGINT deferral). It keeps its buffers to
+    itself; the model stores it and never pickles it.
     """
     if unsupported_reason(model) is not None:
         return None
-    from ._step import build_plan
-
     plan = build_plan(model)
     if _backend.is_numpy_namespace(model.backend.xp):
         from .numpy_step import NumpyTrainStep
 
-        return NumpyTrainStep(model, plan, _model_key(model))
+        return NumpyTrainStep(model, plan, model_key(model))
     from .cupy_step import CupyTrainStep
 
-    return CupyTrainStep(model, plan, _model_key(model))
+    with _backend.device_scope(model.backend):  # kernels are loaded for this device
+        return CupyTrainStep(model, plan, model_key(model))

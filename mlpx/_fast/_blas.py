@@ -102,9 +102,9 @@ def _probe(binding) -> bool:
     """Check the binding against numpy.matmul on small awkward shapes (all four transposes)."""
     rng = np.random.default_rng(12345)
     for dtype in (np.float32, np.float64):
-        a = rng.standard_normal((7, 5)).astype(dtype)
-        b = rng.standard_normal((5, 3)).astype(dtype)
-        c0 = rng.standard_normal((7, 3)).astype(dtype)
+        a: np.ndarray = rng.standard_normal((7, 5)).astype(dtype)
+        b: np.ndarray = rng.standard_normal((5, 3)).astype(dtype)
+        c0: np.ndarray = rng.standard_normal((7, 3)).astype(dtype)
         for ta in (False, True):
             for tb in (False, True):
                 aa = np.ascontiguousarray(a.T) if ta else a

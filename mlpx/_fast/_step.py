@@ -4,7 +4,8 @@ A fast step (:class:`FastStep`; :class:`mlpx._fast.numpy_step.NumpyTrainStep` an
 :class:`mlpx._fast.cupy_step.CupyTrainStep` only choose its operations) is built by
 :func:`mlpx._fast.select_step` for one model and called as::
 
-    step(model, X, Y, sample_weight=None, *, alpha=None, hyper=None, noise_rng=None)
+    step(model, X, Y, sample_weight=None, *, alpha=None, hyper=None, noise_rng=None,
+         write_scope=None)
 
 It decides whether this call can be taken (fast paths on, the model unchanged since the
 plan was made or re-planned, inputs of the expected type, shape and dtype, parameters
@@ -23,8 +24,8 @@ over the plan in four phases:
 
 So an exception in phases 1 to 3 (KeyboardInterrupt, MemoryError, a CUDA error) leaves
 the parameters, the optimizer slots and the step counter exactly as they were; phase 4
-allocates nothing and is what a caller shields from SIGINT to make a step all or
-nothing.
+allocates nothing and runs inside the caller's ``write_scope`` (a context manager that
+defers SIGINT, say), which makes a step all or nothing.
 
 The operations are one object (:class:`StepOps`): :class:`mlpx._fast.numpy_step.NumpyOps`
 (in-place NumPy and BLAS) and :class:`mlpx._fast.cupy_step.CupyOps` (cuBLAS and the
@@ -33,10 +34,13 @@ kernels of ``kernels.cu``).
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
 from typing import Any
 
-from ..layers import ActivationLayer, Dense, Dropout
+from .. import _backend
+from . import _policy
+from ._plan import Op, build_plan
 
 __all__ = ["Op", "build_plan", "StepOps", "FastStep", "optimizer_hyper", "check_hyper",
            "HYPER_KEYS"]
@@ -50,7 +54,7 @@ HYPER_KEYS = {
 }
 
 
-def optimizer_hyper(opt, step) -> dict:
+def optimizer_hyper(opt: Any, step: int) -> dict:
     """The optimizer's scalar hyper-parameters for update number ``step`` (0-based).
 
     The one place a fast step reads them from the optimizer, used when the caller
@@ -62,10 +66,11 @@ def optimizer_hyper(opt, step) -> dict:
         out[key] = getattr(opt, key)
     return out
 
+_NO_SCOPE = contextlib.nullcontext()
 _MAX_SHAPES = 4  # batch shapes whose buffers are kept (full batch, last batch, ...)
 
 
-def check_hyper(hyper, opt_name, slot_names) -> None:
+def check_hyper(hyper: Any, opt_name: str, slot_names: Any) -> None:
     """Raise a ValueError unless ``hyper`` holds every key the step reads for the
     optimizer ``opt_name`` and agrees with the optimizer state's slots (SGD and RMSProp
     keep a "velocity" slot exactly when their momentum is > 0)."""
@@ -79,57 +84,6 @@ def check_hyper(hyper, opt_name, slot_names) -> None:
                          f"{'> 0' if 'velocity' in slot_names else '= 0'}: the optimizer "
                          f"state {'has' if 'velocity' in slot_names else 'has no'} velocity "
                          f"slot. Got momentum={hyper['momentum']!r} instead.")
-
-
-class Op:
-    """One layer of the plan."""
-
-    def __init__(self, kind, layer, width, **kw):
-        self.kind = kind          # "dense" | "act" | "dropout"
-        self.layer = layer
-        self.width = width
-        self.inplace = False      # works on the buffer of the op before it
-        self.after_dense = False  # an activation right after a Dense layer
-        self.first = False
-        self.last = False
-        self.name = None
-        self.n_in = None
-        self.param_index = None   # position of this layer's first param in model.params
-        self.__dict__.update(kw)
-
-
-def build_plan(model):
-    """Translate ``model.layers`` into ops; return None if a layer is not supported."""
-    plan = []
-    index = 0
-    # who produced the buffer the next element-wise layer would overwrite:
-    # "dense" / "dropout" outputs are not needed by their own backward, activations' are.
-    producer = None
-    for i, layer in enumerate(model.layers):
-        if type(layer) is Dense:
-            op = Op("dense", layer, layer.n_out, n_in=layer.n_in, param_index=index,
-                    bias=layer.bias)
-            op.first = i == 0
-            producer = "dense"
-        elif type(layer) is ActivationLayer:
-            op = Op("act", layer, layer.n_out, name=layer.activation.name,
-                    activation=layer.activation)
-            op.inplace = producer in ("dense", "dropout")
-            op.after_dense = producer == "dense"
-            producer = "act"
-        elif type(layer) is Dropout:
-            op = Op("dropout", layer, layer.n_out, p=layer.p)
-            op.inplace = producer in ("dense", "dropout")
-            producer = "dropout"
-        else:
-            return None
-        index += len(layer.params)
-        plan.append(op)
-    if plan[-1].kind != "dense":
-        return None
-    # the logits array is fresh every step (it is returned), so nothing works in place on it
-    plan[-1].last = True
-    return plan
 
 
 class StepOps:
@@ -233,7 +187,7 @@ class FastStep:
     plan : list of Op
         From :func:`build_plan`.
     key : tuple
-        :func:`mlpx._fast._model_key` of ``model`` when the plan was made.
+        :func:`mlpx._fast._policy.model_key` of ``model`` when the plan was made.
     ops : StepOps
         The device operations.
     """
@@ -296,7 +250,7 @@ class FastStep:
                                          and sample_weight.shape == (X.shape[0],))
 
     def __call__(self, model, X, Y, sample_weight=None, *, alpha=None, hyper=None,
-                 noise_rng=None):
+                 noise_rng=None, write_scope=None):
         """One training step, or None when this call must take the generic path.
 
         Parameters
@@ -316,20 +270,24 @@ class FastStep:
         noise_rng : generator, optional
             The dropout generator (what :func:`mlpx._backend.noise_rng` returned); None
             uses the model's own. Only read when the model has a Dropout layer.
+        write_scope : context manager, optional
+            Entered around the write phase only (every product, kernel and allocation
+            of the step is done by then; the updates and ``state["step"]`` follow): a
+            training loop passes one that defers SIGINT, which makes the step all or
+            nothing for Ctrl-C too.
 
         Returns
         -------
         (loss, logits) or None
         """
-        from . import _model_key, enabled, structure_reason
-
-        if not enabled():
+        if not _policy.enabled():
             return None
-        key = _model_key(model)
+        key = _policy.model_key(model)
         if key != self.key:
             # compile() makes a new step; this only happens when attributes were
             # changed by hand. Re-check rather than guess.
-            plan = build_plan(model) if structure_reason(model, self.kind) is None else None
+            plan = build_plan(model) if _policy.structure_reason(model, self.kind) is None \
+                else None
             if plan is None:
                 return None
             self.key, self.plan = key, plan
@@ -353,10 +311,12 @@ class FastStep:
         if noise_rng is None and any(op.kind == "dropout" for op in self.plan):
             # transitional: the caller should pass noise_rng= (rule 2 of issue 10)
             noise_rng = model.state_.noise_rng
-        return self._run(model, params, state, names, X, Y, sample_weight, float(alpha),
-                         hyper, noise_rng)
+        with _backend.device_scope(model.backend):  # CuPy computes on its current device
+            return self._run(model, params, state, names, X, Y, sample_weight,
+                             float(alpha), hyper, noise_rng, write_scope)
 
-    def _run(self, model, params, state, names, X, Y, w, alpha, hyper, rng):
+    def _run(self, model, params, state, names, X, Y, w, alpha, hyper, rng,
+             write_scope=None):
         """The skeleton: phases 1 to 3 compute, phase 4 writes (module docstring)."""
         ops, plan = self.ops, self.plan
         buf = self.buffers(X.shape[0])
@@ -419,11 +379,12 @@ class FastStep:
         # ---------------------------------------------------------------- 4. writes
         update = ops.update
         all_slots = state["slots"]
-        for fn, arg in writes:
-            if type(fn) is int:  # (param index, gradient): an optimizer update
-                update(fn, params[fn], arg, {s: all_slots[s][fn] for s in names}, hyper,
-                       lr, t, decay_mask[fn], alpha)
-            else:
-                fn(*arg)
-        state["step"] = t
+        with _NO_SCOPE if write_scope is None else write_scope:
+            for fn, arg in writes:
+                if type(fn) is int:  # (param index, gradient): an optimizer update
+                    update(fn, params[fn], arg, {s: all_slots[s][fn] for s in names},
+                           hyper, lr, t, decay_mask[fn], alpha)
+                else:
+                    fn(*arg)
+            state["step"] = t
         return loss, z

@@ -75,8 +75,13 @@ class CupyDevice:
     """
 
     def __init__(self, dtype):
-        import cupy
-        import cupy.cublas
+        try:
+            import cupy
+            import cupy.cublas
+        except ImportError as exc:  # e.g. CuPy without its cuBLAS library
+            reason = _backend.cuda_probe()
+            raise _backend.CudaUnavailableError(
+                reason or f"backend='cupy' cannot run on this machine: {exc}") from exc
 
         self.xp = cupy
         self._gemm = cupy.cublas.gemm

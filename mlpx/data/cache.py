@@ -5,7 +5,6 @@
 * :func:`user_cache_dir` is the platform's user cache folder.
 * :func:`check_folder` rejects, with a ``ValueError``, a folder argument that names (or
   lies under) something that is not a folder, such as a regular file or a FIFO.
-* :func:`file_kind` names the type of a file-system entry for error messages.
 
 Public within :mod:`mlpx.data`; users import :func:`default_data_dir` from
 :mod:`mlpx.datasets`.
@@ -18,43 +17,9 @@ import stat
 import sys
 from pathlib import Path
 
-__all__ = ["default_data_dir", "user_cache_dir", "check_folder", "file_kind"]
+from .._files import file_kind
 
-
-def file_kind(mode: int) -> str:
-    """Name the type of a file-system entry from its ``st_mode``, for messages.
-
-    Parameters
-    ----------
-    mode : int
-        ``os.stat_result.st_mode``.
-
-    Returns
-    -------
-    str
-        ``"a regular file"``, ``"a folder"``, ``"a FIFO (named pipe)"``, ``"a character
-        device"``, ``"a block device"``, ``"a socket"`` or ``"a special file"``.
-
-    Examples
-    --------
-    >>> import stat
-    >>> from mlpx.data.cache import file_kind
-    >>> file_kind(stat.S_IFIFO | 0o644)
-    'a FIFO (named pipe)'
-    """
-    if stat.S_ISREG(mode):
-        return "a regular file"
-    if stat.S_ISDIR(mode):
-        return "a folder"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISCHR(mode):
-        return "a character device"
-    if stat.S_ISBLK(mode):
-        return "a block device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "a special file"
+__all__ = ["default_data_dir", "user_cache_dir", "check_folder"]
 
 
 def check_folder(path: str | os.PathLike[str], what: str) -> Path:

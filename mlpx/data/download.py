@@ -22,7 +22,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from .cache import check_folder, file_kind
+from .._files import file_kind
+from .cache import check_folder
 
 __all__ = ["DownloadError", "fetch"]
 

@@ -18,14 +18,13 @@ import errno
 import gzip
 import math
 import os
-import stat
 import struct
 import zlib
 from typing import Any, BinaryIO
 
 import numpy as np
 
-from .cache import file_kind
+from .._files import NotARegularFileError, open_regular
 
 __all__ = ["IDXFormatError", "read_idx", "MAX_NDIM"]
 
@@ -75,32 +74,18 @@ _TRAILING_LIMIT = 1 << 16
 def _open_regular(path: str) -> BinaryIO:
     """Open ``path`` for binary reading if it is a regular file, else raise.
 
-    The type is checked before opening (so that no device or FIFO is opened at all)
-    and again on the open descriptor (so that a swap in between is caught too).
+    Through :func:`mlpx._files.open_regular` (no device or FIFO is opened at all, and a
+    swap after the check is caught on the descriptor); a folder is an
+    IsADirectoryError, anything else that is not a regular file an IDXFormatError.
     """
-    mode = os.stat(path).st_mode
-    _check_regular(path, mode)
-    flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
-    fd = os.open(path, flags)
     try:
-        _check_regular(path, os.fstat(fd).st_mode)
-        if hasattr(os, "set_blocking"):
-            os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def _check_regular(path: str, mode: int) -> None:
-    if stat.S_ISREG(mode):
-        return
-    if stat.S_ISDIR(mode):
-        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
-    raise IDXFormatError(
-        path, f"not a regular file but {file_kind(mode)}; IDX files are read from "
-        "regular files only"
-    )
+        return open_regular(path)
+    except NotARegularFileError as exc:
+        if exc.kind == "a folder":
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path) from None
+        raise IDXFormatError(
+            path, f"not a regular file but {exc.kind}; IDX files are read from regular "
+            "files only") from None
 
 
 def _read(stream: BinaryIO, n: int, path: str) -> bytes:

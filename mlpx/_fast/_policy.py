@@ -1,0 +1,101 @@
+"""When a fast step may run: the on/off switch and the structural test of a model.
+
+Below :mod:`mlpx._fast._step` (which asks it on every call) and re-exported by
+:mod:`mlpx._fast`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from ..activations import ACTIVATIONS
+from ..layers import ActivationLayer, Dense, Dropout
+from ..losses import LOSSES
+from ..optimizers import OPTIMIZERS
+from ._plan import build_plan
+
+__all__ = ["enabled", "set_enabled", "disabled", "structure_reason", "model_key",
+           "NUMPY_ACTIVATIONS", "NUMPY_LOSSES", "FAST_OPTIMIZERS"]
+
+_ENABLED = os.environ.get("MLPX_FAST", "1").strip().lower() not in ("0", "false", "no")
+
+#: Activations the NumPy step implements (forward and backward in place).
+NUMPY_ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "identity")
+#: (loss name, output activation name) pairs the NumPy step implements.
+NUMPY_LOSSES = (("cross_entropy", "softmax"), ("binary_cross_entropy", "sigmoid"),
+                ("mse", "identity"))
+FAST_OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+
+
+def enabled() -> bool:
+    """True unless fast paths were switched off (``MLPX_FAST=0`` or :func:`set_enabled`)."""
+    return _ENABLED
+
+
+def set_enabled(flag: bool) -> bool:
+    """Switch every fast path on or off; return the previous setting."""
+    global _ENABLED
+    old = _ENABLED
+    _ENABLED = bool(flag)
+    return old
+
+
+@contextlib.contextmanager
+def disabled():
+    """Context manager: run the generic path inside, whatever the model supports."""
+    old = set_enabled(False)
+    try:
+        yield
+    finally:
+        set_enabled(old)
+
+
+def structure_reason(model, kind):
+    """The structural half of :func:`unsupported_reason` for the ``kind`` of step.
+
+    ``kind`` is ``"numpy"`` or ``"cupy"``. The CuPy step also needs every activation
+    layer to follow a Dense layer directly (it fuses bias and activation into one
+    kernel).
+    """
+    if not getattr(model, "built", False):
+        return "the model is not built"
+    if model.dtype not in ("float32", "float64"):
+        return f"dtype {model.dtype!r}"
+    opt = getattr(model, "optimizer_", None)
+    if opt is None or getattr(model, "optimizer_state_", None) is None:
+        return "the model is not compiled"
+    if not any(type(opt) is OPTIMIZERS[name] for name in FAST_OPTIMIZERS):
+        return f"optimizer {type(opt).__name__} has no fast update"
+    pair = (model.loss.name, model.output.name)
+    if pair not in NUMPY_LOSSES or type(model.loss) is not LOSSES[pair[0]] \
+            or type(model.output) is not ACTIVATIONS[pair[1]]:
+        return f"loss {model.loss.name!r} with output {model.output.name!r}"
+    layers = model.layers
+    if type(layers[0]) is not Dense or type(layers[-1]) is not Dense:
+        return "the first and last layers must be Dense"
+    for layer in layers:
+        if type(layer) is Dense:
+            continue
+        if type(layer) is Dropout:
+            continue
+        if type(layer) is ActivationLayer:
+            act = layer.activation
+            if act.name not in NUMPY_ACTIVATIONS or type(act) is not ACTIVATIONS[act.name]:
+                return f"activation {act.name!r}"
+            continue
+        return f"layer {type(layer).__name__}"
+    if kind == "cupy" and any(op.kind == "act" and not op.after_dense
+                              for op in build_plan(model)):
+        return "an activation layer that does not follow a Dense layer (CuPy step)"
+    return None
+
+
+def model_key(model):
+    """What a step was planned for; compared by identity (and value) on every call.
+
+    Not in it: ``model.alpha`` and the optimizer's hyper-parameters, which the steps
+    read afresh on every call (the scikit-learn wrapper sets ``alpha`` per batch).
+    """
+    return (tuple(model.layers), model.loss, model.output, model.optimizer_,
+            model.dtype, model.backend.name)
