@@ -14,6 +14,12 @@ Usage::
     python benchmarks/sklearn_comparison.py                    # defaults below
     python benchmarks/sklearn_comparison.py --max-iter 10 --repeats 5 --threads 1
     python benchmarks/sklearn_comparison.py --skip-fashion     # digits only (seconds)
+    # issue 10's workload: 784-256-256-10, adam, batch 128, 10 epochs, alpha 0
+    python benchmarks/sklearn_comparison.py --hidden 256,256 --batch-size 128 --alpha 0 \
+        --max-iter 10 --repeats 3 --threads 1
+
+``--hidden``, ``--batch-size``, ``--alpha`` and ``--max-iter`` set the Fashion-MNIST rows;
+the digits row keeps its fixed settings.
 """
 
 from __future__ import annotations
@@ -197,6 +203,20 @@ def markdown(results, info, command, effective, load_before, load_after):
     return "\n".join(lines)
 
 
+def hidden_sizes(text):
+    """``--hidden`` as a tuple of ints: ``"256"`` -> ``(256,)``, ``"256,256"`` -> ``(256, 256)``."""
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--hidden must be positive ints separated by commas. Got {text!r} instead."
+        ) from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(
+            f"--hidden must be positive ints separated by commas. Got {text!r} instead.")
+    return sizes
+
+
 def load_avg():
     try:
         return f"{os.getloadavg()[0]:.2f}"
@@ -210,8 +230,14 @@ def main(argv=None):
                         help="Fashion-MNIST IDX files (default: %(default)s)")
     parser.add_argument("--max-iter", type=int, default=15,
                         help="epochs on Fashion-MNIST (default: %(default)s)")
-    parser.add_argument("--hidden", type=int, default=256,
-                        help="hidden units on Fashion-MNIST (default: %(default)s)")
+    parser.add_argument("--hidden", type=hidden_sizes, default=(256,),
+                        help="hidden layer sizes on Fashion-MNIST, comma-separated, e.g. "
+                             "256,256 (default: 256)")
+    parser.add_argument("--batch-size", type=int, default=200,
+                        help="minibatch size on Fashion-MNIST (default: %(default)s)")
+    parser.add_argument("--alpha", type=float, default=None,
+                        help="L2 penalty on Fashion-MNIST for both estimators (default: "
+                             "not passed, so each estimator's own default, 1e-4)")
     parser.add_argument("--repeats", type=int, default=3,
                         help="interleaved repeats per workload (default: %(default)s)")
     parser.add_argument("--threads", default="1",
@@ -236,8 +262,10 @@ def main(argv=None):
     limits = None if args.threads == "default" else int(args.threads)
     given = argv if argv is not None else sys.argv[1:]
     command = " ".join(["python benchmarks/sklearn_comparison.py", *given])
-    effective = (f"--max-iter {args.max_iter} --hidden {args.hidden} "
-                 f"--repeats {args.repeats} --threads {args.threads}")
+    effective = (f"--max-iter {args.max_iter} --hidden {','.join(map(str, args.hidden))} "
+                 f"--batch-size {args.batch_size} "
+                 + (f"--alpha {args.alpha} " if args.alpha is not None else "")
+                 + f"--repeats {args.repeats} --threads {args.threads}")
     load_before = load_avg()
     results = []
     with threadpool_limits(limits=limits, user_api="blas"):
@@ -251,8 +279,10 @@ def main(argv=None):
             if not Path(args.data_dir).is_dir():
                 sys.exit(f"Fashion-MNIST not found in {args.data_dir}; install Debian's "
                          "dataset-fashion-mnist or pass --data-dir (or --skip-fashion).")
-            params = dict(hidden_layer_sizes=(args.hidden,), solver="adam",
-                          max_iter=args.max_iter, batch_size=200, random_state=0)
+            params = dict(hidden_layer_sizes=args.hidden, solver="adam",
+                          max_iter=args.max_iter, batch_size=args.batch_size, random_state=0)
+            if args.alpha is not None:
+                params["alpha"] = args.alpha
             log("Fashion-MNIST, float64 input (X / 255.0)")
             results.append(compare("Fashion-MNIST", load_fashion(args.data_dir, np.float64),
                                    params, args.repeats, log))
