@@ -602,3 +602,62 @@ def test_write_scope_wraps_exactly_the_writes():
     assert log[-1] == ("exit", 1)
     assert all(e in FALLIBLE_OPS for e in log[:enter])
     assert log[enter + 1:-1] == ["update"] * 6  # 3 weights, 3 biases
+
+
+@pytest.mark.parametrize("optimizer", [{"name": "adam", "lr": 0.01},
+                                       {"name": "adamw", "lr": 0.01},
+                                       {"name": "sgd", "lr": 0.05, "momentum": 0.9},
+                                       {"name": "rmsprop", "lr": 0.01, "momentum": 0.5}])
+def test_updates_split_across_threads_are_bitwise_the_single_thread_result(optimizer):
+    """The optimizer update of a large parameter runs in pieces on several threads; every
+    operation is element-wise, so the result is the one-thread result bit for bit."""
+    from mlpx import MLP
+    from mlpx._fast import _policy, numpy_step
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(32, 300)).astype(np.float32)
+    y = rng.integers(0, 4, 32)
+    out = []
+    pieces = []
+    real = numpy_step._in_pieces
+
+    def counting(fn, *arrays):
+        n = min(_policy.num_threads(), arrays[0].size // numpy_step._MIN_PIECE)
+        pieces.append(n)
+        return real(fn, *arrays)
+
+    for threads in (1, 3):
+        old = _policy.set_num_threads(threads)
+        try:
+            numpy_step._in_pieces = counting
+            model = MLP([300, 400, 4], seed=0)  # a 300 x 400 weight: 120,000 elements
+            model.fit(X, y, epochs=2, batch_size=8, optimizer=optimizer, verbose=0)
+        finally:
+            numpy_step._in_pieces = real
+            _policy.set_num_threads(old)
+        assert model._fast_step is not None
+        out.append([np.asarray(p).copy() for p in model.params]
+                   + [np.asarray(a).copy() for s in model.optimizer_state_["slots"].values()
+                      for a in s])
+    assert max(pieces) == 3  # the big weight was split three ways with 3 threads
+    for a, b in zip(*out):
+        assert a.tobytes() == b.tobytes()
+
+
+def test_num_threads_follows_the_environment(monkeypatch):
+    from mlpx._fast import _policy
+
+    old = _policy.set_num_threads(None)
+    try:
+        for name in _policy.THREAD_VARIABLES:
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+        assert _policy.num_threads() == 1
+        monkeypatch.setenv("MLPX_NUM_THREADS", "4")
+        assert _policy.num_threads() == 4
+        _policy.set_num_threads(2)
+        assert _policy.num_threads() == 2
+        with pytest.raises(ValueError, match="'n' parameter of set_num_threads"):
+            _policy.set_num_threads(0)
+    finally:
+        _policy.set_num_threads(old)
