@@ -16,7 +16,6 @@ from ..optimizers import OPTIMIZERS
 from ._plan import build_plan
 
 __all__ = ["enabled", "set_enabled", "disabled", "structure_reason", "model_key",
-           "num_threads", "set_num_threads", "THREAD_VARIABLES",
            "NUMPY_ACTIVATIONS", "NUMPY_LOSSES", "FAST_OPTIMIZERS"]
 
 _ENABLED = os.environ.get("MLPX_FAST", "1").strip().lower() not in ("0", "false", "no")
@@ -27,41 +26,6 @@ NUMPY_ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "identity")
 NUMPY_LOSSES = (("cross_entropy", "softmax"), ("binary_cross_entropy", "sigmoid"),
                 ("mse", "identity"))
 FAST_OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
-
-
-_THREADS: int | None = None
-#: The environment variables that set a thread count, in the order they are read.
-THREAD_VARIABLES = ("MLPX_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                    "MKL_NUM_THREADS")
-
-
-def num_threads() -> int:
-    """Threads a fast step may use for its element-wise work (the optimizer updates).
-
-    :func:`set_num_threads` if it was called; else the first of ``MLPX_NUM_THREADS``,
-    ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS`` that is set to a
-    positive int (so a run pinned to one BLAS thread stays on one thread); else the
-    number of CPUs. The matrix products use the BLAS library's own threads.
-    """
-    if _THREADS is not None:
-        return _THREADS
-    for name in THREAD_VARIABLES:
-        value = os.environ.get(name, "").strip()
-        if value.isdigit() and int(value) > 0:
-            return int(value)
-    return max(1, os.cpu_count() or 1)
-
-
-def set_num_threads(n: int | None) -> int | None:
-    """Set the threads of :func:`num_threads` (None: from the environment again); return
-    the previous setting."""
-    global _THREADS
-    old = _THREADS
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-        raise ValueError(f"The 'n' parameter of set_num_threads must be an int >= 1 or None. "
-                         f"Got {n!r} instead.")
-    _THREADS = n
-    return old
 
 
 def enabled() -> bool:

@@ -34,11 +34,10 @@ Parameters are updated in place, so ``model.params`` is always current. The step
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from . import _blas, _policy
+from . import _blas
 from ._step import FastStep, StepOps
 
 __all__ = ["NumpyTrainStep", "NumpyOps", "adam_corrections"]
@@ -249,49 +248,16 @@ class NumpyOps(StepOps):
     # ------------------------------------------------------------------ writes
     def update(self, k, p, g, slots, hyper, lr, t, decay, alpha):
         tmp, tmp2 = self._scratch
-        tmp, tmp2 = tmp[:p.size], tmp2[:p.size]
+        tmp = tmp[:p.size].reshape(p.shape)
         if self.fast_adam:
-            _in_pieces(lambda p, g, m, v, tmp: _adam_update(
-                hyper, self.decoupled, p, g, m, v, tmp, lr=lr, t=t, decay=decay),
-                p, g, slots["m"], slots["v"], tmp)
+            _adam_update(hyper, self.decoupled, p, g, slots["m"], slots["v"], tmp, lr=lr,
+                         t=t, decay=decay)
         elif self.opt_name == "sgd":
-            _in_pieces(lambda p, g, vel, tmp, tmp2: _sgd_update(
-                hyper, p, g, vel, tmp, tmp2, lr=lr, decay=decay),
-                p, g, slots.get("velocity"), tmp, tmp2)
+            _sgd_update(hyper, p, g, slots.get("velocity"), tmp,
+                        tmp2[:p.size].reshape(p.shape), lr=lr, decay=decay)
         else:
-            _in_pieces(lambda p, g, s, vel, tmp, tmp2: _rmsprop_update(
-                hyper, p, g, s, vel, tmp, tmp2, lr=lr, decay=decay),
-                p, g, slots["square_avg"], slots.get("velocity"), tmp, tmp2)
-
-
-#: Elements below which an update runs in one piece (threads would cost more than they
-#: save).
-_MIN_PIECE = 1 << 15
-_POOL: dict = {}
-
-
-def _in_pieces(fn, *arrays):
-    """Run the element-wise update ``fn(*arrays)`` on contiguous pieces of its arrays, in
-    :func:`mlpx._fast.num_threads` threads (NumPy releases the GIL in ufuncs).
-
-    Every operation of an update is element-wise, so the pieces give bit for bit the
-    result of one call; None (an absent slot) is passed through.
-    """
-    size = arrays[0].size
-    n = min(_policy.num_threads(), size // _MIN_PIECE)
-    if n <= 1:
-        shape = arrays[0].shape
-        fn(*(None if a is None else a.reshape(shape) for a in arrays))
-        return
-    flat = [None if a is None else a.reshape(-1) for a in arrays]
-    bounds = [size * i // n for i in range(n + 1)]
-    pool = _POOL.get(n)
-    if pool is None:
-        pool = _POOL[n] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="mlpx-update")
-    jobs = [pool.submit(fn, *(None if a is None else a[lo:hi] for a in flat))
-            for lo, hi in zip(bounds[:-1], bounds[1:])]
-    for job in jobs:
-        job.result()
+            _rmsprop_update(hyper, p, g, slots["square_avg"], slots.get("velocity"), tmp,
+                            tmp2[:p.size].reshape(p.shape), lr=lr, decay=decay)
 
 
 class NumpyTrainStep(FastStep):
