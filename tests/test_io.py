@@ -195,7 +195,8 @@ def test_checkpoint_round_trip_restores_training_state(tmp_path):
     for a, b in zip(params_np(clone), params_np(model)):
         np.testing.assert_array_equal(a, b)
     # A checkpoint is also a model file.
-    np.testing.assert_array_equal(params_np(io.load(path))[0], params_np(io.load_checkpoint(path))[0])
+    np.testing.assert_array_equal(params_np(io.load(path))[0],
+                                  params_np(io.load_checkpoint(path))[0])
 
 
 def test_checkpoint_json_holds_no_int_beyond_double_precision(tmp_path):
@@ -549,7 +550,6 @@ def test_a_save_killed_midway_leaves_the_previous_file_intact(tmp_path, where):
 # Files that ask the reader for far more memory or time than they honestly contain. The
 # memory cases run in a child process limited to 512 MiB of address space and a few
 # seconds, and must end in a ModelFileError (today's reader ran out of memory on them).
-import resource  # noqa: E402
 import struct  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -1065,7 +1065,8 @@ def npy(header_dict, body):
 INTERESTING = [0, 1, -1, 2, 3, 2 ** 31, 2 ** 32 - 1, 2 ** 53, 2 ** 63, 10 ** 400, 300_000,
                250_000_000, float("inf"), float("-inf"), float("nan"), 0.5, "x", "", None,
                True, [], {{}}, [1, 2], {{"$int": "9" * 99}}, {{"$int": "x"}},
-               {{"$array": [1, 2], "dtype": "uint64"}}, {{"$array": [[1], [2, 3]], "dtype": "float64"}},
+               {{"$array": [1, 2], "dtype": "uint64"}},
+               {{"$array": [[1], [2, 3]], "dtype": "float64"}},
                {{"$array": [1], "dtype": "nosuch"}}, {{"name": "Dense", "units": 10 ** 9}},
                {{"name": "PReLU"}}, {{"name": "Maxout", "units": 3, "k": 10 ** 6}}]
 
