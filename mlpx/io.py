@@ -17,11 +17,18 @@ aligned with the parameters by position), the epoch, the host random generators'
 the history, and (when written by :meth:`mlpx.Sequential.fit`) what a resumed ``fit``
 needs to continue bit for bit on NumPy.
 
-Reading never executes anything: the archive is parsed with :mod:`zipfile`, every array
-header is checked before its data is read, object (pickled) arrays are refused, the JSON
-is parsed with :mod:`json` and names in the config are looked up in mlpx's registries.
-Every problem raises :class:`ModelFileError` (a ``ValueError``) naming the file and what
-is wrong with it.
+Reading never executes anything, and never allocates more than the file really holds.
+Only a regular file is opened. The zip's central directory is parsed here (stored
+members only, at most :data:`MAX_MEMBERS`), every member's bytes are located and checked
+not to overlap another's; the metadata is read first (within :data:`MAX_META_BYTES`,
+:data:`MAX_META_ITEMS` and :data:`MAX_META_DEPTH`) and must name every other member
+exactly once; every ``.npy`` header is checked against the parameter table, and the
+parameter shapes the config implies (:func:`config_param_shapes`, computed without
+building anything) against the table, before any array data is read or allocated.
+Object (pickled) arrays are refused, the JSON is parsed with :mod:`json` and names in
+the config are looked up in mlpx's registries. Every problem raises
+:class:`ModelFileError` (a ``ValueError``) naming the file and what is wrong with it; a
+missing file raises ``FileNotFoundError``.
 
 Writing goes to a temporary file in the destination's directory, is flushed and fsynced,
 then renamed over the destination with :func:`os.replace`: a process killed in the middle
@@ -1197,9 +1204,10 @@ _MODEL_CLASSES: dict = {}
 def register_model_class(name: str, cls: type) -> None:
     """Let :func:`load` rebuild models whose config says ``"class": name``.
 
-    :mod:`mlpx.model` registers ``"MLP"`` and ``"Sequential"`` when it is imported; io
-    looks classes up here instead of importing the model module. A class whose config
-    named ``"MLP"`` is called as ``cls(layer_sizes, backend=..., **rest)``, any other as
+    :mod:`mlpx.model` registers ``"MLP"``, ``"Sequential"`` and ``"LanguageModel"`` when
+    it is imported; io looks classes up here instead of importing the model module. The
+    class registered as ``"MLP"`` is called as ``cls(layer_sizes, backend=..., **rest)``,
+    ``"LanguageModel"`` as ``cls(backend=..., **rest)``, any other as
     ``cls(layers, backend=..., **rest)`` with the layers rebuilt by
     :func:`mlpx.layers.get_layer`.
 
