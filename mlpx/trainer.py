@@ -345,14 +345,22 @@ class Trainer:
 
     # -- epochs -----------------------------------------------------------------------
     def epoch_order(self, n):
-        """This epoch's sample order on the host and on the device (None, None: as is)."""
+        """This epoch's sample order on the host and on the device (None, None: as is).
+
+        Also derives the epoch's device noise generator (CuPy) from the host one, before
+        the permutation is drawn.
+        """
+        self._derive_noise()
+        if self.shuffle is False:
+            return None, None
+        rng = self.model.state_.rng
+        rows = rng.permutation(n) if self.shuffle is True else self.shuffle(n)
+        return rows, _backend.to_device(rows, backend=self.model.backend)
+
+    def _derive_noise(self):
         state = self.model.state_
         if state.noise_rng is not state.rng:
             state.noise_rng = _backend.noise_rng(self.model.backend, state.rng)
-        if self.shuffle is False:
-            return None, None
-        rows = state.rng.permutation(n) if self.shuffle is True else self.shuffle(n)
-        return rows, _backend.to_device(rows, backend=self.model.backend)
 
     def _batches(self, data, perm, rows, *, on_step=None):
         """Run the epoch's steps; ``on_step(j, loss, z, batch, n_batch)`` sees each one.
@@ -430,9 +438,6 @@ class Trainer:
         if data.host_weights is not None and not any(
                 isinstance(h, _NoWeightBatches) for h in self.hooks):
             self.hooks.insert(0, _NoWeightBatches(data.host_weights))
-        good_params = None
-        if self.on_nonfinite != "ignore":
-            good_params = [_copy(p, xp) for p in state.params]
         for cb in self.callbacks:
             cb.on_train_begin(model)
         bar = tqdm(total=epochs, unit="epoch", disable=self.verbose < 1, leave=True,
@@ -446,19 +451,23 @@ class Trainer:
                 for i in range(epochs):
                     epoch = state.epoch + 1
                     t0 = time.perf_counter()
-                    # What a replay of this epoch needs, should it fail (see _recover).
-                    rng_state = state0 = None
+                    # What a replay of this epoch needs, should it fail (see _recover):
+                    # taken here, after the previous epoch's callbacks have run.
+                    rng_state = state0 = params0 = None
                     if self.on_nonfinite != "ignore":
                         rng_state = state.rng.bit_generator.state
                         state0 = map_arrays(state.opt_state, lambda a: _copy(a, xp))
+                        params0 = [_copy(p, xp) for p in state.params]
                     rows, perm = self.epoch_order(n)
-                    acc: dict[str, Any] = {"total": 0.0, "correct": 0.0, "losses": []}
+                    acc: dict[str, Any] = {"total": 0.0, "correct": 0.0, "losses": [],
+                                           "stepped": 0}
                     lr = state.optimizer.current_lr(state.step)
                     inner = tqdm(total=n_batches, unit="batch", leave=False,
                                  disable=self.verbose < 2, desc=f"epoch {epoch}")
 
                     def on_step(j, loss, z, batch, nb, acc=acc, inner=inner):
                         acc["losses"].append(loss)
+                        acc["stepped"] += nb
                         acc["total"] = acc["total"] + loss * nb
                         if self.metrics and model.is_classifier:
                             acc["correct"] = acc["correct"] + model.count_correct(
@@ -467,28 +476,29 @@ class Trainer:
 
                     extra = self._batches(data, perm, rows, on_step=on_step)
                     inner.close()
-                    train_loss = (float(acc["total"]) + extra) / n
+                    # Means over the samples stepped on (a skipped batch, e.g. one whose
+                    # weights are all zero, counts neither as loss nor as a miss).
+                    stepped = acc["stepped"] or n
+                    train_loss = (float(acc["total"]) + extra) / stepped
                     if self.on_nonfinite != "ignore" and not (
                             math.isfinite(train_loss) and params_finite(model)):
                         error = self._recover(data, epoch=epoch, lr=lr,
                                               losses=acc["losses"], train_loss=train_loss,
-                                              params0=good_params, state0=state0,
-                                              rng_state=rng_state)
+                                              params0=params0, state0=state0,
+                                              rng_state=rng_state, order=(rows, perm))
                         if self.on_nonfinite == "raise":
                             raise error
                         warnings.warn(str(error), NonFiniteLossWarning, stacklevel=4)
                         history.stopped_early = True
                         history.stop_reason = str(error)
                         break
-                    if self.on_nonfinite != "ignore":
-                        good_params = [_copy(p, xp) for p in state.params]
                     state.epoch = epoch
                     logs = {"loss": train_loss}
                     if self.metrics and model.is_classifier:
                         totals = {"correct": float(acc["correct"])}
                         for hook in self.hooks:
                             totals = hook.epoch_totals(totals)
-                        logs["accuracy"] = totals["correct"] / n
+                        logs["accuracy"] = totals["correct"] / stepped
                     lm = bool(getattr(model, "reports_perplexity", False))
                     if lm:
                         logs["perplexity"] = perplexity(train_loss)
@@ -549,11 +559,12 @@ class Trainer:
                             fit_state={"json": info, "arrays": arrays})
 
     def _recover(self, data, *, epoch, lr, losses, train_loss, params0, state0,
-                 rng_state) -> NonFiniteLossError:
+                 rng_state, order) -> NonFiniteLossError:
         """Find the first bad batch of a failed epoch and keep the weights from before it.
 
         Replays the epoch from its start (weights ``params0``, optimizer state ``state0``,
-        host random state ``rng_state``) with a host check after every batch. Returns the
+        host random state ``rng_state``, the epoch's ``order`` of samples) with a host
+        check after every batch. Returns the
         error to raise (or warn with); the model then holds the last good weights.
         """
         model = self.model
@@ -565,7 +576,11 @@ class Trainer:
         model.assign_params([_copy(p, xp) for p in params0])
         state.opt_state = copy_state(state0)
         state.rng.bit_generator.state = rng_state
-        rows, perm = self.epoch_order(n)
+        if self.shuffle is True:  # the same draws from the restored generator
+            rows, perm = self.epoch_order(n)
+        else:  # as is, or the caller's order: the epoch's own, not a new one
+            self._derive_noise()
+            rows, perm = order
         found = []
         saved = {}
 

@@ -277,3 +277,71 @@ def test_trainer_checks_its_parameters():
             Trainer(model, **{"batch_size": 8, **kw})
     order = Trainer(model, batch_size=8, shuffle=lambda n: np.arange(n)[::-1])
     assert order.epoch_order(4)[0].tolist() == [3, 2, 1, 0]
+
+
+def test_skipped_batches_count_in_neither_the_loss_nor_the_accuracy():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(100, 4)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    w = np.ones(100)
+    w[:50] = 0.0  # the first five batches of ten carry no weight and are skipped
+    model = MLP([4, 8, 2], seed=0)
+    h = model.fit(X, y, epochs=1, batch_size=10, shuffle=False, sample_weight=w,
+                  optimizer="sgd", verbose=0)
+    ref = MLP([4, 8, 2], seed=0)
+    hr = ref.fit(X[50:], y[50:], epochs=1, batch_size=10, shuffle=False, optimizer="sgd",
+                 verbose=0)
+    assert h["loss"] == hr["loss"] and h["accuracy"] == hr["accuracy"]
+
+
+def test_the_replay_starts_from_the_weights_a_callback_left():
+    # A callback scales the weights after epoch 1; epoch 2 then diverges. The replay must
+    # start from the scaled weights (those epoch 2 started from) and name the bad batch.
+    from mlpx import NonFiniteLossError
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, 3)).astype(np.float32)
+    y = X @ np.array([[1.0], [2.0], [-1.0]], dtype=np.float32)
+
+    before = []
+
+    def blow_up(model, epoch, logs):
+        if epoch == 1:
+            before.extend(params_np(model))
+            model.set_params([p * 10 for p in model.params])
+
+    model = MLP([3, 16, 1], loss="mse", seed=0)
+    with pytest.raises(NonFiniteLossError) as info:
+        model.fit(X, y, epochs=2, batch_size=8, shuffle=False, verbose=0,
+                  optimizer={"name": "sgd", "lr": 0.05}, callbacks=[blow_up])
+    assert info.value.epoch == 2 and info.value.batch is not None
+    kept = params_np(model)
+    assert all(np.isfinite(p).all() for p in kept)
+    # the kept weights descend from the scaled ones, not from those before the callback
+    assert np.linalg.norm(kept[0]) > 5 * np.linalg.norm(before[0])
+
+
+def test_the_replay_uses_the_epochs_own_order_from_a_callable_shuffle():
+    from mlpx import NonFiniteLossError
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 4)).astype(np.float32)
+    X[13] = np.inf  # one poisoned sample (put on the "device" as is, unchecked)
+    y = rng.integers(0, 2, 80)
+    model = MLP([4, 8, 2], seed=0).compile("sgd")
+    order_rng = np.random.default_rng(1)
+    calls = []
+
+    def order(n):
+        calls.append(1)
+        return order_rng.permutation(n)
+
+    Xd = X
+    Yd, labels = model.to_device_y(y, 80)
+    expected_batch = int(np.flatnonzero(np.random.default_rng(1).permutation(80) == 13)[0]
+                         // 8) + 1
+    trainer = Trainer(model, batch_size=8, shuffle=order)
+    with pytest.raises(NonFiniteLossError) as info:
+        trainer.run(DeviceData(Xd, Yd, labels, xp=model.backend.xp), 1)
+    assert calls == [1]  # the replay did not ask for a new order
+    assert info.value.batch == expected_batch
