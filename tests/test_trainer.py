@@ -194,7 +194,11 @@ def test_normalise_weights_scales_by_a_power_of_two():
     w = np.array([3.0, 0.0, 12.5], dtype=np.float32)
     out = normalise_weights(w, xp)
     assert 1.0 <= out.max() < 2.0
+    assert out.max() == np.float32(12.5 / 8) and out.dtype == np.float32  # scaled by 2**-3
     np.testing.assert_array_equal(out * 8.0, w)
+    tiny = np.array([1e-30, 3e-31], dtype=np.float64)  # scaled up just as exactly
+    up = normalise_weights(tiny, xp)
+    assert 1.0 <= up.max() < 2.0 and up[1] / up[0] == tiny[1] / tiny[0]
     ones = np.array([1.0, 1.5])
     assert normalise_weights(ones, xp) is ones
 
