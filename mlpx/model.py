@@ -44,7 +44,7 @@ from .layers import (
 from .losses import get_loss, l2_penalty, one_hot
 from .optimizers import get_optimizer
 from .state import TrainState, map_arrays
-from .trainer import FitOptions, fit_model
+from .trainer import FitOptions, HostRows, fit_model, is_streamed
 from .training import (
     Evaluation,
     History,
@@ -291,6 +291,39 @@ class Sequential:
         if not bool(xp.all(xp.isfinite(X))):
             raise ValueError(f"{what} contains NaN or infinity; clean or impute it first.")
         return X
+
+    def to_host_rows(self, X, what="X") -> HostRows:
+        """Check a memory-mapped feature matrix and wrap it for batch-by-batch use.
+
+        The checks of :meth:`to_device_X` (shape, width, finite values, token ids) run
+        over blocks of bounded size; nothing is copied or converted whole. Each batch
+        is later converted by :meth:`to_device_X`.
+        """
+        X = _as_numeric(X, what, self.backend)
+        if X.ndim != 2:
+            raise ValueError(f"{what} must be a 2-D array of shape (n_samples, n_features); "
+                             f"got an array of shape {tuple(X.shape)}.")
+        if X.shape[0] == 0 or X.shape[1] == 0:
+            raise ValueError(f"{what} is empty (shape {tuple(X.shape)}); it needs at least one "
+                             "sample and one feature.")
+        if self.built and X.shape[1] != self.n_features:
+            raise ValueError(f"{what} has {X.shape[1]} features, but this model expects "
+                             f"{self.n_features}.")
+        rows = HostRows(X, lambda block: self.to_device_X(np.asarray(block), what))
+        if self.takes_ids:
+            for a, b in rows.blocks():
+                self._ids_to_device(np.asarray(X[a:b]), what)
+        elif X.dtype.kind == "f":
+            for a, b in rows.blocks():
+                if not bool(np.all(np.isfinite(X[a:b]))):
+                    raise ValueError(f"{what} contains NaN or infinity (rows {a} to "
+                                     f"{b - 1}); clean or impute it first.")
+        return rows
+
+    def features(self, X, what="X"):
+        """``X`` ready for the forward pass: a memory map as :class:`HostRows` (taken a
+        batch at a time), anything else on the device (:meth:`to_device_X`)."""
+        return self.to_host_rows(X, what) if is_streamed(X) else self.to_device_X(X, what)
 
     def _ids_to_device(self, X, what):
         """Token ids for a first Embedding layer: integers in [0, vocab_size), as int64."""
@@ -695,6 +728,10 @@ class Sequential:
             batch_size = check_int(batch_size, "batch_size", f"{type(self).__name__}.predict")
         n = int(X.shape[0])
         step = batch_size or _PREDICT_BATCH
+        if isinstance(X, HostRows):  # converted block by block
+            parts = [self._forward(X.take(slice(i, min(i + step, n))), training=False)[0]
+                     for i in range(0, n, step)]
+            return parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)
         if n <= step:
             return self._forward(X, training=False)[0]
         parts = [self._forward(X[i:min(i + step, n), ...], training=False)[0]
@@ -715,7 +752,7 @@ class Sequential:
         """Logits (pre-output-activation values) of shape (n_samples, n_outputs)."""
         self._check_ready()
         with _backend.device_scope(self.backend):
-            return self._logits(self.to_device_X(X), batch_size)
+            return self._logits(self.features(X), batch_size)
 
     def predict_proba(self, X, *, batch_size=None):
         """Output activations of shape (n_samples, n_outputs), in the model's namespace.
@@ -771,7 +808,7 @@ class Sequential:
         """
         self._check_ready()
         with _backend.device_scope(self.backend):
-            Xd = self.to_device_X(X)
+            Xd = self.features(X)
             Yd, labels = self.to_device_y(y, int(Xd.shape[0]))
             Wd = self.to_device_weights(sample_weight, int(Xd.shape[0]))
             return Evaluation(*self.evaluate_device(Xd, Yd, labels, Wd))

@@ -51,7 +51,8 @@ from .training import (
     perplexity,
 )
 
-__all__ = ["Trainer", "FitOptions", "StepContext", "StepHook", "DeviceData", "fit_model"]
+__all__ = ["Trainer", "FitOptions", "StepContext", "StepHook", "DeviceData", "HostData",
+           "HostRows", "is_streamed", "fit_model"]
 
 
 # ---------------------------------------------------------------------- options
@@ -190,6 +191,104 @@ class DeviceData:
         xp = self.xp
         idx = perm[start:stop]
         return (xp.take(X, idx, axis=0), xp.take(Y, idx, axis=0),
+                None if W is None else xp.take(W, idx, axis=0),
+                None if labels is None else xp.take(labels, idx, axis=0))
+
+
+def is_streamed(X) -> bool:
+    """Whether ``fit`` / ``predict`` take ``X`` a batch at a time instead of whole.
+
+    True for a NumPy memory map (``numpy.memmap``, ``numpy.load(..., mmap_mode="r")``):
+    its rows are gathered and converted batch by batch, so a file larger than memory
+    is never copied or converted whole. Arrays in memory are moved to the device once.
+    """
+    return isinstance(X, np.memmap)
+
+
+class HostRows:
+    """Rows of a host array (a memory map) that reach the device one batch at a time.
+
+    Parameters
+    ----------
+    X : numpy.ndarray of shape (n_rows, n_features)
+        The host array, typically a ``numpy.memmap``; never copied whole.
+    convert : callable
+        ``convert(block) -> device array``: checks a block of rows and moves it to the
+        device in the model's dtype (the model's ``to_device_X``).
+    index : numpy.ndarray of int or None
+        The rows of ``X`` this view holds, in order (a validation split); None: all.
+
+    Attributes
+    ----------
+    shape : tuple
+        ``(n_samples, n_features)`` of the view.
+    """
+
+    #: Rows per block when the whole view is read (checks, sums, prediction).
+    block_bytes = 1 << 24
+
+    def __init__(self, X, convert, index=None):
+        self.X, self.convert, self.index = X, convert, index
+        n = int(X.shape[0]) if index is None else int(index.shape[0])
+        self.shape = (n, int(X.shape[1]))
+
+    def subset(self, rows) -> "HostRows":
+        """The view of ``rows`` (host indices into this view)."""
+        rows = np.asarray(rows, dtype=np.intp)
+        return HostRows(self.X, self.convert,
+                        rows if self.index is None else self.index[rows])
+
+    def host(self, rows):
+        """Rows of this view as a host block (gathered in file order, then reordered)."""
+        if isinstance(rows, slice):
+            if self.index is None:
+                return self.X[rows]
+            rows = self.index[rows]
+        else:
+            rows = np.asarray(rows, dtype=np.intp)
+            if self.index is not None:
+                rows = self.index[rows]
+        # Read the rows in file order (a memory map then reads forward), then put them in
+        # the batch's order: the values are those of X[rows], whatever the order.
+        order = np.argsort(rows, kind="stable")
+        block = np.empty((rows.shape[0],) + tuple(self.X.shape[1:]), dtype=self.X.dtype)
+        block[order] = self.X[rows[order]]
+        return block
+
+    def take(self, rows):
+        """Rows of this view (a slice or host indices) on the device, checked."""
+        return self.convert(self.host(rows))
+
+    def blocks(self):
+        """Yield ``(start, stop)`` bounds that cover the view in blocks of bounded size."""
+        per_row = max(1, self.shape[1] * int(self.X.dtype.itemsize) * 8)
+        step = max(1, self.block_bytes // per_row)
+        for start in range(0, self.shape[0], step):
+            yield start, min(start + step, self.shape[0])
+
+    def sum(self) -> float:
+        """The sum of every value in float64, read block by block (a data fingerprint)."""
+        return float(sum(float(np.sum(self.host(slice(a, b)), dtype=np.float64))
+                         for a, b in self.blocks()))
+
+
+class HostData(DeviceData):
+    """Training data whose features stay on the host (:class:`HostRows`).
+
+    Each batch's rows are gathered from the host array and converted on their own (the
+    targets and weights are on the device as in :class:`DeviceData`); the result equals
+    :class:`DeviceData` over the whole array converted at once, bit for bit.
+    """
+
+    def batch(self, perm, rows, start, stop):
+        Xb = self.X.take(rows)
+        Y, labels, W = self.Y, self.labels, self.W
+        if perm is None:
+            return (Xb, Y[start:stop, ...], None if W is None else W[start:stop, ...],
+                    None if labels is None else labels[start:stop, ...])
+        xp = self.xp
+        idx = perm[start:stop]
+        return (Xb, xp.take(Y, idx, axis=0),
                 None if W is None else xp.take(W, idx, axis=0),
                 None if labels is None else xp.take(labels, idx, axis=0))
 
@@ -659,6 +758,10 @@ def fit_model(model, X, y, opts: FitOptions) -> History:
     """
     # Validate everything before changing anything.
     X_probe = model.as_numeric(X, "X")
+    streamed = is_streamed(X)
+    if streamed and opts.parallel is not None:
+        raise ValueError("fit(comm=...) takes X in memory; a memory-mapped X is not "
+                         "sharded yet. Pass numpy.asarray(X) or train in one process.")
     ckpt = fit_info = None
     if opts.resume is not None:
         ckpt = mio.read_checkpoint(opts.resume)
@@ -669,7 +772,7 @@ def fit_model(model, X, y, opts: FitOptions) -> History:
         _check_resume(model, ckpt, opts.optimizer, opts.stopper)
     if not model.built and X_probe.ndim == 2:
         model.build(int(X_probe.shape[1]))
-    Xd = model.to_device_X(X)
+    Xd = model.to_host_rows(X) if streamed else model.to_device_X(X)
     n = int(Xd.shape[0])
     par = opts.parallel
     if par is not None:  # every rank checks the call, then takes rank 0's random state
@@ -691,7 +794,7 @@ def fit_model(model, X, y, opts: FitOptions) -> History:
         vd = opts.validation_data
         if not isinstance(vd, (tuple, list)) or len(vd) != 2:
             raise ValueError("validation_data must be a tuple (X_val, y_val).")
-        Xv = model.to_device_X(vd[0], "X_val")
+        Xv = model.features(vd[0], "X_val")
         Yv, lv = model.to_device_y(vd[1], int(Xv.shape[0]), "y_val")
         val = (Xv, Yv, lv)
     elif opts.validation_split > 0:
@@ -702,9 +805,14 @@ def fit_model(model, X, y, opts: FitOptions) -> History:
         perm = split_rng.permutation(n)
         vi = _backend.to_device(perm[:n_val], backend=model.backend)
         ti = _backend.to_device(np.sort(perm[n_val:]), backend=model.backend)
-        val = (xp.take(Xd, vi, axis=0), xp.take(Yd, vi, axis=0),
-               None if labels is None else xp.take(labels, vi, axis=0))
-        Xd, Yd = xp.take(Xd, ti, axis=0), xp.take(Yd, ti, axis=0)
+        if streamed:  # views of the memory map: no rows are read yet
+            val = (Xd.subset(perm[:n_val]), xp.take(Yd, vi, axis=0),
+                   None if labels is None else xp.take(labels, vi, axis=0))
+            Xd, Yd = Xd.subset(np.sort(perm[n_val:])), xp.take(Yd, ti, axis=0)
+        else:
+            val = (xp.take(Xd, vi, axis=0), xp.take(Yd, vi, axis=0),
+                   None if labels is None else xp.take(labels, vi, axis=0))
+            Xd, Yd = xp.take(Xd, ti, axis=0), xp.take(Yd, ti, axis=0)
         labels = None if labels is None else xp.take(labels, ti, axis=0)
         Wd = None if Wd is None else xp.take(Wd, ti, axis=0)
         n = n - n_val
@@ -767,7 +875,7 @@ def fit_model(model, X, y, opts: FitOptions) -> History:
         if opts.optimizer is not None or model.state_ is None:
             model.compile(opts.optimizer if opts.optimizer is not None else "sgd")
         remaining = opts.epochs
-    data = DeviceData(Xd, Yd, labels, Wd, xp=xp)
+    data = (HostData if streamed else DeviceData)(Xd, Yd, labels, Wd, xp=xp)
     hooks: list = []
     root = True
     if par is not None:  # rank 0's weights; each rank its share of every batch
@@ -832,6 +940,8 @@ def _fingerprint(model, *arrays) -> list:
     for a in arrays:
         if a is None:
             out.append(None)
+        elif isinstance(a, HostRows):
+            out.append(a.sum())
         elif hasattr(xp, "float64"):
             out.append(float(xp.sum(a, dtype=xp.float64)))
         else:  # pragma: no cover - namespaces without float64
