@@ -25,9 +25,17 @@ from typing import Any, Callable, Sequence
 
 __all__ = ["main", "build_parser"]
 
-# Every dataset the CLI knows is 28x28 grayscale images, flattened.
+# Every image dataset the CLI knows is 28x28 grayscale images, flattened.
 _N_FEATURES = 784
 _N_CLASSES = 10
+#: Debian's dataset-fashion-mnist package installs the full set here (as the examples).
+_DEBIAN_FASHION_DIR = "/usr/share/datasets/fashion-mnist"
+#: A numeric target with integer values and at most this many distinct ones is a class.
+_MAX_AUTO_CLASSES = 20
+#: Bounds on what --csv reads from a file: cells (rows x columns), columns, classes.
+_CSV_MAX_CELLS = 50_000_000
+_CSV_MAX_COLUMNS = 100_000
+_CSV_MAX_CLASSES = 1_000
 _DATASETS = ("mnist", "fashion-mnist", "sample")
 _DATASET_ALIASES = {"fashion_mnist": "fashion-mnist", "fashion": "fashion-mnist"}
 
@@ -105,6 +113,23 @@ def _dataset(text: str) -> str:
     return key
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Adds "(default: ...)" to an option's help, written the way it is typed.
+
+    Defaults are given as the strings a user would type (``"512,512"``), so they print
+    as such; None prints as "none" and a flag's False as "off"; a help text that already
+    says what its default is keeps its own wording.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if default is argparse.SUPPRESS or "default" in text or not action.option_strings:
+            return text
+        shown = "none" if default is None else "off" if default is False else default
+        return f"{text} (default: {shown})"
+
+
 # ------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     """The ``mlpx`` argument parser (subcommands ``train`` and ``export``)."""
@@ -121,72 +146,101 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser(
         "train",
-        help="train an MLP on MNIST, Fashion-MNIST or the embedded sample",
-        description="Train an MLP classifier on 28x28 images (pixels scaled to [0, 1]) "
-                    "and report its test accuracy. With no options: a 784-512-512-10 "
+        help="train an MLP on MNIST, Fashion-MNIST, the embedded sample or a CSV table",
+        description="Train an MLP on 28x28 images (pixels scaled to [0, 1]) or on the "
+                    "numeric columns of a CSV file (--csv, --target), and report its test "
+                    "accuracy (or R^2 for regression). With no options: a 784-512-512-10 "
                     "ReLU network, Adam with a cosine learning-rate decay, 10 epochs, on "
                     "the Fashion-MNIST sample that ships with mlpx (offline).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     data = train.add_argument_group("data")
-    data.add_argument("--dataset", type=_dataset, default="sample",
+    data.add_argument("--dataset", type=_dataset, default=None,
                       help="mnist, fashion-mnist or sample (5,000 + 1,000 Fashion-MNIST "
-                           "images embedded in the package)")
+                           "images embedded in the package) (default: sample)")
     data.add_argument("--data-dir", metavar="DIR", default=None,
-                      help="folder holding the four IDX files (missing ones are "
-                           "downloaded into it); default: $MLPX_DATA/<dataset> or the user "
-                           "cache folder")
+                      help="folder holding the four IDX files; missing ones are downloaded "
+                           "into it (default: the first of $MLPX_DATA/<dataset>, the user "
+                           "cache ~/.cache/mlpx/<dataset> and, for fashion-mnist, "
+                           f"{_DEBIAN_FASHION_DIR} that holds all four files; else a "
+                           "download into $MLPX_DATA/<dataset>, or the cache when MLPX_DATA "
+                           "is not set)")
     data.add_argument("--n-train", type=_int_at_least(1), default=None, metavar="N",
-                      help="use only the first N training images (default: all)")
-    data.add_argument("--validation-split", type=_float_in(0.0, 1.0), default=0.0,
+                      help="use only the first N training images or rows (default: all)")
+    data.add_argument("--validation-split", type=_float_in(0.0, 1.0), default="0",
                       metavar="FRACTION",
                       help="fraction of the training images held out (at random, seeded) "
                            "for validation; the test set is always kept apart")
 
+    table = train.add_argument_group(
+        "tabular data", "Train on the numeric columns of a CSV file with a header row "
+        "instead of images. The feature columns are standardised with the training rows' "
+        "mean and standard deviation, and the saved model carries that standardisation "
+        "(folded into its first layer), so it takes raw rows.")
+    table.add_argument("--csv", metavar="PATH", default=None,
+                       help="CSV file: a header row of column names, then one sample per "
+                            "row; every column but the target must be numeric")
+    table.add_argument("--target", metavar="COLUMN", default=None,
+                       help="name of the column to predict (needed with --csv)")
+    table.add_argument("--task", choices=("auto", "classification", "regression"),
+                       default="auto",
+                       help="auto: classification when the target is text, or integers "
+                            f"with at most {_MAX_AUTO_CLASSES} distinct values; regression "
+                            "otherwise")
+    table.add_argument("--test-split", type=_float_in(0.0, 1.0, low_open=True),
+                       default="0.2", metavar="FRACTION",
+                       help="fraction of the CSV rows held out (at random, seeded) as the "
+                            "test set")
+
     model = train.add_argument_group("model")
-    model.add_argument("--hidden", type=_hidden, default=[512, 512], metavar="WIDTHS",
+    model.add_argument("--hidden", type=_hidden, default="512,512", metavar="WIDTHS",
                        help="hidden layer widths, comma-separated ('none': no hidden "
                             "layer)")
     model.add_argument("--activation", default="relu",
-                       help="hidden activation (see mlpx.ACTIVATIONS), 'prelu' or "
-                            "'maxout'")
-    model.add_argument("--loss", default="cross_entropy",
-                       help="cross_entropy, mse, binary_cross_entropy, ... (mlpx.LOSSES)")
+                       help="hidden activation (see mlpx.ACTIVATIONS), or 'prelu' / "
+                            "'maxout' (layers with weights of their own)")
+    model.add_argument("--loss", default=None,
+                       help="cross_entropy, mse, binary_cross_entropy, ... (mlpx.LOSSES) "
+                            "(default: cross_entropy; mse for a regression --csv target)")
     model.add_argument("--output", default=None,
-                       help="output activation; default: the loss's own (softmax for "
+                       help="output activation (default: the loss's own: softmax for "
                             "cross_entropy, identity for mse)")
-    model.add_argument("--dropout", type=_float_in(0.0, 1.0), default=0.0,
+    model.add_argument("--dropout", type=_float_in(0.0, 1.0), default="0",
                        help="dropout rate after every hidden activation")
-    model.add_argument("--alpha", type=_float_in(0.0), default=0.0,
+    model.add_argument("--alpha", type=_float_in(0.0), default="0",
                        help="L2 penalty alpha/2 * sum ||W||^2")
-    model.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    model.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                       help="floating-point type of the weights and of the data")
     model.add_argument("--backend", default="numpy",
                        help="numpy, cupy or array_api_strict")
-    model.add_argument("--seed", type=int, default=0,
+    model.add_argument("--seed", type=int, default="0",
                        help="seeds initialisation, shuffling, dropout and the split")
 
     opt = train.add_argument_group("training")
     opt.add_argument("--optimizer", default="adam",
                      help="sgd, adam, adamw or rmsprop (mlpx.OPTIMIZERS)")
     opt.add_argument("--lr", type=_float_in(0.0, low_open=True), default=None,
-                     help="learning rate; default: the optimizer's (1e-3 for Adam, 0.01 "
+                     help="learning rate (default: the optimizer's: 1e-3 for Adam, 0.01 "
                           "for SGD)")
     opt.add_argument("--schedule", choices=("constant", "cosine"), default="cosine",
                      help="learning-rate schedule: cosine decay from --lr to 0 over all "
                           "the epochs, or constant")
     opt.add_argument("--momentum", type=_float_in(0.0, 1.0), default=None,
-                     help="momentum for sgd or rmsprop")
-    opt.add_argument("--epochs", type=_int_at_least(1), default=10)
+                     help="momentum for sgd or rmsprop (default: the optimizer's)")
+    opt.add_argument("--epochs", type=_int_at_least(1), default="10",
+                     help="passes over the training data")
     opt.add_argument("--distributed", action="store_true",
                      help="train data-parallel over the MPI ranks this runs on (mpiexec -n 4 "
                           "mlpx train --distributed): --batch-size is the global batch, "
                           "split across ranks; only rank 0 prints and writes files; needs "
                           "pip install 'mlpx[mpi]'")
-    opt.add_argument("--batch-size", type=_int_at_least(1), default=128)
+    opt.add_argument("--batch-size", type=_int_at_least(1), default="128",
+                     help="samples per step (the last batch of an epoch may be smaller)")
     opt.add_argument("--early-stopping", type=_int_at_least(1), default=None,
                      metavar="PATIENCE",
                      help="stop after PATIENCE epochs without a better validation loss "
-                          "and restore the best weights (needs --validation-split)")
+                          "and restore the best weights (needs --validation-split; "
+                          "default: off)")
 
     ck = train.add_argument_group("checkpoints")
     ck.add_argument("--checkpoint", metavar="PATH", default=None,
@@ -194,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "state, history) to PATH every --checkpoint-every epochs and at "
                          "the end, atomically; should a write fail mid-run, the model "
                          "trained so far is saved to a new file in the temporary folder")
-    ck.add_argument("--checkpoint-every", type=_int_at_least(1), default=1, metavar="N",
+    ck.add_argument("--checkpoint-every", type=_int_at_least(1), default="1", metavar="N",
                     help="epochs between checkpoints")
     ck.add_argument("--resume", metavar="PATH", default=None,
                     help="continue an interrupted run from the checkpoint PATH; give the "
@@ -407,7 +461,7 @@ def _check_memory(args: argparse.Namespace, optimizer: Any) -> None:
         backend = _backend.resolve_backend(args.backend)
     except (ValueError, TypeError, ImportError, RuntimeError):
         return  # the model's constructor reports it
-    sizes = [_N_FEATURES, *args.hidden, _N_CLASSES]
+    sizes = [args.n_features, *args.hidden, args.n_outputs]
     n_params = sum((n_in + 1) * n_out for n_in, n_out in zip(sizes[:-1], sizes[1:]))
     copies = 2 + len(optimizer.slot_names())  # parameters, gradients, optimizer slots
     itemsize = 4 if args.dtype == "float32" else 8
@@ -432,9 +486,9 @@ def _build_model(args: argparse.Namespace) -> tuple[Any, Any]:
     try:
         optimizer = get_optimizer(_optimizer_spec(args))
         _check_memory(args, optimizer)
-        model = MLP([_N_FEATURES, *args.hidden, _N_CLASSES], activation=args.activation,
-                    loss=args.loss, output=args.output, dropout=args.dropout,
-                    alpha=args.alpha, backend=args.backend, dtype=args.dtype,
+        model = MLP([args.n_features, *args.hidden, args.n_outputs],
+                    activation=args.activation, loss=args.loss, output=args.output,
+                    dropout=args.dropout, alpha=args.alpha, backend=args.backend, dtype=args.dtype,
                     seed=args.seed)
     except (ValueError, TypeError, ImportError, RuntimeError) as exc:
         raise _UsageError(str(exc)) from None
@@ -443,6 +497,45 @@ def _build_model(args: argparse.Namespace) -> tuple[Any, Any]:
                           f"for the model's parameters ({exc}); use narrower layers") \
             from None
     return model, optimizer
+
+
+def _data_places(dataset: str) -> list[str]:
+    """Folders ``mlpx train --dataset`` looks in without --data-dir, in order.
+
+    ``$MLPX_DATA/<dataset>`` (when set), the user cache folder, and for Fashion-MNIST
+    the folder of Debian's dataset-fashion-mnist package: the places the examples use.
+    """
+    from .data.cache import user_cache_dir
+
+    places = []
+    env = os.environ.get("MLPX_DATA")
+    if env:
+        places.append(os.path.join(os.path.expanduser(env), dataset))
+    places.append(os.path.join(str(user_cache_dir()), "mlpx", dataset))
+    if dataset == "fashion-mnist":
+        places.append(_DEBIAN_FASHION_DIR)
+    return places
+
+
+def _holds_dataset(folder: str, dataset: str) -> bool:
+    """Whether ``folder`` holds the dataset's four IDX files (each .gz or not)."""
+    from .data.catalog import DATASETS
+
+    names = [f.filename for f in DATASETS[dataset].files().values()]
+    return all(os.path.isfile(os.path.join(folder, name))
+               or os.path.isfile(os.path.join(folder, name.removesuffix(".gz")))
+               for name in names)
+
+
+def _data_dir(args: argparse.Namespace) -> str | None:
+    """--data-dir, else the first place that holds the whole dataset, else None (the
+    loader downloads into $MLPX_DATA/<dataset> or the cache)."""
+    if args.data_dir is not None or args.dataset == "sample":
+        return args.data_dir
+    for folder in _data_places(args.dataset):
+        if _holds_dataset(folder, args.dataset):
+            return folder
+    return None
 
 
 def _load_data(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
@@ -455,12 +548,15 @@ def _load_data(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
         raise _UsageError(f"--data-dir: {args.data_dir!r} is not a folder")
     try:
         (X_train, y_train), (X_test, y_test) = datasets.load_dataset(
-            args.dataset, data_dir=args.data_dir, progress=not args.quiet)
+            args.dataset, data_dir=_data_dir(args), progress=not args.quiet)
     except (OSError, ValueError) as exc:
         hint = ""
         if args.dataset != "sample" and args.data_dir is None:
-            hint = ("\nOffline? Pass --data-dir with a folder holding the four IDX files, "
-                    "or use --dataset sample.")
+            looked = ", ".join(_data_places(args.dataset))
+            hint = (f"\nOffline? mlpx looked for the four IDX files in {looked} (in that "
+                    "order; $MLPX_DATA/<dataset> comes first when MLPX_DATA is set). Put "
+                    "them in one of those, pass --data-dir with a folder holding them, or "
+                    "use --dataset sample.")
         raise _RunError(f"could not load {args.dataset}: {exc}{hint}") from None
     if args.n_train is not None:
         if args.n_train > X_train.shape[0]:
@@ -472,13 +568,247 @@ def _load_data(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
     return X_train, y_train, X_test, y_test
 
 
-def _targets(model: Any, y: Any) -> Any:
-    """Integer labels for a softmax output, one-hot rows for any other output."""
+# ------------------------------------------------------------------ tabular data
+class _Table:
+    """A CSV file split, standardised and ready to train on (see :func:`_load_table`)."""
+
+    def __init__(self, **fields: Any) -> None:
+        self.__dict__.update(fields)
+
+
+def _read_csv(path: str, target: str) -> tuple[list[str], Any, list[str], int]:
+    """Read a CSV file with a header row; return the feature names, the features
+    (float64, shape (n, d)), the target's cells (strings) and the target's header line.
+
+    Bounded: at most ``_CSV_MAX_COLUMNS`` columns and ``_CSV_MAX_CELLS`` cells are read
+    (the file is refused past that), a field is at most the csv module's limit (128 KiB).
+    Every non-numeric feature column is named in one error.
+    """
+    import csv
+
+    import numpy as np
+
+    if os.path.isdir(path) or not os.path.exists(path):
+        raise _UsageError(f"--csv: no file {path!r}")
+    try:
+        handle = open(path, newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        raise _RunError(f"cannot read {path!r}: {exc.strerror or exc}") from None
+    with handle:
+        reader = csv.reader(handle)
+        try:
+            header = next(reader, None)
+            while header is not None and not any(c.strip() for c in header):
+                header = next(reader, None)  # leading blank lines
+            if header is None:
+                raise _RunError(f"{path} is empty: it needs a header row of column names "
+                                "and at least one data row")
+            names = [c.strip() for c in header]
+            if len(names) > _CSV_MAX_COLUMNS:
+                raise _RunError(f"{path} has {len(names):,} columns; mlpx train reads at "
+                                f"most {_CSV_MAX_COLUMNS:,}")
+            if target not in names:
+                shown = ", ".join(repr(n) for n in names[:50])
+                more = f" and {len(names) - 50} more" if len(names) > 50 else ""
+                raise _UsageError(f"--target {target!r}: {path} has no such column; its "
+                                  f"columns are {shown}{more}")
+            if names.count(target) > 1:
+                raise _UsageError(f"--target {target!r}: {path} has {names.count(target)} "
+                                  "columns of that name")
+            t = names.index(target)
+            features = [i for i in range(len(names)) if i != t]
+            if not features:
+                raise _UsageError(f"--target {target!r} is the only column of {path}; "
+                                  "there are no feature columns to learn from")
+            max_rows = max(1, _CSV_MAX_CELLS // len(names))
+            blocks, block, filled = [], np.empty((1024, len(features))), 0
+            targets: list[str] = []
+            bad: dict[int, tuple[int, str]] = {}
+            missing: dict[int, int] = {}
+            for row in reader:
+                if not any(c.strip() for c in row):
+                    continue  # blank line
+                line = reader.line_num
+                if len(row) != len(names):
+                    raise _RunError(f"{path}, line {line}: {len(row)} fields, but the "
+                                    f"header has {len(names)}")
+                if len(targets) >= max_rows:
+                    raise _RunError(f"{path} has more than {max_rows:,} rows of "
+                                    f"{len(names)} columns; mlpx train reads at most "
+                                    f"{_CSV_MAX_CELLS:,} cells (use a sample of the "
+                                    "rows, or the Python API with a memory-mapped array)")
+                if filled == block.shape[0]:
+                    blocks.append(block)
+                    block, filled = np.empty((2 * block.shape[0], len(features))), 0
+                targets.append(row[t].strip())
+                out = block[filled]
+                try:
+                    out[:] = [float(row[i]) for i in features]
+                except ValueError:
+                    for j, i in enumerate(features):
+                        cell = row[i].strip()
+                        try:
+                            out[j] = float(cell)
+                        except ValueError:
+                            out[j] = np.nan
+                            if not cell:
+                                missing.setdefault(i, line)
+                            else:
+                                bad.setdefault(i, (line, cell))
+                filled += 1
+        except csv.Error as exc:
+            raise _RunError(f"{path}, line {reader.line_num}: not a valid CSV file "
+                            f"({exc})") from None
+        except UnicodeDecodeError as exc:
+            raise _RunError(f"{path} is not UTF-8 text ({exc.reason} at byte "
+                            f"{exc.start})") from None
+    if bad:
+        cols = ", ".join(f"{names[i]!r} (line {line}: {cell[:40]!r})"
+                         for i, (line, cell) in sorted(bad.items()))
+        raise _RunError(f"{path}: these feature columns are not numeric: {cols}. mlpx "
+                        "train --csv takes numeric feature columns only; encode them as "
+                        "numbers or remove them")
+    if missing:
+        cols = ", ".join(f"{names[i]!r} (line {line})" for i, line in sorted(missing.items()))
+        raise _RunError(f"{path}: empty cells in {cols}; fill them in or drop those rows")
+    if not targets:
+        raise _RunError(f"{path} has a header but no data rows")
+    X = np.concatenate(blocks + [block[:filled]], axis=0)
+    finite = np.isfinite(X)
+    if not finite.all():
+        r, c = np.argwhere(~finite)[0]
+        raise _RunError(f"{path}: column {names[features[c]]!r} holds {X[r, c]} (data row "
+                        f"{r + 1}); only finite numbers can be learnt from")
+    return [names[i] for i in features], X, targets, t
+
+
+def _target_kind(args: argparse.Namespace, path: str, cells: list[str]) -> tuple[str, Any]:
+    """``("classification", class names)`` or ``("regression", float targets)``."""
+    import numpy as np
+
+    try:
+        values = np.array([float(c) for c in cells])
+    except ValueError:
+        values = None
+    if values is not None and not np.isfinite(values).all():
+        raise _RunError(f"{path}: the target column {args.target!r} holds missing or "
+                        "non-finite values")
+    task = args.task
+    if task == "auto":
+        task = "regression"
+        if values is None or (np.all(values == np.round(values))
+                              and np.unique(values).size <= _MAX_AUTO_CLASSES):
+            task = "classification"
+    if task == "regression":
+        if values is None:
+            first = next(c for c in cells if not _is_float(c))
+            raise _UsageError(f"--task regression: the target column {args.target!r} is "
+                              f"not numeric ({first[:40]!r}); use --task classification")
+        return task, values
+    if values is not None:  # numeric classes, in numeric order
+        classes = [f"{v:g}" for v in np.unique(values)]
+    else:
+        classes = sorted(set(cells))
+    if len(classes) < 2:
+        raise _RunError(f"{path}: the target column {args.target!r} holds a single class "
+                        f"({classes[0]!r}); classification needs at least two")
+    if len(classes) > _CSV_MAX_CLASSES:
+        raise _UsageError(f"--task classification: the target column {args.target!r} has "
+                          f"{len(classes):,} distinct values (at most {_CSV_MAX_CLASSES:,} "
+                          "classes); use --task regression")
+    return task, classes
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _load_table(args: argparse.Namespace) -> _Table:
+    """Read --csv, split off the test rows (seeded), standardise with the training rows."""
+    import numpy as np
+
+    path = args.csv
+    names, X, cells, _ = _read_csv(path, args.target)
+    task, info = _target_kind(args, path, cells)
+    n = X.shape[0]
+    if task == "classification":
+        if isinstance(info[0], str) and all(_is_float(c) for c in cells):
+            values = np.array([float(c) for c in cells])
+            y = np.searchsorted(np.unique(values), values).astype(np.int64)
+        else:
+            y = np.searchsorted(np.array(info), np.array(cells)).astype(np.int64)
+    else:
+        y = np.asarray(info, dtype=np.float64)
+    n_test = int(round(n * args.test_split))
+    if n_test < 1 or n - n_test < 1:
+        raise _UsageError(f"--test-split {args.test_split:g} leaves an empty training or "
+                          f"test set for the {n} rows of {path}")
+    perm = np.random.default_rng(args.seed).permutation(n)
+    test, train = np.sort(perm[:n_test]), np.sort(perm[n_test:])
+    if args.n_train is not None:
+        if args.n_train > train.size:
+            raise _UsageError(f"--n-train {args.n_train} is more than the {train.size:,} "
+                              f"training rows of {path}")
+        train = train[:args.n_train]
+    mean = X[train].mean(axis=0)
+    std = X[train].std(axis=0)
+    std[std == 0] = 1.0  # a constant column: centred, not scaled
+    y_mean = y_std = None
+    if task == "regression":
+        y_mean, y_std = float(y[train].mean()), float(y[train].std()) or 1.0
+    return _Table(path=path, names=names, task=task,
+                  classes=info if task == "classification" else None,
+                  X_raw=X, y_raw=y, train=train, test=test, mean=mean, std=std,
+                  y_mean=y_mean, y_std=y_std,
+                  n_outputs=len(info) if task == "classification" else 1)
+
+
+def _table_arrays(table: _Table, dtype: str) -> tuple[Any, Any, Any, Any]:
+    """Standardised training rows and targets; raw test rows and targets."""
+    import numpy as np
+
+    X_train = ((table.X_raw[table.train] - table.mean) / table.std).astype(dtype)
+    y_train = table.y_raw[table.train]
+    if table.task == "regression":
+        y_train = ((y_train - table.y_mean) / table.y_std).astype(dtype)[:, None]
+    X_test = np.ascontiguousarray(table.X_raw[table.test], dtype=dtype)
+    return X_train, y_train, X_test, table.y_raw[table.test]
+
+
+def _fold_standardisation(model: Any, table: _Table) -> None:
+    """Fold the input standardisation into the first layer (and, for regression, the
+    target's into the last), so that the model takes raw rows and gives raw targets.
+
+    ``(x - m) / s @ W + b = x @ (W / s) + (b - (m / s) @ W)``; for the output,
+    ``(h @ W + b) * t + u = h @ (W t) + (b t + u)``. Computed in float64.
+    """
+    import numpy as np
+
+    from ._backend import to_numpy
+
+    params = [np.asarray(to_numpy(p), dtype=np.float64) for p in model.params]
+    W, b = params[0], params[1]
+    params[0] = W / table.std[:, None]
+    params[1] = b - (table.mean / table.std) @ W
+    if table.y_std is not None and model.output.name == "identity":
+        params[-2] = params[-2] * table.y_std
+        params[-1] = params[-1] * table.y_std + table.y_mean
+    model.set_params([p.astype(model.dtype) for p in params])
+
+
+
+def _targets(model: Any, y: Any, regression: bool = False) -> Any:
+    """Integer labels for a softmax output, one-hot rows for any other output; a
+    regression target as it is."""
     from . import datasets
 
-    if model.output.name == "softmax":
+    if model.output.name == "softmax" or regression:
         return y
-    return datasets.one_hot(y, _N_CLASSES, dtype=model.dtype)
+    return datasets.one_hot(y, model.n_outputs, dtype=model.dtype)
 
 
 def _argmax_accuracy(model: Any, X: Any, y: Any) -> float:
@@ -490,6 +820,20 @@ def _argmax_accuracy(model: Any, X: Any, y: Any) -> float:
     xp = model.backend.xp
     pred = to_numpy(xp.argmax(model.decision_function(X), axis=1))
     return float(np.mean(pred == y))
+
+
+def _regression_score(model: Any, X: Any, y: Any) -> str:
+    """``test R^2 ... | test RMSE ...`` of a one-output regression model."""
+    import numpy as np
+
+    from ._backend import to_numpy
+
+    pred = np.asarray(to_numpy(model.predict(X)), dtype=np.float64).reshape(len(y), -1)
+    err = pred - np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+    ss_res = float(np.sum(err ** 2))
+    ss_tot = float(np.sum((y - np.mean(y)) ** 2))
+    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan")
+    return f"test R^2 {r2:.4f} | test RMSE {math.sqrt(ss_res / err.size):.4g}"
 
 
 def _describe_model(model: Any, args: argparse.Namespace) -> str:
@@ -527,23 +871,57 @@ def _train(args: argparse.Namespace) -> int:
     from .io import ModelFileError
     from .training import DeviceMemoryError, NonFiniteLossError
 
-    comm = _communicator(args)
-    root = comm is None or comm.rank == 0
-    say = (lambda *a, **k: None) if args.quiet or not root else print
+    if args.csv is None:
+        for option, given in (("--target", args.target is not None),
+                              ("--task", args.task != "auto"),
+                              ("--test-split", args.test_split != 0.2)):
+            if given:
+                raise _UsageError(f"{option} goes with --csv (training on a CSV table)")
+        args.dataset = args.dataset or "sample"
+    else:
+        if args.dataset is not None or args.data_dir is not None:
+            raise _UsageError("--csv trains on a CSV table: leave out --dataset and "
+                              "--data-dir")
+        if args.target is None:
+            raise _UsageError("--csv needs --target COLUMN, the name of the column to "
+                              "predict")
     if args.early_stopping is not None and args.validation_split == 0:
         raise _UsageError("--early-stopping watches the validation loss: add "
                           "--validation-split (e.g. 0.1)")
+    comm = _communicator(args)
+    root = comm is None or comm.rank == 0
+    say = (lambda *a, **k: None) if args.quiet or not root else print
     _check_outputs(args)
+    table = None
+    if args.csv is not None:
+        table = _load_table(args)
+        args.n_features, args.n_outputs = len(table.names), table.n_outputs
+        if args.loss is None and table.task == "regression":
+            args.loss = "mse"
+    else:
+        args.n_features, args.n_outputs = _N_FEATURES, _N_CLASSES
+    args.loss = args.loss or "cross_entropy"
     model, optimizer = _build_model(args)
-    X_train, y_train, X_test, y_test = _load_data(args)
+    if table is None:
+        X_train, y_train, X_test, y_test = _load_data(args)
+        what, source = "images", args.dataset
+    else:
+        X_train, y_train, X_test, y_test = _table_arrays(table, args.dtype)
+        what, source = "rows", os.path.basename(table.path)
     n_val = int(round(X_train.shape[0] * args.validation_split))
     if args.validation_split > 0 and (n_val < 1 or n_val >= X_train.shape[0]):
         raise _UsageError(f"--validation-split {args.validation_split:g} leaves an empty "
-                          f"training or validation set for {X_train.shape[0]} images")
+                          f"training or validation set for {X_train.shape[0]} {what}")
     n_fit = X_train.shape[0] - n_val
     device = _backend.device_name(model.backend)
     split = f"{n_val:,} validation, " if n_val else ""
-    say(f"{args.dataset}: {n_fit:,} training, {split}{X_test.shape[0]:,} test images")
+    say(f"{source}: {n_fit:,} training, {split}{X_test.shape[0]:,} test {what}")
+    if table is not None:
+        kind = (f"classification into {len(table.classes)} classes "
+                f"({', '.join(table.classes[:10])}{', ...' if len(table.classes) > 10 else ''})"
+                if table.task == "classification" else "regression")
+        say(f"{len(table.names)} numeric feature columns (standardised); target "
+            f"{args.target!r}: {kind}")
     if args.schedule != "constant":
         from .optimizers import get_optimizer
 
@@ -553,8 +931,9 @@ def _train(args: argparse.Namespace) -> int:
     say(_describe_model(model, args) + f", backend {model.backend.name} on {device}")
     if args.resume is not None:
         say(f"resuming from the checkpoint {args.resume}")
+    regression = table is not None and table.task == "regression"
     try:
-        history = model.fit(X_train, _targets(model, y_train), epochs=args.epochs,
+        history = model.fit(X_train, _targets(model, y_train, regression), epochs=args.epochs,
                             batch_size=args.batch_size, validation_split=args.validation_split,
                             early_stopping=args.early_stopping,
                             verbose=0 if args.quiet else 1, checkpoint=args.checkpoint,
@@ -579,6 +958,8 @@ def _train(args: argparse.Namespace) -> int:
             from None
     except ValueError as exc:
         raise _UsageError(str(exc)) from None
+    if table is not None:  # the saved model takes raw rows and gives raw targets
+        _fold_standardisation(model, table)
     # Save first: nothing after this point may lose the trained model.
     save_error = None
     if args.save is not None and root:  # only rank 0 writes files
@@ -595,22 +976,26 @@ def _train(args: argparse.Namespace) -> int:
     if history.stopped_early:
         say(f"stopped early after {epochs_run} epochs; restored the weights of epoch "
             f"{history.best_epoch}")
-    test = model.evaluate(X_test, _targets(model, y_test))
-    accuracy = _argmax_accuracy(model, X_test, y_test)
+    test = model.evaluate(X_test, _targets(model, y_test, regression))
+    if not regression:
+        score = f"test accuracy {_argmax_accuracy(model, X_test, y_test):.4f}"
+    else:
+        score = _regression_score(model, X_test, y_test)
     throughput = n_fit * epochs_run / seconds if seconds > 0 else float("inf")
     if args.plot is not None:
         from .plotting import plot_history
 
         try:
             plot_history(history, args.plot,
-                         title=f"{args.dataset}: {'-'.join(map(str, model.layer_sizes))} "
+                         title=f"{source}: {'-'.join(map(str, model.layer_sizes))} "
                                f"{args.activation}, {args.optimizer}")
         except OSError as exc:
             raise _RunError(f"could not write the plot {args.plot!r}: {exc}") from None
         say(f"saved training curves to {args.plot}")
     size = 1 if comm is None else comm.size
     ranks = "" if comm is None else f" | {size} rank{'s' if size > 1 else ''}"
-    print(f"test accuracy {accuracy:.4f} | test loss {test.loss:.4f} | "
+    loss = f"{test.loss:.4g}" if regression else f"{test.loss:.4f}"
+    print(f"{score} | test loss {loss} | "
           f"{throughput:,.0f} samples/s | {epochs_run} epoch{'s' if epochs_run != 1 else ''} "
           f"in {seconds:.1f} s | "
           f"backend {model.backend.name} on {device}{ranks}")
