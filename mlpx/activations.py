@@ -27,6 +27,15 @@ exp (exponential)     ``exp(x)``
 softmax               ``exp(x) / sum(exp(x))``, last axis
 log_softmax           ``x - log(sum(exp(x)))``, last axis
 ====================  ============================================  =====================
+
+``"prelu"`` and ``"maxout"`` are accepted as ``MLP(activation=...)`` and ``mlpx train
+--activation`` but are not in :data:`ACTIVATIONS`: they have weights of their own, so
+they are layers (:class:`mlpx.layers.PReLU`, :class:`mlpx.layers.Maxout`), not plain
+functions. PReLU is a leaky ReLU whose negative slope is learnt per unit (it follows a
+Dense layer like any activation); Maxout replaces the Dense layer and its activation by
+the maximum over ``maxout_k`` affine pieces per unit. Neither can be an output
+activation or be passed to :func:`get_activation`; :data:`LAYER_ACTIVATIONS` names
+them.
 """
 
 from __future__ import annotations
@@ -34,8 +43,8 @@ from __future__ import annotations
 import math
 
 from . import _backend
-from ._registry import Registry
-from ._validation import Interval, Options, validate_params
+from ._registry import Registry, normalize_name
+from ._validation import Interval, InvalidParameterError, Options, validate_params
 
 __all__ = [
     "Activation",
@@ -55,6 +64,7 @@ __all__ = [
     "Softmax",
     "LogSoftmax",
     "ACTIVATIONS",
+    "LAYER_ACTIVATIONS",
     "get_activation",
     "softmax",
     "log_softmax",
@@ -793,6 +803,13 @@ ACTIVATIONS.register(Swish, "swish", aliases=("silu",))
 ACTIVATIONS.register(Exp, "exp", aliases=("exponential",))
 del _cls
 
+#: Hidden "activations" that are layers with weights (mlpx.layers.PReLU, Maxout): MLP
+#: and ``mlpx train --activation`` accept them; :func:`get_activation` does not.
+LAYER_ACTIVATIONS = {
+    "prelu": "a PReLU layer: a leaky ReLU whose slope is learnt per unit",
+    "maxout": "a Maxout layer: the max over maxout_k affine pieces, in place of Dense",
+}
+
 
 def get_activation(spec, **params) -> Activation:
     """Return an :class:`Activation` from a name, an instance or a config dict.
@@ -828,4 +845,13 @@ def get_activation(spec, **params) -> Activation:
     >>> get_activation("silu"), get_activation("Leaky-ReLU")
     (Swish(beta=1.0), LeakyReLU(alpha=0.01))
     """
+    name = spec.get("name") if isinstance(spec, dict) else spec
+    if isinstance(name, str) and name not in ACTIVATIONS:
+        layers = "; ".join(f"{k!r} ({v})" for k, v in LAYER_ACTIVATIONS.items())
+        known = normalize_name(name) in LAYER_ACTIVATIONS
+        raise InvalidParameterError(
+            f"{'Not a plain' if known else 'Unknown'} activation {name!r}. Valid "
+            f"activations: {sorted(ACTIVATIONS)}. As the hidden activation of MLP "
+            f"(activation=...) or mlpx train --activation, also {layers}"
+            f"{': a layer, not an output activation' if known else ''}.")
     return ACTIVATIONS.build(spec, **params)

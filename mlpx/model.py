@@ -19,6 +19,7 @@ import numpy as np
 
 from . import _backend, _fast
 from . import io as mio
+from ._registry import normalize_name
 from ._validation import (
     Boolean,
     InstanceOf,
@@ -942,6 +943,8 @@ class MLP(Sequential):
         self.dropout = dropout
         self.maxout_k = maxout_k
         act_name = activation if isinstance(activation, str) else None
+        if act_name is not None and normalize_name(act_name) in ("prelu", "maxout"):
+            act_name = normalize_name(act_name)  # the layer "activations", any spelling
         hidden_init = init or default_initializer(act_name or get_activation(activation).name)
         loss_obj = get_loss(loss)
         out = get_activation(output if output is not None else loss_obj.default_output)
@@ -1050,6 +1053,8 @@ class LanguageModel(Sequential):
         self.init = init
         self.dropout = c["dropout"]
         act_name = activation if isinstance(activation, str) else None
+        if act_name is not None and normalize_name(act_name) in ("prelu", "maxout"):
+            act_name = normalize_name(act_name)  # the layer "activations", any spelling
         hidden_init = init or default_initializer(act_name or get_activation(activation).name)
         layers: list = [Embedding(self.vocab_size, self.dim)]
         for width in self.hidden_sizes:

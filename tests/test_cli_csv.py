@@ -276,3 +276,31 @@ def test_offline_hint_names_the_places(capsys, tmp_path, monkeypatch):
                   str(tmp_path / "cache" / "mlpx" / "fashion-mnist"),
                   "/usr/share/datasets/fashion-mnist", "--data-dir", "--dataset sample"):
         assert place in err
+
+
+# ---------------------------------------------------------------- activations
+def test_unknown_activation_lists_every_accepted_name(capsys):
+    with pytest.raises(ValueError) as info:
+        mlpx.MLP([2, 3, 1], activation="sine")
+    text = str(info.value)
+    for name in (*mlpx.ACTIVATIONS, "prelu", "maxout"):
+        assert repr(name) in text, name
+    assert "PReLU layer" in text and "Maxout layer" in text
+    code, _, err = run(capsys, "train", "--activation", "sine", "-q", "--epochs", "1")
+    assert code == 2 and "'prelu'" in err and "'maxout'" in err
+
+
+def test_prelu_and_maxout_are_layers_not_output_activations():
+    from mlpx.activations import LAYER_ACTIVATIONS, get_activation
+
+    assert set(LAYER_ACTIVATIONS) == {"prelu", "maxout"}
+    assert not set(LAYER_ACTIVATIONS) & {n.lower() for n in mlpx.ACTIVATIONS}
+    for name in ("prelu", "Max-out"):
+        with pytest.raises(ValueError, match="Not a plain activation .*not an output"):
+            get_activation(name)
+    kinds = [type(layer).__name__ for layer in mlpx.MLP([2, 3, 1],
+                                                        activation="PReLU").layers]
+    assert kinds == ["Dense", "PReLU", "Dense"]
+    kinds = [type(layer).__name__ for layer in mlpx.MLP([2, 3, 1],
+                                                        activation="maxout").layers]
+    assert kinds == ["Maxout", "Dense"]
