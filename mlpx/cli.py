@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import math
 import os
 import sys
@@ -569,11 +570,23 @@ def _load_data(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
 
 
 # ------------------------------------------------------------------ tabular data
+@dataclasses.dataclass
 class _Table:
-    """A CSV file split, standardised and ready to train on (see :func:`_load_table`)."""
+    """A CSV file read and split, with its standardisation (see :func:`_load_table`)."""
 
-    def __init__(self, **fields: Any) -> None:
-        self.__dict__.update(fields)
+    path: str
+    names: list[str]             # the feature columns
+    task: str                    # "classification" or "regression"
+    classes: list[str] | None    # class names, output i is classes[i]
+    X_raw: Any                   # float64 features, every row
+    y_raw: Any                   # int64 labels or float64 targets, every row
+    train: Any                   # row indices
+    test: Any
+    mean: Any                    # of the training rows, per feature
+    std: Any
+    y_mean: float | None         # regression only
+    y_std: float | None
+    n_outputs: int
 
 
 def _read_csv(path: str, target: str) -> tuple[list[str], Any, list[str], int]:
@@ -758,7 +771,10 @@ def _load_table(args: argparse.Namespace) -> _Table:
     std = X[train].std(axis=0)
     std[std == 0] = 1.0  # a constant column: centred, not scaled
     y_mean = y_std = None
-    if task == "regression":
+    # Standardise a regression target for an identity output (mse): its outputs then
+    # fold back into the target's units exactly; other outputs see the raw target.
+    if task == "regression" and (args.output or "identity").lower() in ("identity", "linear") \
+            and (args.loss or "mse").lower() == "mse":
         y_mean, y_std = float(y[train].mean()), float(y[train].std()) or 1.0
     return _Table(path=path, names=names, task=task,
                   classes=info if task == "classification" else None,
@@ -773,8 +789,10 @@ def _table_arrays(table: _Table, dtype: str) -> tuple[Any, Any, Any, Any]:
 
     X_train = ((table.X_raw[table.train] - table.mean) / table.std).astype(dtype)
     y_train = table.y_raw[table.train]
-    if table.task == "regression":
+    if table.y_mean is not None and table.y_std is not None:
         y_train = ((y_train - table.y_mean) / table.y_std).astype(dtype)[:, None]
+    elif table.task == "regression":
+        y_train = y_train.astype(dtype)[:, None]
     X_test = np.ascontiguousarray(table.X_raw[table.test], dtype=dtype)
     return X_train, y_train, X_test, table.y_raw[table.test]
 
@@ -794,7 +812,7 @@ def _fold_standardisation(model: Any, table: _Table) -> None:
     W, b = params[0], params[1]
     params[0] = W / table.std[:, None]
     params[1] = b - (table.mean / table.std) @ W
-    if table.y_std is not None and model.output.name == "identity":
+    if table.y_std is not None and table.y_mean is not None:
         params[-2] = params[-2] * table.y_std
         params[-1] = params[-1] * table.y_std + table.y_mean
     model.set_params([p.astype(model.dtype) for p in params])
@@ -917,8 +935,9 @@ def _train(args: argparse.Namespace) -> int:
     split = f"{n_val:,} validation, " if n_val else ""
     say(f"{source}: {n_fit:,} training, {split}{X_test.shape[0]:,} test {what}")
     if table is not None:
-        kind = (f"classification into {len(table.classes)} classes "
-                f"({', '.join(table.classes[:10])}{', ...' if len(table.classes) > 10 else ''})"
+        classes = table.classes or []
+        kind = (f"classification into {len(classes)} classes "
+                f"({', '.join(classes[:10])}{', ...' if len(classes) > 10 else ''})"
                 if table.task == "classification" else "regression")
         say(f"{len(table.names)} numeric feature columns (standardised); target "
             f"{args.target!r}: {kind}")

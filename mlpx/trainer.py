@@ -52,7 +52,7 @@ from .training import (
 )
 
 __all__ = ["Trainer", "FitOptions", "StepContext", "StepHook", "DeviceData", "HostData",
-           "HostRows", "is_streamed", "fit_model"]
+           "HostRows", "BatchStream", "is_streamed", "is_batch_iterable", "fit_model"]
 
 
 # ---------------------------------------------------------------------- options
@@ -177,6 +177,16 @@ class DeviceData:
         #: Host copy of the weights, for the per-batch checks (None without weights).
         self.host_weights = None if W is None else _backend.to_numpy(W)
 
+    def spans(self, batch_size):
+        """Yield the epoch's batches as ``(start, stop)`` positions in its order."""
+        bs = min(batch_size, self.n)
+        for start in range(0, self.n, bs):
+            yield start, min(start + bs, self.n)
+
+    def n_batches(self, batch_size) -> int:
+        """Batches per epoch."""
+        return -(-self.n // min(batch_size, self.n))
+
     def batch(self, perm, rows, start, stop):
         """Return ``(X, Y, W, labels)`` of samples ``start:stop`` of the epoch's order.
 
@@ -291,6 +301,98 @@ class HostData(DeviceData):
         return (Xb, xp.take(Y, idx, axis=0),
                 None if W is None else xp.take(W, idx, axis=0),
                 None if labels is None else xp.take(labels, idx, axis=0))
+
+
+class BatchStream(DeviceData):
+    """Training data given as a re-iterable of ``(X_batch, y_batch)`` pairs.
+
+    Each pass over ``source`` is one epoch, in the source's order; each pair is one step
+    (``batch_size`` and shuffling do not apply). Every batch is checked and moved to the
+    device on its own, so only one batch is in memory at a time (as the source gives it).
+    Building the stream makes one checking pass (shapes, labels, NaN/inf, the number of
+    samples); an epoch whose batches differ from that pass raises a ValueError.
+
+    Parameters
+    ----------
+    source : iterable of (X_batch, y_batch)
+        Iterated once per epoch; an iterator (which can be read only once) is refused.
+    model : mlpx.Sequential
+        Built from the first batch's width when it is not built yet.
+    """
+
+    def __init__(self, source, model):
+        if iter(source) is source:
+            raise TypeError(
+                "fit got an iterator of batches, which can be read only once; fit reads "
+                "its batches once to check them and once per epoch. Pass a re-iterable "
+                "object instead: a list of (X, y) pairs, or an object whose __iter__ "
+                "starts a new pass (e.g. a class that yields the batches of a file).")
+        self.source, self.model = source, model
+        self.sizes: list[int] = []
+        for X, y in self._pairs(iter(source), 0):
+            Xd = model.to_device_X(X, f"X of batch {len(self.sizes) + 1}")
+            n = int(Xd.shape[0])
+            model.to_device_y(y, n, f"y of batch {len(self.sizes) + 1}")
+            self.sizes.append(n)
+        if not self.sizes:
+            raise ValueError("fit got an empty iterable of batches; it needs at least one "
+                             "(X, y) pair.")
+        self.bounds = np.concatenate([[0], np.cumsum(self.sizes)]).tolist()
+        self.X = self.Y = self.labels = self.W = None
+        self.xp = model.backend.xp
+        self.n = int(self.bounds[-1])
+        self.host_weights = None
+        self._it: Any = None
+        self._j, self._taken = 0, False
+
+    def _pairs(self, it, epoch):
+        for i, pair in enumerate(it):
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise ValueError(f"Batch {i + 1} of the iterable is not an (X, y) pair; "
+                                 f"got {type(pair).__name__}.")
+            if self.model.built is False and i == 0:
+                X0 = self.model.as_numeric(pair[0], "X of batch 1")
+                if X0.ndim == 2:
+                    self.model.build(int(X0.shape[1]))
+            yield pair
+
+    def spans(self, batch_size):
+        self._it = iter(self.source)
+        for j, size in enumerate(self.sizes):
+            self._j, self._taken = j, False
+            yield self.bounds[j], self.bounds[j] + size
+            if not self._taken:  # a hook skipped the step: pass its batch by
+                next(self._it, None)
+
+    def n_batches(self, batch_size) -> int:
+        return len(self.sizes)
+
+    def batch(self, perm, rows, start, stop):
+        j = self._j
+        self._taken = True
+        pair = next(self._it, None)
+        if pair is None:
+            raise ValueError(f"The iterable of batches ended after {j} batches in this "
+                             f"epoch; its first pass gave {len(self.sizes)}. It must give "
+                             "the same batches on every pass.")
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise ValueError(f"Batch {j + 1} of the iterable is not an (X, y) pair.")
+        model = self.model
+        X = model.to_device_X(pair[0], f"X of batch {j + 1}")
+        if int(X.shape[0]) != stop - start:
+            raise ValueError(f"Batch {j + 1} of the iterable has {int(X.shape[0])} samples "
+                             f"in this epoch but {stop - start} in its first pass; it must "
+                             "give the same batches on every pass.")
+        Y, labels = model.to_device_y(pair[1], stop - start, f"y of batch {j + 1}")
+        return X, Y, None, labels
+
+
+def is_batch_iterable(X, y) -> bool:
+    """Whether ``fit(X, y)`` got an iterable of ``(X, y)`` batches (``y`` None)."""
+    import array_api_compat
+
+    return (y is None and hasattr(X, "__iter__") and not isinstance(X, (np.ndarray, str))
+            and not array_api_compat.is_array_api_obj(X))
 
 
 class _NoWeightBatches(StepHook):
@@ -466,11 +568,10 @@ class Trainer:
 
         Returns the host-side extra loss the hooks added.
         """
-        n, bs = data.n, min(self.batch_size, data.n)
+        bs = min(self.batch_size, data.n)
         extra = 0.0
         guard = self._guard
-        for j, start in enumerate(range(0, n, bs)):
-            stop = min(start + bs, n)
+        for j, (start, stop) in enumerate(data.spans(self.batch_size)):
             where = slice(start, stop) if rows is None else rows[start:stop]
             ctx = self.context(j, where, stop - start)
             if ctx.skip:
@@ -521,7 +622,7 @@ class Trainer:
         state = model.state_
         xp = model.backend.xp
         n, val, stopper = data.n, self.val, self.stopper
-        n_batches = -(-n // min(self.batch_size, n))
+        n_batches = data.n_batches(self.batch_size)
         history = History() if history is None else history
         state.history = history
         model.stop_training = False
@@ -669,7 +770,7 @@ class Trainer:
         model = self.model
         state = model.state_
         n = data.n
-        n_batches = -(-n // min(self.batch_size, n))
+        n_batches = data.n_batches(self.batch_size)
         xp = model.backend.xp
         copy_state = lambda s: map_arrays(s, lambda a: _copy(a, xp))  # noqa: E731
         model.assign_params([_copy(p, xp) for p in params0])
@@ -756,6 +857,8 @@ def fit_model(model, X, y, opts: FitOptions) -> History:
     mlpx.io.ModelFileError
         When ``opts.resume`` names a file that is not a sound mlpx checkpoint.
     """
+    if is_batch_iterable(X, y):
+        return _fit_stream(model, X, opts)
     # Validate everything before changing anything.
     X_probe = model.as_numeric(X, "X")
     streamed = is_streamed(X)
@@ -895,6 +998,42 @@ def fit_model(model, X, y, opts: FitOptions) -> History:
     finally:
         if par is not None:
             par.finish(model)
+
+
+def _fit_stream(model, source, opts: FitOptions) -> History:
+    """:func:`fit_model` for an iterable of ``(X, y)`` batches (see :class:`BatchStream`)."""
+    for name, value, why in (
+            ("validation_split", opts.validation_split > 0, "pass validation_data"),
+            ("sample_weight", opts.sample_weight is not None, "weigh the loss per batch "
+             "with arrays instead"),
+            ("checkpoint", opts.checkpoint is not None, "pass arrays or a memory map"),
+            ("resume", opts.resume is not None, "pass arrays or a memory map"),
+            ("comm", opts.parallel is not None, "pass arrays")):
+        if value:
+            raise ValueError(f"fit({name}=...) does not take an iterable of batches yet; "
+                             f"{why}.")
+    stopper = opts.stopper
+    val = None
+    if opts.validation_data is not None:
+        vd = opts.validation_data
+        if not isinstance(vd, (tuple, list)) or len(vd) != 2:
+            raise ValueError("validation_data must be a tuple (X_val, y_val).")
+    data = BatchStream(source, model)  # one checking pass; builds the model
+    if opts.validation_data is not None:
+        Xv = model.features(opts.validation_data[0], "X_val")
+        Yv, lv = model.to_device_y(opts.validation_data[1], int(Xv.shape[0]), "y_val")
+        val = (Xv, Yv, lv)
+    if stopper is not None:
+        monitor = stopper.monitor or ("val_loss" if val is not None else "loss")
+        if monitor.startswith("val_") and val is None:
+            raise ValueError(f"EarlyStopping monitors {monitor!r} but there is no "
+                             "validation data; pass validation_data.")
+    if opts.optimizer is not None or model.state_ is None:
+        model.compile(opts.optimizer if opts.optimizer is not None else "sgd")
+    trainer = Trainer(model, batch_size=max(data.sizes), shuffle=False, validation=val,
+                      stopper=stopper, callbacks=opts.callbacks, verbose=opts.verbose,
+                      on_nonfinite=opts.on_nonfinite)
+    return trainer.run(data, opts.epochs)
 
 
 # ---------------------------------------------------------------------- helpers

@@ -193,3 +193,73 @@ def test_uint8_memmap_larger_than_the_memory_limit_trains(tmp_path):
     _, loss, val_acc, n_pred = lines[1].split()
     assert np.isfinite(float(loss)) and 0.0 <= float(val_acc) <= 1.0
     assert int(n_pred) == n
+
+
+# ---------------------------------------------------------------- iterables of batches
+class Batches:
+    """A re-iterable source: every pass yields the same (X, y) batches."""
+
+    def __init__(self, X, y, size):
+        self.X, self.y, self.size = X, y, size
+        self.passes = 0
+
+    def __iter__(self):
+        self.passes += 1
+        for a in range(0, len(self.y), self.size):
+            yield self.X[a:a + self.size], self.y[a:a + self.size]
+
+
+def test_iterable_of_batches_equals_unshuffled_arrays(backend):
+    X, y = _data()
+    Xf = X.astype(np.float32) / 255
+    a = _model(backend, X.shape[1], 3)
+    ha = a.fit(Xf, y, epochs=3, batch_size=50, shuffle=False, optimizer="adam", verbose=0,
+               validation_data=(Xf[:40], y[:40]))
+    b = _model(backend, X.shape[1], 3)
+    source = Batches(Xf, y, 50)
+    hb = b.fit(source, None, epochs=3, optimizer="adam", verbose=0,
+               validation_data=(Xf[:40], y[:40]))
+    assert source.passes == 4  # one checking pass, then one per epoch
+    assert _curves(ha) == _curves(hb)
+    for pa, pb in zip(a.params, b.params):
+        assert_array(pb, _backend.to_numpy(pa), backend=backend, rtol=0, atol=0)
+
+
+def test_iterable_of_batches_builds_the_model_and_uneven_batches():
+    X, y = _data(n=70)
+    model = mlpx.Sequential([mlpx.Dense(8), mlpx.ActivationLayer("relu"), mlpx.Dense(3)],
+                            seed=0)
+    pairs = [(X[:30] / 255, y[:30]), (X[30:70] / 255, y[30:70])]
+    hist = model.fit(pairs, None, epochs=2, verbose=0)
+    assert model.n_features == 12 and len(hist.epochs) == 2
+
+
+def test_iterable_of_batches_errors():
+    X, y = _data(n=60)
+    model = _model("numpy", X.shape[1], 3)
+    gen = ((X[a:a + 20], y[a:a + 20]) for a in range(0, 60, 20))
+    with pytest.raises(TypeError, match="iterator of batches, which can be read only once"):
+        model.fit(gen, None, verbose=0)
+    with pytest.raises(ValueError, match="empty iterable of batches"):
+        model.fit([], None, verbose=0)
+    with pytest.raises(ValueError, match="Batch 2 of the iterable is not an"):
+        model.fit([(X[:5], y[:5]), X[5:10]], None, verbose=0)
+    with pytest.raises(ValueError, match="X of batch 2 has 3 features"):
+        model.fit([(X[:5], y[:5]), (X[5:10, :3], y[5:10])], None, verbose=0)
+    with pytest.raises(ValueError, match=r"validation_split=\.\.\.\) does not take"):
+        model.fit([(X[:5], y[:5])], None, validation_split=0.2, verbose=0)
+
+    class Shrinking:
+        def __init__(self):
+            self.n = 0
+
+        def __iter__(self):
+            self.n += 1
+            yield X[:10], y[:10]
+            if self.n == 1:
+                yield X[10:20], y[10:20]
+
+    before = [np.array(p) for p in model.params]
+    with pytest.raises(ValueError, match="ended after 1 batches in this epoch"):
+        model.fit(Shrinking(), None, verbose=0)
+    assert not all(np.array_equal(p, q) for p, q in zip(model.params, before))
