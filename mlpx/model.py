@@ -591,13 +591,24 @@ class Sequential:
 
         Parameters
         ----------
-        X : array of shape (n_samples, n_features)
+        X : array of shape (n_samples, n_features), or an iterable of (X, y) batches
             NumPy (moved to the device once) or an array of the model's namespace.
             Integer token ids in ``[0, vocab_size)`` when the first layer is an
             :class:`~mlpx.layers.Embedding` (they stay int64 on the device).
-        y : array of shape (n_samples,) or (n_samples, n_outputs)
+            A NumPy memory map (``numpy.load(path, mmap_mode="r")``) is never copied
+            or converted whole: each batch's rows are read and converted on their own
+            (checks run over the file in blocks first); the result equals that of the
+            same array in memory. With ``y=None``, ``X`` may be a re-iterable of
+            ``(X_batch, y_batch)`` pairs (a list, or an object whose ``__iter__``
+            starts a new pass; not a one-shot iterator): each pair is one step, in
+            the source's order (``batch_size`` and ``shuffle`` do not apply); it is
+            read once to check it, then once per epoch. It takes ``validation_data``
+            but not ``validation_split``, ``sample_weight``, ``checkpoint``,
+            ``resume`` or ``comm``.
+        y : array of shape (n_samples,) or (n_samples, n_outputs), or None
             Integer class labels or one-hot / probability rows for a softmax output,
-            0/1 targets for a sigmoid output, real values for regression.
+            0/1 targets for a sigmoid output, real values for regression. None when
+            ``X`` is an iterable of batches.
         epochs : int, default=10
             Epochs to train in this call. With ``resume``, counted from the start of the
             interrupted call: training goes on until the epoch that call would have
