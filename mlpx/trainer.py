@@ -861,10 +861,9 @@ def fit_model(model, X, y, opts: FitOptions) -> History:
         return _fit_stream(model, X, opts)
     # Validate everything before changing anything.
     X_probe = model.as_numeric(X, "X")
-    streamed = is_streamed(X)
-    if streamed and opts.parallel is not None:
-        raise ValueError("fit(comm=...) takes X in memory; a memory-mapped X is not "
-                         "sharded yet. Pass numpy.asarray(X) or train in one process.")
+    # A data-parallel run takes a memory map as before (moved to the device whole: no
+    # copy when its dtype is the model's); the per-batch path is for one process.
+    streamed = is_streamed(X) and opts.parallel is None
     ckpt = fit_info = None
     if opts.resume is not None:
         ckpt = mio.read_checkpoint(opts.resume)
