@@ -34,8 +34,10 @@ _DEBIAN_FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 #: A numeric target with integer values and at most this many distinct ones is a class.
 _MAX_AUTO_CLASSES = 20
 #: Bounds on what --csv reads from a file: cells (rows x columns), columns, classes.
-_CSV_MAX_CELLS = 50_000_000
+_CSV_MAX_CELLS = 20_000_000
+_CSV_MAX_ROWS = 2_000_000
 _CSV_MAX_COLUMNS = 100_000
+_CSV_MAX_LINE = 1 << 22  # characters in one physical line (4 Mi)
 _CSV_MAX_CLASSES = 1_000
 _DATASETS = ("mnist", "fashion-mnist", "sample")
 _DATASET_ALIASES = {"fashion_mnist": "fashion-mnist", "fashion": "fashion-mnist"}
@@ -593,9 +595,10 @@ def _read_csv(path: str, target: str) -> tuple[list[str], Any, list[str], int]:
     """Read a CSV file with a header row; return the feature names, the features
     (float64, shape (n, d)), the target's cells (strings) and the target's header line.
 
-    Bounded: at most ``_CSV_MAX_COLUMNS`` columns and ``_CSV_MAX_CELLS`` cells are read
-    (the file is refused past that), a field is at most the csv module's limit (128 KiB).
-    Every non-numeric feature column is named in one error.
+    Bounded: at most ``_CSV_MAX_COLUMNS`` columns, ``_CSV_MAX_ROWS`` rows,
+    ``_CSV_MAX_CELLS`` cells and ``_CSV_MAX_LINE`` characters a line are read (the file
+    is refused past that, before more is held), a field is at most the csv module's
+    limit (128 KiB). Every non-numeric feature column is named in one error.
     """
     import csv
 
@@ -607,8 +610,18 @@ def _read_csv(path: str, target: str) -> tuple[list[str], Any, list[str], int]:
         handle = open(path, newline="", encoding="utf-8-sig")
     except OSError as exc:
         raise _RunError(f"cannot read {path!r}: {exc.strerror or exc}") from None
+    def lines():  # every physical line bounded before csv sees it
+        while True:
+            line = handle.readline(_CSV_MAX_LINE + 1)
+            if not line:
+                return
+            if len(line) > _CSV_MAX_LINE:
+                raise _RunError(f"{path} has a line longer than {_CSV_MAX_LINE:,} "
+                                "characters; mlpx train does not read such files")
+            yield line
+
     with handle:
-        reader = csv.reader(handle)
+        reader = csv.reader(lines())
         try:
             header = next(reader, None)
             while header is not None and not any(c.strip() for c in header):
@@ -633,7 +646,7 @@ def _read_csv(path: str, target: str) -> tuple[list[str], Any, list[str], int]:
             if not features:
                 raise _UsageError(f"--target {target!r} is the only column of {path}; "
                                   "there are no feature columns to learn from")
-            max_rows = max(1, _CSV_MAX_CELLS // len(names))
+            max_rows = max(1, min(_CSV_MAX_ROWS, _CSV_MAX_CELLS // len(names)))
             blocks, block, filled = [], np.empty((1024, len(features))), 0
             targets: list[str] = []
             bad: dict[int, tuple[int, str]] = {}

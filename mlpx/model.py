@@ -740,7 +740,9 @@ class Sequential:
             batch_size = check_int(batch_size, "batch_size", f"{type(self).__name__}.predict")
         n = int(X.shape[0])
         step = batch_size or _PREDICT_BATCH
-        if isinstance(X, HostRows):  # converted block by block
+        if isinstance(X, HostRows):  # converted block by block, of bounded size
+            if batch_size is None:
+                step = min(step, max(1, HostRows.block_bytes // (8 * max(1, X.shape[1]))))
             parts = [self._forward(X.take(slice(i, min(i + step, n))), training=False)[0]
                      for i in range(0, n, step)]
             return parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)

@@ -304,3 +304,11 @@ def test_prelu_and_maxout_are_layers_not_output_activations():
     kinds = [type(layer).__name__ for layer in mlpx.MLP([2, 3, 1],
                                                         activation="maxout").layers]
     assert kinds == ["Maxout", "Dense"]
+
+
+def test_a_line_too_long_is_refused_without_reading_it_whole(capsys, tmp_path, monkeypatch):
+    path = tmp_path / "long.csv"
+    path.write_text("a,y\n" + "1" * 5000 + ",0\n")
+    monkeypatch.setattr(cli, "_CSV_MAX_LINE", 1000)
+    code, _, err = run(capsys, "train", "--csv", str(path), "--target", "y", *FAST)
+    assert code == 1 and "a line longer than 1,000 characters" in err
