@@ -263,3 +263,20 @@ def test_iterable_of_batches_errors():
     with pytest.raises(ValueError, match="ended after 1 batches in this epoch"):
         model.fit(Shrinking(), None, verbose=0)
     assert not all(np.array_equal(p, q) for p, q in zip(model.params, before))
+
+
+def test_memmap_checkpoint_resumes_with_the_in_memory_data(tmp_path):
+    """The data fingerprint of a memory map (summed block by block) is the array's."""
+    X, y = _data()
+    Xm = _memmap(tmp_path / "x.npy", X)
+    ckpt = str(tmp_path / "run.npz")
+    a = _model("numpy", X.shape[1], 3)
+    a.fit(Xm, y, epochs=2, batch_size=32, checkpoint=ckpt, verbose=0)
+    b = _model("numpy", X.shape[1], 3)
+    b.fit(X, y, epochs=2, batch_size=32, resume=ckpt, verbose=0)  # accepted: same data
+    for pa, pb in zip(a.params, b.params):
+        np.testing.assert_array_equal(pa, pb)
+    other = _memmap(tmp_path / "o.npy", np.full_like(X, 7))
+    with pytest.raises(ValueError, match="the data differ"):
+        _model("numpy", X.shape[1], 3).fit(other, y, epochs=2, batch_size=32, resume=ckpt,
+                                            verbose=0)
