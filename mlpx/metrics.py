@@ -411,7 +411,7 @@ class R2(Metric):
 # ---------------------------------------------------------------------- registry
 #: Registry of metric classes by name; lookups ignore case, ``-``, ``_`` and spaces.
 METRICS = Registry("metric", Metric)
-METRICS.register(Accuracy, "accuracy", aliases=("acc",))
+METRICS.register(Accuracy, "accuracy")
 METRICS.register(TopKAccuracy, "top_k_accuracy", aliases=("top_k",))
 METRICS.register(Precision, "precision", aliases=("precision_macro",))
 METRICS.register(Recall, "recall", aliases=("recall_macro",))

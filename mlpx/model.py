@@ -552,7 +552,8 @@ class Sequential:
     def fit(self, X, y, *, epochs=10, batch_size=32, optimizer=None, validation_data=None,
             validation_split=0.0, shuffle=True, early_stopping=None, callbacks=(),
             sample_weight=None, verbose=1, checkpoint=None, checkpoint_every=1,
-            resume=None, on_nonfinite="raise", comm=None) -> History:
+            resume=None, on_nonfinite="raise", comm=None, metrics=None, class_weight=None,
+            clip_norm=None, clip_value=None) -> History:
         """Train with minibatch gradient descent.
 
         Parameters
@@ -582,8 +583,15 @@ class Sequential:
         shuffle : bool, default=True
             Reshuffle the training set every epoch (permutation drawn on the host).
         early_stopping : None, int, dict or EarlyStopping, default=None
-            An int is the patience; a dict holds EarlyStopping's parameters.
+            An int is the patience; a dict holds EarlyStopping's parameters. It watches
+            the validation loss, so it needs ``validation_data`` or
+            ``validation_split`` (a ValueError otherwise, as ``mlpx train
+            --early-stopping`` without ``--validation-split``); to stop on the training
+            loss, ask for it: ``early_stopping={"monitor": "loss", "patience": 5}``.
+            It may also watch a metric of ``metrics`` (``{"monitor": "val_f1"}``).
         callbacks : sequence of Callback or callables, default=()
+            E.g. :class:`mlpx.callbacks.CSVLogger`, :class:`mlpx.callbacks.SaveBest`,
+            :class:`mlpx.callbacks.ReduceLROnPlateau`.
         sample_weight : array of shape (n_samples,), optional
             Per-sample weights for the loss (a weighted mean per batch).
         verbose : int, default=1
@@ -612,6 +620,31 @@ class Sequential:
             its share of every batch of ``batch_size`` samples and the gradients are
             summed, so the result is one process's with the same ``batch_size``. Only
             rank 0 prints and writes the checkpoint. See :mod:`mlpx.distributed`.
+        metrics : list of str, dict or Metric, optional
+            Metrics of :mod:`mlpx.metrics` to report every epoch, in the history and
+            the progress bar: ``"accuracy"``, ``"top_k_accuracy"`` (``{"name":
+            "top_k_accuracy", "k": 3}`` is recorded as ``"top_3_accuracy"``),
+            ``"precision"``, ``"recall"``, ``"f1"`` (macro averages), ``"log_loss"``,
+            ``"mse"``, ``"mae"``, ``"r2"``. Training values are over the epoch's
+            batches as they were stepped on (dropout on, weights before each update),
+            validation values (``"val_f1"``, ...) over the validation data at the end
+            of the epoch. Each is accumulated batch by batch on the device; none changes
+            the training. Unweighted.
+        class_weight : dict, "balanced" or None, default=None
+            Classifiers only: weights per class index (``{1: 5.0}``; a class left out
+            weighs 1) or ``"balanced"`` (``n_samples / (n_classes * count)``, over the
+            data given, before a validation split), multiplied into ``sample_weight``,
+            as scikit-learn's ``class_weight`` (:func:`mlpx.metrics.class_sample_weight`).
+            Softmax models take the class of each target row (its argmax); a sigmoid
+            model with several outputs takes ``"balanced"`` per output.
+        clip_norm : float > 0 or None, default=None
+            Scale the gradient (all parameters together) down to this Euclidean norm
+            when it is longer, before the update (PyTorch's ``clip_grad_norm_``).
+        clip_value : float > 0 or None, default=None
+            Clip every gradient entry to ``[-clip_value, clip_value]`` (before
+            ``clip_norm`` when both are given). Clipping runs the generic step (the
+            in-place fast step never materialises the gradients), which gives the
+            same result.
 
         Returns
         -------
@@ -644,7 +677,8 @@ class Sequential:
             f"{type(self).__name__}.fit",
             {"epochs": epochs, "batch_size": batch_size, "validation_split": validation_split,
              "shuffle": shuffle, "verbose": verbose, "checkpoint_every": checkpoint_every,
-             "on_nonfinite": on_nonfinite}, _FIT_CONSTRAINTS)
+             "on_nonfinite": on_nonfinite, "clip_norm": clip_norm,
+             "clip_value": clip_value, "class_weight": class_weight}, _FIT_CONSTRAINTS)
         opts = FitOptions(
             epochs=c["epochs"], batch_size=c["batch_size"],
             optimizer=None if optimizer is None else get_optimizer(optimizer),
@@ -656,7 +690,9 @@ class Sequential:
             else mio.check_writable_path(checkpoint, "checkpoint"),
             checkpoint_every=c["checkpoint_every"], resume=resume,
             on_nonfinite=c["on_nonfinite"],
-            parallel=None if comm is None else DataParallel(comm))
+            parallel=None if comm is None else DataParallel(comm),
+            metrics=metrics, clip_norm=c["clip_norm"], clip_value=c["clip_value"],
+            class_weight=c["class_weight"])
         guard = contextlib.nullcontext() if opts.parallel is None else opts.parallel.guard()
         with guard, self._exclusive("fit"), _backend.device_scope(self.backend):
             # fit_model's warnings count on being called from here (stacklevel).
@@ -744,14 +780,17 @@ class Sequential:
                 return hit[:, 0] if hit.shape[1] == 1 else hit
             return self.output.forward(z, xp=xp)
 
-    def evaluate_device(self, X, Y, labels, sample_weight=None):
+    def evaluate_device(self, X, Y, labels, sample_weight=None, *, metrics=()):
         """Mean loss (L2 included) and accuracy (None for regression) of device data.
 
         ``Y`` are float targets of shape (n, n_outputs) and ``labels`` integer labels or
-        None, as :meth:`to_device_y` returns them. Returns Python floats.
+        None, as :meth:`to_device_y` returns them. Returns Python floats. Each of
+        ``metrics`` (:class:`mlpx.metrics.Metric`) is updated with the data too.
         """
         xp = self.backend.xp
         z = self._logits(X)
+        for m in metrics:
+            m.update(Y, z, labels, output=self.output, xp=xp)
         loss = self.loss.value(z, Y, output=self.output, xp=xp, sample_weight=sample_weight)
         if self.alpha > 0:
             weights = [p for p, d in zip(self.params, self.decay_mask) if d]
@@ -775,6 +814,65 @@ class Sequential:
             Yd, labels = self.to_device_y(y, int(Xd.shape[0]))
             Wd = self.to_device_weights(sample_weight, int(Xd.shape[0]))
             return Evaluation(*self.evaluate_device(Xd, Yd, labels, Wd))
+
+    def score(self, X, y, sample_weight=None) -> float:
+        """Accuracy for a classifier, R^2 for a regressor, as scikit-learn's ``score``.
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, n_features)
+        y : array of shape (n_samples,) or (n_samples, n_outputs)
+            Targets as ``fit`` takes them (class labels or one-hot rows for softmax).
+        sample_weight : array of shape (n_samples,), optional
+
+        Returns
+        -------
+        float
+            The (weighted) share of samples whose predicted class is right (every
+            output right, for several sigmoid outputs); or the coefficient of
+            determination averaged uniformly over the outputs.
+
+        Notes
+        -----
+        Like :meth:`predict`, this works before ``fit`` too: a built model predicts
+        from its random initial weights (as Keras models do).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from mlpx import MLP
+        >>> X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
+        >>> model = MLP([2, 16, 2], activation="tanh", seed=0)
+        >>> _ = model.fit(X, [0, 1, 1, 0], epochs=300, batch_size=4, verbose=0,
+        ...               optimizer={"name": "adam", "lr": 0.05})
+        >>> model.score(X, [0, 1, 1, 0])
+        1.0
+        """
+        self._check_ready()
+        with _backend.device_scope(self.backend):
+            Xd = self.to_device_X(X)
+            n = int(Xd.shape[0])
+            Yd, labels = self.to_device_y(y, n)
+            w = self.to_device_weights(sample_weight, n)
+            z = _backend.to_numpy(self._logits(Xd)).astype(np.float64)
+            Y = _backend.to_numpy(Yd).astype(np.float64)
+            w = np.ones(n) if w is None else _backend.to_numpy(w).astype(np.float64)
+            if self.output.name == "softmax":
+                truth = Y.argmax(axis=1) if labels is None else _backend.to_numpy(labels)
+                return float(np.sum(w * (z.argmax(axis=1) == truth)) / np.sum(w))
+            if self.output.name == "sigmoid":
+                hit = np.all((z > 0) == (Y > 0.5), axis=1)
+                return float(np.sum(w * hit) / np.sum(w))
+            pred = _backend.to_numpy(self.output.forward(self._logits(Xd),
+                                                         xp=self.backend.xp))
+            pred = pred.astype(np.float64)
+            col = w[:, None]
+            mean = np.sum(col * Y, axis=0) / np.sum(w)
+            res = np.sum(col * (Y - pred) ** 2, axis=0)
+            tot = np.sum(col * (Y - mean) ** 2, axis=0)
+            r2 = np.where(tot > 0, 1.0 - res / np.where(tot > 0, tot, 1.0),
+                          np.where(res > 0, 0.0, 1.0))
+            return float(np.mean(r2))
 
     # ------------------------------------------------------------------ saving
     def save(self, path) -> str:
@@ -1161,6 +1259,9 @@ _FIT_CONSTRAINTS = {
     "verbose": Interval(int, 0, None, closed="left"),
     "checkpoint_every": _WIDTH,
     "on_nonfinite": Options(("raise", "stop")),
+    "clip_norm": [Interval(float, 0.0, None, closed="neither"), None],
+    "clip_value": [Interval(float, 0.0, None, closed="neither"), None],
+    "class_weight": [Options(("balanced",)), InstanceOf(dict), None],
 }
 
 

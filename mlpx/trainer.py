@@ -40,6 +40,7 @@ import numpy as np
 from . import _backend
 from . import io as mio
 from ._validation import Boolean, InstanceOf, Interval, ListOf, Options, validate_params
+from .metrics import Metric, class_sample_weight, get_metrics, greater_is_better
 from .state import map_arrays
 from .training import (
     Callback,
@@ -51,7 +52,8 @@ from .training import (
     perplexity,
 )
 
-__all__ = ["Trainer", "FitOptions", "StepContext", "StepHook", "DeviceData", "fit_model"]
+__all__ = ["Trainer", "FitOptions", "StepContext", "StepHook", "DeviceData", "fit_model",
+           "ClipGradients"]
 
 
 # ---------------------------------------------------------------------- options
@@ -79,6 +81,13 @@ class FitOptions:
     on_nonfinite: str = "raise"
     #: A data-parallel plan (:class:`mlpx.distributed.DataParallel`) or None.
     parallel: Any = None
+    #: What ``fit(metrics=...)`` asked for (names, dicts or Metric objects).
+    metrics: Any = None
+    #: Gradient clipping: the largest global norm, the largest absolute value (or None).
+    clip_norm: float | None = None
+    clip_value: float | None = None
+    #: ``fit(class_weight=...)``: None, "balanced" or a dict {class index: weight}.
+    class_weight: Any = None
 
 
 # ---------------------------------------------------------------------- steps
@@ -149,8 +158,58 @@ class StepHook:
 
     def epoch_totals(self, totals: dict) -> dict:
         """Return the epoch's host totals (``"correct"``: correctly classified training
-        samples) as the whole run saw them; a data-parallel hook sums them over ranks."""
+        samples; the metrics' sums, one float per key) as the whole run saw them; a
+        data-parallel hook sums them over ranks."""
         return totals
+
+    def adjust_lr(self, lr: float) -> float:
+        """The learning rate this hook makes of the schedule's ``lr`` (what the history
+        records as ``"lr"``); a hook that rescales ``ctx.hyper["lr"]`` says so here."""
+        return lr
+
+
+class ClipGradients(StepHook):
+    """Clip the gradients before the update: each entry to ``[-value, value]``, then the
+    whole gradient (every parameter together) to a Euclidean norm of at most ``norm``.
+
+    What ``fit(clip_value=..., clip_norm=...)`` installs. The norm rule is PyTorch's
+    ``clip_grad_norm_``: the gradients are scaled by ``min(1, norm / (||g|| + 1e-6))``,
+    computed on the device (no host synchronisation). Clipping sees the gradients (L2
+    penalty included, summed over data-parallel ranks when the all-reduce hook runs
+    first), so it turns off the fused in-place fast step: the step runs the generic
+    path, which ``tests/test_callbacks.py`` checks equal to the fast one.
+
+    Parameters
+    ----------
+    norm : float > 0 or None
+    value : float > 0 or None
+    xp : namespace
+        The model's Array API namespace.
+    """
+
+    needs_gradients = True
+
+    def __init__(self, norm=None, value=None, *, xp):
+        c = validate_params("ClipGradients", {"norm": norm, "value": value},
+                            {"norm": [Interval(float, 0.0, None, closed="neither"), None],
+                             "value": [Interval(float, 0.0, None, closed="neither"), None]})
+        self.norm, self.value = c["norm"], c["value"]
+        self.xp = xp
+
+    def on_gradients(self, grads, ctx):
+        xp = self.xp
+        if self.value is not None:
+            v = self.value
+            grads = [xp.clip(g, -v, v) for g in grads]
+        if self.norm is not None and grads:
+            total = None
+            for g in grads:
+                s = xp.sum(g * g)
+                total = s if total is None else total + s
+            coef = self.norm / (xp.sqrt(total) + 1e-6)
+            coef = xp.where(coef < 1.0, coef, xp.ones_like(coef))
+            grads = [g * coef for g in grads]
+        return grads
 
 
 # ---------------------------------------------------------------------- data
@@ -284,6 +343,11 @@ class Trainer:
         a warning, or go on (the scikit-learn estimators check the weights at the end).
     metrics : bool, default=True
         Count the training accuracy of classifiers (a device reduction per batch).
+    extra_metrics : list of Metric, default=()
+        Metrics (:mod:`mlpx.metrics`) reported every epoch under their names for the
+        training batches (as they were stepped on: dropout on, weights before each
+        update) and, under ``val_<name>``, for the validation data at the end of the
+        epoch. Each keeps a few sums on the device; none keeps the predictions.
     fit_record : dict or None
         What each checkpoint records about the ``fit`` call (arguments, data
         fingerprint) so that a resumed call can check it sees the same run.
@@ -291,7 +355,7 @@ class Trainer:
 
     def __init__(self, model, *, batch_size, shuffle=True, validation=None, stopper=None,
                  callbacks=(), hooks=(), verbose=0, checkpoint=None, checkpoint_every=1,
-                 on_nonfinite="raise", metrics=True, fit_record=None):
+                 on_nonfinite="raise", metrics=True, fit_record=None, extra_metrics=()):
         c = validate_params("Trainer", {
             "batch_size": batch_size, "shuffle": shuffle, "verbose": verbose,
             "checkpoint_every": checkpoint_every, "on_nonfinite": on_nonfinite,
@@ -313,6 +377,15 @@ class Trainer:
         self.on_nonfinite = c["on_nonfinite"]
         self.metrics = c["metrics"]
         self.fit_record = fit_record
+        extra = validate_params("Trainer", {"extra_metrics": list(extra_metrics)},
+                                {"extra_metrics": ListOf(InstanceOf(Metric))})
+        self.extra_metrics = extra["extra_metrics"]
+        self.val_metrics = [m.clone() for m in self.extra_metrics]
+        # A callback that steers the steps (ReduceLROnPlateau) brings its own hook.
+        for cb in self.callbacks:
+            hook = getattr(cb, "step_hook", None)
+            if isinstance(hook, StepHook) and hook not in self.hooks:
+                self.hooks.append(hook)
         self.monitor = None
         if stopper is not None:
             self.monitor = stopper.monitor or ("val_loss" if validation is not None
@@ -430,7 +503,7 @@ class Trainer:
         best, best_epoch, wait = math.inf, None, 0
         sign = 1.0
         if stopper is not None:
-            sign = -1.0 if monitor.endswith("accuracy") else 1.0
+            sign = -1.0 if greater_is_better(monitor) else 1.0
             if stopper_state is not None:
                 best = float(stopper_state["best"])
                 best_epoch = stopper_state["best_epoch"]
@@ -462,6 +535,10 @@ class Trainer:
                     acc: dict[str, Any] = {"total": 0.0, "correct": 0.0, "losses": [],
                                            "stepped": 0}
                     lr = state.optimizer.current_lr(state.step)
+                    for hook in self.hooks:
+                        lr = hook.adjust_lr(lr)
+                    for m in self.extra_metrics:
+                        m.reset()
                     inner = tqdm(total=n_batches, unit="batch", leave=False,
                                  disable=self.verbose < 2, desc=f"epoch {epoch}")
 
@@ -472,6 +549,8 @@ class Trainer:
                         if self.metrics and model.is_classifier:
                             acc["correct"] = acc["correct"] + model.count_correct(
                                 z, batch[1], batch[3])
+                        for m in self.extra_metrics:
+                            m.update(batch[1], z, batch[3], output=model.output, xp=xp)
                         inner.update(1)
 
                     extra = self._batches(data, perm, rows, on_step=on_step)
@@ -494,21 +573,33 @@ class Trainer:
                         break
                     state.epoch = epoch
                     logs = {"loss": train_loss}
+                    totals: dict = {}
                     if self.metrics and model.is_classifier:
-                        totals = {"correct": float(acc["correct"])}
+                        totals["correct"] = float(acc["correct"])
+                    totals.update(_flat_totals(self.extra_metrics))
+                    if totals:
                         for hook in self.hooks:
                             totals = hook.epoch_totals(totals)
+                    if "correct" in totals:
                         logs["accuracy"] = totals["correct"] / stepped
+                    for i, m in enumerate(self.extra_metrics):
+                        logs[m.name] = m.result(_unflat_totals(totals, i, m))
                     lm = bool(getattr(model, "reports_perplexity", False))
                     if lm:
                         logs["perplexity"] = perplexity(train_loss)
                     if val is not None:
-                        vl, va = model.evaluate_device(*val)
+                        for m in self.val_metrics:
+                            m.reset()
+                        vl, va = model.evaluate_device(
+                            *val, **({"metrics": self.val_metrics} if self.val_metrics
+                                     else {}))
                         logs["val_loss"] = vl
                         if va is not None:
                             logs["val_accuracy"] = va
                         if lm:
                             logs["val_perplexity"] = perplexity(vl)
+                        for m in self.val_metrics:
+                            logs["val_" + m.name] = m.result()
                     seconds = time.perf_counter() - t0
                     logs["seconds"] = seconds
                     logs["lr"] = lr
@@ -676,6 +767,9 @@ def fit_model(model, X, y, opts: FitOptions) -> History:
         par.sync_start(model, n_samples=n)
     Yd, labels = model.to_device_y(y, n)
     Wd = model.to_device_weights(opts.sample_weight, n)
+    metrics = get_metrics(opts.metrics, output=model.output.name)
+    if opts.class_weight is not None:
+        Wd = _class_weights(model, Yd, labels, Wd, opts.class_weight)
     # The split is drawn from the host generator as it was when the (interrupted)
     # call started, so that a resumed run holds out the same samples.
     split_rng = model.train_rng
@@ -712,18 +806,13 @@ def fit_model(model, X, y, opts: FitOptions) -> History:
         Wd = normalise_weights(Wd, xp)
     stopper = opts.stopper
     if stopper is not None:
-        monitor = stopper.monitor or ("val_loss" if val is not None else "loss")
-        if monitor.startswith("val_") and val is None:
-            raise ValueError(f"EarlyStopping monitors {monitor!r} but there is no "
-                             "validation data; pass validation_data or "
-                             "validation_split.")
-        if monitor.endswith("accuracy") and not model.is_classifier:
-            raise ValueError(f"EarlyStopping cannot monitor {monitor!r} for a "
-                             "regression model.")
-        if monitor.endswith("perplexity") and not getattr(model, "reports_perplexity",
-                                                           False):
-            raise ValueError(f"EarlyStopping cannot monitor {monitor!r}: only language "
-                             "models (mlpx.LanguageModel) report perplexity.")
+        if stopper.monitor is None and val is None:
+            raise ValueError("early_stopping watches the validation loss ('val_loss') but "
+                             "there is no validation data: pass validation_data or "
+                             "validation_split (e.g. 0.1), or watch the training loss "
+                             "explicitly with early_stopping={'monitor': 'loss', ...}.")
+        check_monitor(stopper.monitor or "val_loss", model=model, has_val=val is not None,
+                      metrics={m.name for m in metrics})
     batch_size = opts.batch_size or n
     record: dict[str, Any] | None = None
     if opts.checkpoint is not None or fit_info is not None:
@@ -775,12 +864,16 @@ def fit_model(model, X, y, opts: FitOptions) -> History:
         hooks = par.hooks(model, data)
         data = par.shard(data)
         root = par.is_root
+    if opts.clip_norm is not None or opts.clip_value is not None:
+        # After the all-reduce: every rank clips the same summed gradients.
+        hooks.append(ClipGradients(opts.clip_norm, opts.clip_value, xp=xp))
     trainer = Trainer(model, batch_size=batch_size, shuffle=bool(opts.shuffle),
                       validation=val, stopper=stopper, callbacks=opts.callbacks,
                       hooks=hooks, verbose=opts.verbose if root else 0,
                       checkpoint=opts.checkpoint if root else None,
                       checkpoint_every=opts.checkpoint_every,
-                      on_nonfinite=opts.on_nonfinite, fit_record=record)
+                      on_nonfinite=opts.on_nonfinite, fit_record=record,
+                      extra_metrics=metrics)
     try:
         return trainer.run(data, remaining, history=history, stopper_state=stopper_state,
                            best_params=best_params)
@@ -790,6 +883,47 @@ def fit_model(model, X, y, opts: FitOptions) -> History:
 
 
 # ---------------------------------------------------------------------- helpers
+def _flat_totals(metrics) -> dict:
+    """The metrics' host sums as one float per key (``"metric 0 tp 3"``), so that a
+    data-parallel hook's :meth:`StepHook.epoch_totals` can sum them like the others."""
+    out: dict = {}
+    for i, m in enumerate(metrics):
+        for key, value in m.totals().items():
+            for j, v in enumerate(np.ravel(value).tolist()):
+                out[f"metric {i} {key} {j}"] = float(v)
+    return out
+
+
+def _unflat_totals(totals, i, metric) -> dict:
+    """Metric ``i``'s sums back from :func:`_flat_totals`'s keys (same shapes)."""
+    out = {}
+    for key, value in metric.totals().items():
+        flat = [totals[f"metric {i} {key} {j}"] for j in range(int(np.size(value)))]
+        out[key] = np.reshape(np.asarray(flat, dtype=np.float64), np.shape(value))
+    return out
+
+
+def check_monitor(monitor, *, model, has_val, metrics, who="EarlyStopping") -> None:
+    """Raise a ValueError when ``monitor`` is not a log entry this ``fit`` will record.
+
+    ``metrics`` are the metrics ``fit`` reports (their names); ``has_val`` whether there
+    is validation data.
+    """
+    if monitor.startswith("val_") and not has_val:
+        raise ValueError(f"{who} monitors {monitor!r} but there is no validation data; "
+                         "pass validation_data or validation_split.")
+    base = monitor[4:] if monitor.startswith("val_") else monitor
+    if base == "accuracy" and not model.is_classifier:
+        raise ValueError(f"{who} cannot monitor {monitor!r} for a regression model.")
+    if base == "perplexity" and not getattr(model, "reports_perplexity", False):
+        raise ValueError(f"{who} cannot monitor {monitor!r}: only language "
+                         "models (mlpx.LanguageModel) report perplexity.")
+    if base not in ("loss", "accuracy", "perplexity") and base not in metrics:
+        raise ValueError(f"{who} monitors {monitor!r}, which this fit does not report: "
+                         f"add {base!r} to fit(metrics=...) (it reports "
+                         f"{sorted(metrics) or 'no metrics'}).")
+
+
 def normalise_weights(W, xp):
     """Scale sample weights by a power of two so that the largest lies in [1, 2).
 
@@ -805,6 +939,26 @@ def normalise_weights(W, xp):
     if exponent == 0:
         return W
     return W * math.ldexp(1.0, -exponent)
+
+
+def _class_weights(model, Yd, labels, Wd, class_weight):
+    """Sample weights times the class weights of ``fit(class_weight=...)`` (device)."""
+    if not model.is_classifier:
+        raise ValueError("class_weight needs a classifier (a softmax or sigmoid output); "
+                         f"this model's output is {model.output.name!r}.")
+    if labels is not None:  # softmax: integer labels, or argmax of the target rows
+        y = _backend.to_numpy(labels)
+        classes = np.arange(int(model.n_outputs))
+    else:  # sigmoid: 0/1 targets, one column per label
+        y = (_backend.to_numpy(Yd) > 0.5).astype(np.int64)
+        classes = np.array([0, 1]) if y.shape[1] == 1 else None
+    weights = class_sample_weight(y, class_weight, classes)
+    if Wd is not None:
+        weights = weights * _backend.to_numpy(Wd).astype(np.float64)
+    if not np.any(weights > 0):
+        raise ValueError("Sample weights times class weights are all zero; at least one "
+                         "must be non-zero.")
+    return _backend.to_device(weights, backend=model.backend, dtype=model.dtype)
 
 
 def _check_resume(model, ckpt, opt, stopper) -> None:
@@ -928,4 +1082,4 @@ def _copy(a, xp):
 
 
 __all__ += ["Callback", "normalise_weights", "params_finite", "memory_error",
-            "stopper_config"]
+            "stopper_config", "check_monitor"]
