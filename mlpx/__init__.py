@@ -3,7 +3,7 @@
 The public API, re-exported from the modules that hold it.
 """
 
-from . import datasets, export, io
+from . import callbacks, datasets, export, io, metrics
 from ._backend import BACKENDS, resolve_backend, to_numpy
 from ._validation import InvalidParameterError
 from ._version import __version__
@@ -23,6 +23,7 @@ from .layers import (
     get_layer,
 )
 from .losses import LOSSES, get_loss
+from .metrics import METRICS, get_metric
 from .model import MLP, LanguageModel, Sequential, model_from_config
 from .optimizers import OPTIMIZERS, SCHEDULES, get_optimizer, get_schedule
 from .state import TrainState
@@ -45,6 +46,7 @@ __all__ = [
     "LAYERS", "Layer", "Dense", "ActivationLayer", "Dropout", "PReLU", "Maxout", "Embedding",
     "get_layer",
     "LOSSES", "get_loss",
+    "METRICS", "get_metric", "metrics", "callbacks",
     "OPTIMIZERS", "SCHEDULES", "get_optimizer", "get_schedule",
     "MLP", "Sequential", "History", "EarlyStopping", "Callback", "Evaluation",
     "LanguageModel", "LanguageEvaluation",

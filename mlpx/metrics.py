@@ -239,7 +239,7 @@ class TopKAccuracy(Metric):
         super().__init__()
 
     @property
-    def name(self):  # type: ignore[override]
+    def name(self):
         return f"top_{self.k}_accuracy"
 
     def batch_sums(self, Y, z, labels, *, output, xp):

@@ -813,6 +813,10 @@ def fit_model(model, X, y, opts: FitOptions) -> History:
                              "explicitly with early_stopping={'monitor': 'loss', ...}.")
         check_monitor(stopper.monitor or "val_loss", model=model, has_val=val is not None,
                       metrics={m.name for m in metrics})
+    for cb in opts.callbacks:  # SaveBest, ReduceLROnPlateau: fail before training
+        if isinstance(getattr(cb, "monitor", None), str):
+            check_monitor(cb.monitor, model=model, has_val=val is not None,
+                          metrics={m.name for m in metrics}, who=type(cb).__name__)
     batch_size = opts.batch_size or n
     record: dict[str, Any] | None = None
     if opts.checkpoint is not None or fit_info is not None:
