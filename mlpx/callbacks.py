@@ -252,9 +252,9 @@ class ReduceLROnPlateau(Callback):
     def on_epoch_end(self, model, epoch, logs) -> None:
         value = _monitored(logs, self.monitor, "ReduceLROnPlateau")
         sign = _better(self.mode, self.monitor)
-        if self.cooling > 0:
+        cooling = self.cooling > 0
+        if cooling:
             self.cooling -= 1
-            self.wait = 0
         if math.isnan(value):
             improved = False
         else:
@@ -263,7 +263,7 @@ class ReduceLROnPlateau(Callback):
         if improved:
             self.best = value
             self.wait = 0
-        elif self.cooling == 0:
+        elif not cooling:
             self.wait += 1
             if self.wait >= self.patience:
                 self.factor_now *= self.factor
