@@ -531,7 +531,8 @@ def _train(args: argparse.Namespace) -> int:
     root = comm is None or comm.rank == 0
     say = (lambda *a, **k: None) if args.quiet or not root else print
     if args.early_stopping is not None and args.validation_split == 0:
-        raise _UsageError("--early-stopping watches the validation loss: add "
+        raise _UsageError("--early-stopping watches the validation loss, so it needs "
+                          "validation data (the rule of fit(early_stopping=...)): add "
                           "--validation-split (e.g. 0.1)")
     _check_outputs(args)
     model, optimizer = _build_model(args)
