@@ -189,7 +189,7 @@ def _true_labels(Y, labels, output, xp):
 
 
 def _one_hot(ids, k, dtype, xp):
-    classes = xp.arange(k, dtype=ids.dtype, device=getattr(ids, "device", None))
+    classes = xp.arange(k, dtype=ids.dtype, device=_backend.device_of(ids))
     return xp.astype(xp.reshape(ids, (-1, 1)) == xp.reshape(classes, (1, -1)), dtype)
 
 

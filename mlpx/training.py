@@ -122,7 +122,9 @@ class History:
         accuracy, classifiers only), ``"val_loss"`` and ``"val_accuracy"`` (when
         validation data was given), ``"seconds"`` (wall time of the epoch) and ``"lr"``;
         language models (:class:`mlpx.LanguageModel`) add ``"perplexity"`` and
-        ``"val_perplexity"``, ``exp`` of the mean cross-entropy.
+        ``"val_perplexity"``, ``exp`` of the mean cross-entropy; every metric of
+        ``fit(metrics=...)`` adds its name (``"f1"``, ``"top_3_accuracy"``) and, with
+        validation data, ``"val_"`` + its name.
     epochs : list of int
         Epoch numbers (1-based, continuing across calls to ``fit``).
     stopped_early : bool
