@@ -971,6 +971,13 @@ class MLP(Sequential):
     backend, dtype, seed
         As for :class:`Sequential`.
 
+    Notes
+    -----
+    An MLP is built (its weights drawn) when it is created, so :meth:`predict`,
+    :meth:`predict_proba` and :meth:`score` work before ``fit``: they answer from the
+    random initial weights, as a Keras model does (a scikit-learn estimator would raise
+    NotFittedError; :class:`mlpx.sklearn.MLPClassifier` does).
+
     Examples
     --------
     >>> import numpy as np
