@@ -177,7 +177,8 @@ class ClipGradients(StepHook):
     computed on the device (no host synchronisation). Clipping sees the gradients (L2
     penalty included, summed over data-parallel ranks when the all-reduce hook runs
     first), so it turns off the fused in-place fast step: the step runs the generic
-    path, which ``tests/test_callbacks.py`` checks equal to the fast one.
+    path (``tests/test_callbacks.py`` checks that a clipped run takes no fast step and,
+    when nothing needs clipping, equals an unclipped run on the generic path).
 
     Parameters
     ----------
@@ -576,14 +577,15 @@ class Trainer:
                     totals: dict = {}
                     if self.metrics and model.is_classifier:
                         totals["correct"] = float(acc["correct"])
-                    totals.update(_flat_totals(self.extra_metrics))
+                    host = [m.totals() for m in self.extra_metrics]
+                    totals.update(_flat_totals(host))
                     if totals:
                         for hook in self.hooks:
                             totals = hook.epoch_totals(totals)
                     if "correct" in totals:
                         logs["accuracy"] = totals["correct"] / stepped
                     for i, m in enumerate(self.extra_metrics):
-                        logs[m.name] = m.result(_unflat_totals(totals, i, m))
+                        logs[m.name] = m.result(_unflat_totals(totals, i, host[i]))
                     lm = bool(getattr(model, "reports_perplexity", False))
                     if lm:
                         logs["perplexity"] = perplexity(train_loss)
@@ -887,21 +889,23 @@ def fit_model(model, X, y, opts: FitOptions) -> History:
 
 
 # ---------------------------------------------------------------------- helpers
-def _flat_totals(metrics) -> dict:
-    """The metrics' host sums as one float per key (``"metric 0 tp 3"``), so that a
-    data-parallel hook's :meth:`StepHook.epoch_totals` can sum them like the others."""
+def _flat_totals(host) -> dict:
+    """The metrics' host sums (``[m.totals() for m in metrics]``) as one float per key
+    (``"metric 0 tp 3"``), so that a data-parallel hook's :meth:`StepHook.epoch_totals`
+    can sum them like the others."""
     out: dict = {}
-    for i, m in enumerate(metrics):
-        for key, value in m.totals().items():
+    for i, sums in enumerate(host):
+        for key, value in sums.items():
             for j, v in enumerate(np.ravel(value).tolist()):
                 out[f"metric {i} {key} {j}"] = float(v)
     return out
 
 
-def _unflat_totals(totals, i, metric) -> dict:
-    """Metric ``i``'s sums back from :func:`_flat_totals`'s keys (same shapes)."""
+def _unflat_totals(totals, i, sums) -> dict:
+    """Metric ``i``'s sums back from :func:`_flat_totals`'s keys (the shapes of
+    ``sums``, its own)."""
     out = {}
-    for key, value in metric.totals().items():
+    for key, value in sums.items():
         flat = [totals[f"metric {i} {key} {j}"] for j in range(int(np.size(value)))]
         out[key] = np.reshape(np.asarray(flat, dtype=np.float64), np.shape(value))
     return out
