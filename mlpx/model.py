@@ -1080,7 +1080,7 @@ default=None
         "layer_sizes": ListOf(_WIDTH, min_length=2),
         "dropout": Interval(float, 0.0, 1.0, closed="left"),
         "maxout_k": Interval(int, 1, None, closed="left"),
-        "norm": [Options(("batch", "layer")), None],
+        "norm": Options((None, "batch", "layer")),
         "preprocess": [Options(("standardize",)),
                        InstanceOf((Rescale, Standardize, dict),
                                   "a Rescale or Standardize layer or its config dict"),
