@@ -768,6 +768,7 @@ class Standardize(Layer):
 
     #: Rows per block when :meth:`adapt` accumulates its sums.
     adapt_block = 4096
+    epsilon: float
 
     def __init__(self, epsilon=0.0):
         super().__init__()

@@ -125,7 +125,7 @@ def test_model_gradients_through_norm_layers(backend, rng):
                 assert_array(g, np.zeros_like(base[i]), backend=backend)
                 continue
 
-            def f(v, i=i):
+            def f(v, i=i, base=base):
                 ps = [b.copy() for b in base]
                 ps[i] = v
                 return loss(ps)
