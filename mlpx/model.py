@@ -339,15 +339,14 @@ class Sequential:
         w1 = max(len(r[1]) for r in rows + [head])
         w2 = max(len(r[2]) for r in rows + [head])
 
-        def line(a, b, c, right=True):
-            return f"{a:<{w0}}  {b:<{w1}}  {c:>{w2}}" if right else \
-                f"{a:<{w0}}  {b:<{w1}}  {c:<{w2}}"
+        def line(a, b, c):
+            return f"{a:<{w0}}  {b:<{w1}}  {c:>{w2}}"
 
         rule = "=" * (w0 + w1 + w2 + 4)
         total = sum(math.prod(p.shape) for p in self.params)
         trainable = sum(math.prod(p.shape) for p, t in zip(self.params, self.trainable_mask)
                         if t)
-        out = [line(*head, right=False), rule] + [line(*r) for r in rows] + [rule]
+        out = [line(*head), rule] + [line(*r) for r in rows] + [rule]
         out.append(f"Total params: {total:,} ({total * itemsize:,} bytes, {self.dtype})")
         out.append(f"Trainable params: {trainable:,} ({trainable * itemsize:,} bytes)")
         out.append(f"Non-trainable params: {total - trainable:,} "
