@@ -982,6 +982,7 @@ class Sequential:
                 init_rng=ts.init_rng, noise_rng=noise, epoch=ts.epoch, history=ts.history)
         state["backend"] = self.backend.name
         state.pop("_fast_step", None)  # buffers are never pickled
+        state["_pending_stats"] = None  # a step's statistics not installed yet
         state["_busy"] = None       # locks neither
         state["_busy_owner"] = None
         return state
@@ -998,6 +999,7 @@ class Sequential:
         self.__dict__.update(state)
         self._busy = threading.Lock()
         self._fast_step = None
+        self._pending_stats = None
         if ts is not None:
             ts.params = self.params
             if ts.noise_rng is None:
