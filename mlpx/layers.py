@@ -881,7 +881,7 @@ class Rescale(Layer):
     >>> layer.build(3, backend=b, dtype="float32", rng=None)
     3
     >>> y, _ = layer.forward(np.array([[0, 51, 255]], dtype=np.uint8), xp=b.xp)
-    >>> y.dtype, np.round(y, 4).tolist()
+    >>> y.dtype, y.astype(np.float64).round(4).tolist()
     (dtype('float32'), [[0.0, 0.2, 1.0]])
     """
 
