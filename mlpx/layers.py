@@ -716,7 +716,9 @@ class Standardize(Layer):
 
     The statistics are computed by :meth:`adapt` (as Keras' ``Normalization.adapt``), or
     by ``fit`` from its training data when the layer has not been adapted yet (the model
-    option ``MLP(..., preprocess="standardize")`` puts such a layer first). They are
+    option ``MLP(..., preprocess="standardize")`` puts such a layer first). On a model
+    that is already compiled, call ``model.adapt_inputs(X, force=True)`` rather than
+    ``layer.adapt(X)``: it also hands the new arrays to the training state. They are
     parameters that are never trained and travel with the model: saved, loaded,
     checkpointed and exported, so a loaded model takes the same raw inputs as during
     training.

@@ -244,17 +244,23 @@ class Sequential:
         device and is converted one batch at a time."""
         return bool(self.layers[0].casts_input)
 
-    def adapt_inputs(self, X) -> bool:
-        """Adapt every :class:`~mlpx.layers.Standardize` layer at the front of the model
-        that has not been adapted yet to the inputs ``X``; return whether one was.
+    def adapt_inputs(self, X, *, force: bool = False) -> bool:
+        """Adapt a first :class:`~mlpx.layers.Standardize` layer to the inputs ``X``
+        (see :meth:`~mlpx.layers.Standardize.adapt`); return whether it was.
 
         ``fit`` calls it with its training data (after any validation split) before the
         first step, so ``MLP(..., preprocess="standardize")`` learns its statistics from
-        the data it is first fitted on, once; later ``fit`` calls keep them. Call
-        ``model.layers[0].adapt(X)`` to recompute them from other data.
+        the data it is first fitted on, once; later ``fit`` calls keep them.
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, n_features)
+        force : bool, default=False
+            Adapt again a layer that was already adapted (False: leave it).
         """
         layer = self.layers[0]
-        if not isinstance(layer, Standardize) or not self.built or layer.adapted:
+        if not isinstance(layer, Standardize) or not self.built or (
+                layer.adapted and not force):
             return False
         layer.adapt(X)
         self.assign_params(self.params)  # the training state sees the new arrays
@@ -1040,7 +1046,7 @@ default=None
         An input layer that travels with the model (saved and loaded with it):
         ``"standardize"`` puts a :class:`~mlpx.layers.Standardize` first, whose mean
         and std are computed from the training data of the first ``fit`` (or by
-        ``model.layers[0].adapt(X)``); ``Rescale(1 / 255)`` scales raw pixels. Either
+        ``model.adapt_inputs(X, force=True)``); ``Rescale(1 / 255)`` scales raw pixels. Either
         takes ``uint8`` inputs and converts them one batch at a time. A layer given here
         is used through its config (a fresh copy is built).
     backend, dtype, seed

@@ -207,6 +207,28 @@ def test_inference_is_per_sample_with_batchnorm(backend, rng):
     np.testing.assert_allclose(one, whole[::13], rtol=1e-5)
 
 
+def test_early_stopping_restores_the_statistics_of_the_best_epoch(rng):
+    """Statistics are snapshotted with the weights: restore_best puts back both."""
+    X = rng.standard_normal((64, 4)).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    Xv, yv = X[:16], 1 - y[:16]  # flipped labels: validation gets worse
+    seen = {}
+
+    def record(model, epoch, logs):
+        seen[epoch] = [_backend.to_numpy(p).copy() for p in model.params]
+
+    model = MLP([4, 8, 2], norm="batch", seed=0)
+    history = model.fit(X, y, epochs=10, batch_size=16, verbose=0,
+                        optimizer={"name": "adam", "lr": 0.05},
+                        validation_data=(Xv, yv), callbacks=[record],
+                        early_stopping={"patience": 2, "restore_best": True})
+    best = history.best_epoch
+    assert best is not None and best < max(seen)
+    for a, b in zip(model.params, seen[best]):
+        assert np.array_equal(a, b)
+    assert not np.array_equal(model.layers[1].params[2], seen[max(seen)][3])
+
+
 # ---------------------------------------------------------------------- MLP options
 def test_mlp_norm_places_the_layer_before_the_activation():
     model = MLP([3, 5, 4, 2], norm="batch", dropout=0.1, seed=0)
@@ -363,6 +385,11 @@ def test_fit_adapts_standardize_once_on_the_training_data(backend, rng):
     np.testing.assert_allclose(mean, X.mean(0), rtol=1e-6)
     model.fit(X + 1000, y, epochs=1, verbose=0)  # a second fit keeps the statistics
     assert np.array_equal(_backend.to_numpy(model.layers[0].params[0]), mean)
+    assert not model.adapt_inputs(X + 1000)
+    assert model.adapt_inputs(X + 1000, force=True)
+    np.testing.assert_allclose(_backend.to_numpy(model.layers[0].params[0]), mean + 1000,
+                               rtol=1e-6)
+    assert model.state_.params[0] is model.params[0]
     split = MLP([3, 4, 2], preprocess="standardize", backend=backend, seed=0)
     split.fit(np.concatenate([X, Xv]), np.concatenate([y, y[:10]]), epochs=1, verbose=0,
               validation_split=0.25)
