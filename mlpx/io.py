@@ -9,7 +9,10 @@ any NumPy can open with ``numpy.load(path, allow_pickle=False)``. It holds:
     parameters (key, layer, name, shape, dtype).
 ``param.<i>.npy``
     Every parameter, in the order of :attr:`mlpx.Sequential.params`, as host (NumPy)
-    arrays: a model saved from CuPy loads on NumPy and the other way round.
+    arrays: a model saved from CuPy loads on NumPy and the other way round. The
+    statistics of :class:`~mlpx.layers.BatchNorm` (running mean and variance) and
+    :class:`~mlpx.layers.Standardize` (mean, std, count) are parameters that are never
+    trained, stored and checked like the others.
 
 A checkpoint is the same format with ``"kind": "checkpoint"`` and a ``"training"``
 section: the optimizer's config and step, its slot arrays (``slot.<name>.<i>.npy``,
