@@ -759,7 +759,7 @@ class Standardize(Layer):
     >>> X = np.array([[0, 10], [2, 10], [4, 10]], dtype=np.uint8)
     >>> layer.adapt(X)
     >>> y, _ = layer.forward(X, xp=b.xp)
-    >>> y.dtype, np.round(y, 3).tolist()
+    >>> y.dtype, y.astype(np.float64).round(3).tolist()
     (dtype('float32'), [[-1.225, 0.0], [0.0, 0.0], [1.225, 0.0]])
     """
 
