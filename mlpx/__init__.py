@@ -14,12 +14,16 @@ from .io import ModelFileError, load
 from .layers import (
     LAYERS,
     ActivationLayer,
+    BatchNorm,
     Dense,
     Dropout,
     Embedding,
     Layer,
+    LayerNorm,
     Maxout,
     PReLU,
+    Rescale,
+    Standardize,
     get_layer,
 )
 from .losses import LOSSES, get_loss
@@ -44,7 +48,7 @@ __all__ = [
     "ACTIVATIONS", "get_activation",
     "INITIALIZERS", "get_initializer",
     "LAYERS", "Layer", "Dense", "ActivationLayer", "Dropout", "PReLU", "Maxout", "Embedding",
-    "get_layer",
+    "BatchNorm", "LayerNorm", "Standardize", "Rescale", "get_layer",
     "LOSSES", "get_loss",
     "METRICS", "get_metric", "metrics", "callbacks",
     "OPTIMIZERS", "SCHEDULES", "get_optimizer", "get_schedule",

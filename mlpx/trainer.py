@@ -862,6 +862,9 @@ def fit_model(model, X, y, opts: FitOptions) -> History:
         if opts.optimizer is not None or model.state_ is None:
             model.compile(opts.optimizer if opts.optimizer is not None else "sgd")
         remaining = opts.epochs
+    # An input Standardize layer not adapted yet learns its statistics from the
+    # training data (after the validation split), once (mlpx.layers.Standardize).
+    model.adapt_inputs(Xd)
     data = DeviceData(Xd, Yd, labels, Wd, xp=xp)
     hooks: list = []
     root = True
