@@ -24,11 +24,14 @@ import mlpx
 from mlpx import _backend, distributed
 from tests.distributed_helpers import (
     CASES,
+    SpyRows,
     ThreadComm,
     ThreadGroup,
     make_data,
+    make_pixels,
     run_ranks,
     train_case,
+    train_rows,
 )
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -228,6 +231,235 @@ def test_only_rank_zero_writes_the_checkpoint_and_one_process_resumes_it(tmp_pat
     resumed, _ = run_ranks(3, resume)
     for weights in resumed:
         _close(weights, longer)
+
+
+# ---------------------------------------------------------------------- data on disk
+def test_row_source_gives_the_rows_of_scale_bit_for_bit(tmp_path):
+    X, _, mapped = make_pixels(tmp_path / "X.npy")
+    for dtype in ("float32", "float64"):
+        rows = distributed.RowSource(mapped, divide=255, dtype=dtype)
+        ref = mlpx.datasets.scale(X, dtype=dtype)
+        np.testing.assert_array_equal(np.asarray(rows), ref)
+        assert np.asarray(rows).dtype == np.dtype(dtype)
+        order = np.array([7, 3, 99, 4, 5, 6])  # any order, consecutive runs included
+        np.testing.assert_array_equal(rows.read(order), ref[order])
+        sub = rows.subset(np.array([10, 2, 50]))
+        np.testing.assert_array_equal(sub.read([2, 0]), ref[[50, 10]])
+        assert sub.shape == (3, X.shape[1]) and len(sub) == 3
+    three_d = distributed.RowSource(np.zeros((4, 2, 3), dtype=np.int16))
+    assert three_d.shape == (4, 6) and three_d.dtype == np.int16
+    with pytest.raises(ValueError, match="'divide' parameter of RowSource"):
+        distributed.RowSource(mapped, divide=0)
+    with pytest.raises(TypeError, match="'array' parameter of RowSource"):
+        distributed.RowSource(3)
+
+
+def test_row_source_on_two_ranks_equals_one_process_reading_only_its_rows(tmp_path):
+    X, y, mapped = make_pixels(tmp_path / "X.npy")
+    ref, ref_model = train_rows(mlpx.datasets.scale(X, dtype="float64"), y)
+    # Without comm a RowSource is read whole, as an array.
+    alone, _ = train_rows(distributed.RowSource(mapped, divide=255, dtype="float64"), y)
+    _close(alone, ref, tol=0)
+    spies = {}
+
+    def fit(comm):
+        spy = spies[comm.rank] = SpyRows(mapped)
+        source = distributed.RowSource(spy, divide=255, dtype="float64")
+        return train_rows(source, y, comm, checkpoint=tmp_path / f"ck{comm.rank}.npz")
+
+    results, _ = run_ranks(2, fit)
+    for weights, model in results:
+        _close(weights, ref)
+        np.testing.assert_allclose(model.history_["val_loss"], ref_model.history_["val_loss"],
+                                   rtol=1e-12)
+    n = X.shape[0]
+    n_val = int(round(n * 0.2))
+    share = -(-16 // 2)
+    for spy in spies.values():
+        sizes = [r.size for r in spy.requests]
+        # the validation rows once, then reads no larger than a batch share
+        assert sizes[0] == n_val and max(sizes[1:]) <= max(share, (n - n_val + 1) // 2)
+        # the start-of-fit scan (its half of the training rows), then its shares:
+        # half of the training rows per epoch, never all of them
+        assert len(spy.rows()) == n_val + (n - n_val) // 2 * (1 + ROWS_EPOCHS)
+    train0 = np.concatenate(spies[0].requests[2:])
+    train1 = np.concatenate(spies[1].requests[2:])
+    assert np.intersect1d(train0[:48], train1[:48]).size == 0  # epoch 1: disjoint shares
+    # The checkpoint's fingerprint (from the ranks' partial sums) matches one process's:
+    # the 2-rank checkpoint resumes in one process on the in-memory array.
+    longer, _ = train_rows(mlpx.datasets.scale(X, dtype="float64"), y, epochs=5)
+    resumed, _ = train_rows(mlpx.datasets.scale(X, dtype="float64"), y, epochs=5,
+                            resume=tmp_path / "ck0.npz")
+    _close(resumed, longer)
+
+
+ROWS_EPOCHS = 3
+
+
+def test_non_finite_rows_raise_the_same_error_on_every_rank(tmp_path):
+    X = np.ones((20, 3))
+    X[17, 1] = np.nan  # in rank 1's slice only
+    np.save(tmp_path / "X.npy", X)
+    mapped = np.load(tmp_path / "X.npy", mmap_mode="r")
+    y = np.arange(20) % 3
+
+    def fit(comm):
+        with pytest.raises(distributed.SharedDataError, match="NaN or infinity"):
+            mlpx.MLP([3, 4, 3], seed=0).fit(mapped, y, epochs=1, verbose=0, comm=comm)
+        return comm.aborted
+
+    results, _ = run_ranks(2, fit)
+    assert results == [None, None]  # a collective error: nobody aborts
+
+
+def test_decompressed_idx_is_mapped_and_equals_read_idx(tmp_path):
+    import gzip
+
+    from mlpx.data.idx import decompress_idx, open_idx
+
+    data = np.arange(2 * 3 * 4, dtype=">i2").reshape(2, 3, 4)
+    header = bytes([0, 0, 0x0B, 3]) + b"".join(d.to_bytes(4, "big") for d in data.shape)
+    raw = header + data.tobytes()
+    (tmp_path / "a.gz").write_bytes(gzip.compress(raw))
+    out = decompress_idx(tmp_path / "a.gz", tmp_path / "a")
+    assert (tmp_path / "a").read_bytes() == raw and out == str(tmp_path / "a")
+    mapped = open_idx(tmp_path / "a")
+    assert isinstance(mapped, np.memmap) and not mapped.flags.writeable
+    np.testing.assert_array_equal(mapped, mlpx.datasets.read_idx(tmp_path / "a.gz"))
+    with pytest.raises(mlpx.datasets.IDXFormatError, match="gzip-compressed"):
+        open_idx(tmp_path / "a.gz")
+    (tmp_path / "short").write_bytes(raw[:-2])
+    with pytest.raises(mlpx.datasets.IDXFormatError, match="needs 48"):
+        open_idx(tmp_path / "short")
+    (tmp_path / "short.gz").write_bytes(gzip.compress(raw[:-2]))
+    with pytest.raises(mlpx.datasets.IDXFormatError, match="truncated"):
+        decompress_idx(tmp_path / "short.gz", tmp_path / "b")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "a.gz", "short", "short.gz"]
+
+
+# ---------------------------------------------------------------------- buckets
+def test_bucket_edges_cover_the_buffer_in_order():
+    assert distributed.bucket_edges(10, 8, None) == [(0, 10)]
+    assert distributed.bucket_edges(10, 8, 80) == [(0, 10)]
+    assert distributed.bucket_edges(10, 8, 24) == [(0, 3), (3, 6), (6, 9), (9, 10)]
+    assert distributed.bucket_edges(3, 8, 1) == [(0, 1), (1, 2), (2, 3)]
+
+
+@pytest.mark.parametrize("bucket_bytes", [8, 100, 400])
+def test_bucketed_all_reduce_equals_the_flat_buffer_bit_for_bit(bucket_bytes):
+    def fit(comm, bucket):
+        comm.bucket_bytes = bucket
+        weights, _ = train_case("l2", comm, epochs=2)
+        return weights
+
+    flat, flat_group = run_ranks(2, lambda c: fit(c, None))
+    bucketed, group = run_ranks(2, lambda c: fit(c, bucket_bytes))
+    for a, b in zip(flat, bucketed):
+        _close(a, b, tol=0)
+    n_values = sum(int(np.prod(p.shape)) for p in flat[0]) + 2
+    pieces = len(distributed.bucket_edges(n_values, 8, bucket_bytes))
+    assert pieces > 1
+    assert group.allreduces == flat_group.allreduces * pieces
+
+
+# ---------------------------------------------------------------------- MPI, stand-ins
+class _Done:
+    def Test(self):  # noqa: N802 - mpi4py's names
+        return True
+
+    def Wait(self):  # noqa: N802
+        return None
+
+
+class _SoloWorld:
+    """A one-rank mpi4py communicator that records the buffers its all-reduce gets."""
+
+    def __init__(self):
+        self.buffers = []
+
+    def Get_rank(self):  # noqa: N802
+        return 0
+
+    def Get_size(self):  # noqa: N802
+        return 1
+
+    def Allreduce(self, *a, **kw):  # noqa: N802
+        raise AssertionError("blocking collectives are not used")
+
+    def Iallreduce(self, inplace, buf, op=None):  # noqa: N802
+        self.buffers.append(buf)
+        return _Done()
+
+
+def test_cuda_aware_mpi_gets_the_device_buffer_and_others_a_host_copy(monkeypatch):
+    pytest.importorskip("mpi4py", reason="mpi4py is not installed")
+    synced = []
+    monkeypatch.setattr(_backend, "is_cupy_namespace", lambda xp: True)
+    monkeypatch.setattr(_backend, "is_numpy_namespace", lambda xp: False)
+    monkeypatch.setattr(_backend, "synchronize", synced.append)
+    moved = []
+    monkeypatch.setattr(_backend, "to_device",
+                        lambda a, backend, **kw: moved.append(a) or a)
+    monkeypatch.setattr(_backend, "to_numpy", lambda a: np.array(a))  # device -> host copy
+    backend = SimpleNamespace(name="cupy-stand-in", xp=_FakeDeviceXP(), device=None)
+    device_buf = np.arange(4.0).view(_FakeDevArray)  # shows a device pointer like CuPy
+
+    world = _SoloWorld()
+    direct = distributed.MPICommunicator(world, cuda_aware=True)
+    out = direct.allreduce_sum(device_buf, backend=backend)
+    assert world.buffers[-1] is device_buf and out is device_buf  # no staging
+    assert synced == [backend] and moved == []  # the stream is synchronised first
+
+    world = _SoloWorld()
+    staged = distributed.MPICommunicator(world, cuda_aware=False)
+    staged.allreduce_sum(device_buf, backend=backend)
+    assert world.buffers[-1] is not device_buf and type(world.buffers[-1]) is np.ndarray
+    assert len(moved) == 1  # back to the device once
+
+    world = _SoloWorld()  # None: ask the library (the environment variable decides here)
+    monkeypatch.setenv("MLPX_CUDA_AWARE_MPI", "1")
+    asked = distributed.MPICommunicator(world)
+    asked.allreduce_sum(device_buf, backend=backend)
+    assert asked.cuda_aware is True and world.buffers[-1] is device_buf
+
+
+def test_cuda_aware_mpi_is_asked_of_the_library(monkeypatch):
+    MPI = pytest.importorskip("mpi4py.MPI", reason="mpi4py is not installed")
+    monkeypatch.delenv("MLPX_CUDA_AWARE_MPI", raising=False)
+    assert distributed.cuda_aware_mpi(SimpleNamespace(Query_cuda_support=lambda: 1))
+    assert not distributed.cuda_aware_mpi(SimpleNamespace(Query_cuda_support=lambda: 0))
+    # The MPICH wheels here are built without CUDA: MPIX_Query_cuda_support() says 0.
+    assert distributed.cuda_aware_mpi(MPI) is False
+    assert distributed.cuda_aware_mpi(SimpleNamespace(__file__="/nonexistent.so")) is False
+    monkeypatch.setenv("MLPX_CUDA_AWARE_MPI", "1")
+    assert distributed.cuda_aware_mpi(MPI) is True
+
+
+def test_mpi_communicator_checks_its_parameters():
+    with pytest.raises(ValueError, match="'timeout' parameter of MPICommunicator"):
+        distributed.MPICommunicator(_SoloWorld(), timeout=0)
+    with pytest.raises(ValueError, match="'bucket_bytes' parameter of MPICommunicator"):
+        distributed.MPICommunicator(_SoloWorld(), bucket_bytes=0)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _backend.cuda_available(), reason="no CUDA device")
+@pytest.mark.parametrize("cuda_aware", [False, True])
+def test_mpi_trains_a_cupy_model_like_one_process(cuda_aware):
+    MPI = pytest.importorskip("mpi4py.MPI", reason="mpi4py is not installed")
+    if cuda_aware and not distributed.cuda_aware_mpi(MPI):
+        pytest.skip("this MPI library is not CUDA-aware")
+    X, y, w = make_data()
+
+    def fit(comm):
+        model = mlpx.MLP([5, 8, 3], alpha=0.01, dtype="float64", seed=0, backend="cupy")
+        model.fit(X, y, epochs=2, batch_size=16, sample_weight=w, verbose=0, comm=comm,
+                  optimizer={"name": "adam", "lr": 0.01})
+        return [_backend.to_numpy(p) for p in model.params]
+
+    comm = distributed.MPICommunicator(MPI.COMM_SELF, cuda_aware=cuda_aware,
+                                       bucket_bytes=256)
+    _close(fit(comm), fit(None))
 
 
 # ---------------------------------------------------------------------- the CLI
