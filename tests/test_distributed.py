@@ -601,6 +601,50 @@ def test_mpiexec_two_ranks_equal_one_process(mpi_run, name):
     np.testing.assert_allclose(mpi_run[f"{name}/loss"], model.history_["loss"], rtol=1e-12)
 
 
+def test_mpiexec_bucketed_all_reduce_equals_the_flat_buffer(mpi_run):
+    ref, _ = train_case("adam")
+    bucketed = [mpi_run[f"adam_buckets/{i}"] for i in range(len(ref))]
+    _close(bucketed, [mpi_run[f"adam/{i}"] for i in range(len(ref))], tol=0)
+    _close(bucketed, ref)
+
+
+def test_mpiexec_ranks_read_only_their_rows_of_a_memory_map(tmp_path):
+    from tests.mpi_worker import ROWS_N
+
+    proc, _ = _launch(str(tmp_path / "out.npz"), "--rows", str(tmp_path), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = np.load(tmp_path / "out.npz")
+    X, y, _ = make_pixels(tmp_path / "ref.npy", n=ROWS_N, d=784)
+    ref, _ = train_rows(mlpx.datasets.scale(X, dtype="float64"), y, batch_size=200,
+                        validation_split=0.0)
+    _close([got[f"w{i}"] for i in range(len(ref))], ref)
+    half, epochs = ROWS_N // 2, 3
+    for r in (0, 1):
+        rows, sizes = got[f"rows{r}"], got[f"sizes{r}"]
+        # its slice once (the start-of-fit check), then its shares: half the rows per epoch
+        assert rows.size == half * (1 + epochs)
+        np.testing.assert_array_equal(np.sort(rows[:half]), np.arange(r * half, (r + 1) * half))
+        assert sizes.max() <= (1 << 20) // (784 * 8)  # a 1 MiB scan piece or a 100-row share
+    for e in range(epochs):  # the two ranks' shares of an epoch: every row once
+        part = slice(half * (1 + e), half * (2 + e))
+        both = np.concatenate([got["rows0"][part], got["rows1"][part]])
+        np.testing.assert_array_equal(np.sort(both), np.arange(ROWS_N))
+    # One process holds the whole float64 array (62.7 MB); a rank's anonymous memory
+    # grows by about 11 MB here, the same for 2,000 or 20,000 rows (imports, buffers).
+    full_kib = ROWS_N * 784 * 8 // 1024
+    for r in (0, 1):
+        assert int(got[f"grew{r}"]) < 0.4 * full_kib, (int(got[f"grew{r}"]), full_kib)
+
+
+def test_mpiexec_a_hanging_rank_ends_the_job_within_the_timeout(tmp_path):
+    proc, seconds = _launch(str(tmp_path / "x.npz"), "--fail", "hang", "--timeout", "3",
+                            timeout=90)
+    assert proc.returncode != 0
+    assert seconds < 30
+    assert "rank 0 of 2 failed with CollectiveTimeoutError" in proc.stderr
+    assert "within 3 s: rank(s) [1] did not arrive" in proc.stderr
+
+
 def test_mpiexec_checkpoint_on_two_ranks_resumes_on_one(tmp_path):
     out = tmp_path / "final.npz"
     proc, _ = _launch(str(out), "--checkpoint-dir", str(tmp_path))
