@@ -517,7 +517,7 @@ class RowSource:
 
     ndim = 2
 
-    def __init__(self, array, *, dtype=None, divide=None, chunk_bytes=16 << 20):
+    def __init__(self, array, *, dtype=None, divide=None, chunk_bytes=16 << 20) -> None:
         params = validate_params("RowSource", {"divide": divide, "chunk_bytes": chunk_bytes},
                                  _ROW_PARAMS)
         shape = tuple(int(s) for s in getattr(array, "shape", ()))
