@@ -181,7 +181,8 @@ def main() -> None:
         text = json.dumps(result, indent=1)
         print(text)
         if args.out is not None:
-            path = os.path.join(args.out, f"mpi_scaling-{comm.size}rank.json")
+            tag = "-buckets" if bucketed else ""
+            path = os.path.join(args.out, f"mpi_scaling{tag}-{comm.size}rank.json")
             with open(path, "w") as fh:
                 fh.write(text + "\n")
 
