@@ -315,7 +315,7 @@ def test_non_finite_rows_raise_the_same_error_on_every_rank(tmp_path):
 def test_decompressed_idx_is_mapped_and_equals_read_idx(tmp_path):
     import gzip
 
-    from mlpx.data.idx import decompress_idx, open_idx
+    from mlpx.datasets import decompress_idx, open_idx
 
     data = np.arange(2 * 3 * 4, dtype=">i2").reshape(2, 3, 4)
     header = bytes([0, 0, 0x0B, 3]) + b"".join(d.to_bytes(4, "big") for d in data.shape)

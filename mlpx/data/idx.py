@@ -304,7 +304,7 @@ def open_idx(path: str | os.PathLike[str]) -> np.memmap:
     Examples
     --------
     >>> import os, tempfile
-    >>> from mlpx.data.idx import open_idx
+    >>> from mlpx.datasets import open_idx
     >>> header = bytes([0, 0, 0x08, 2]) + (2).to_bytes(4, "big") + (3).to_bytes(4, "big")
     >>> path = os.path.join(tempfile.mkdtemp(), "tiny-idx2-ubyte")
     >>> with open(path, "wb") as f:
