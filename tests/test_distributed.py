@@ -683,6 +683,31 @@ def test_mpiexec_cli_distributed_equals_one_process(tmp_path):
     _close([np.asarray(p) for p in two.params], [np.asarray(p) for p in one.params])
 
 
+def test_mpiexec_cli_distributed_reads_fashion_mnist_from_its_mapped_file(tmp_path):
+    from mlpx.cli import main
+    from tests.data_helpers import DEBIAN_FASHION
+
+    if not DEBIAN_FASHION.is_dir():
+        pytest.skip(f"no Fashion-MNIST files in {DEBIAN_FASHION}")
+    data = tmp_path / "fashion"
+    data.mkdir()
+    for f in DEBIAN_FASHION.iterdir():  # a writable folder: the images are decompressed
+        (data / f.name).symlink_to(f)
+    args = ["--dataset", "fashion-mnist", "--data-dir", str(data), "--n-train", "1000",
+            "--hidden", "16", "--epochs", "2", "--dtype", "float64", "--batch-size", "100",
+            "--validation-split", "0.1", "-q"]
+    proc, _ = _launch("train", "--distributed", "--save", str(tmp_path / "two.npz"), *args,
+                      program=("-m", "mlpx"), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # both ranks decompressed the images (or found them done): whole files, no temporary
+    assert sorted(p.name for p in data.iterdir() if not p.name.endswith(".gz")) == [
+        "t10k-images-idx3-ubyte", "train-images-idx3-ubyte"]
+    assert (data / "train-images-idx3-ubyte").stat().st_size == 16 + 60000 * 784
+    assert main(["train", "--save", str(tmp_path / "one.npz"), *args]) == 0
+    two, one = mlpx.load(tmp_path / "two.npz"), mlpx.load(tmp_path / "one.npz")
+    _close([np.asarray(p) for p in two.params], [np.asarray(p) for p in one.params])
+
+
 def test_a_memory_mapped_x_is_trained_on_without_a_copy(tmp_path):
     X, y, _ = make_data()
     np.save(tmp_path / "X.npy", X)
