@@ -470,14 +470,15 @@ def _load_data(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
             raise _UsageError(f"--n-train {args.n_train} is more than the "
                               f"{X_train.shape[0]:,} training images of {args.dataset}")
         X_train, y_train = X_train[:args.n_train], y_train[:args.n_train]
+    X_fit: Any
     if mapped:
         from .distributed import RowSource
 
-        X_train = RowSource(X_train, divide=255, dtype=args.dtype)  # rows of scale()
+        X_fit = RowSource(X_train, divide=255, dtype=args.dtype)  # rows of scale()
     else:
-        X_train = datasets.scale(X_train, dtype=args.dtype)
+        X_fit = datasets.scale(X_train, dtype=args.dtype)
     X_test = datasets.scale(X_test, dtype=args.dtype)
-    return X_train, y_train, X_test, y_test
+    return X_fit, y_train, X_test, y_test
 
 
 def _targets(model: Any, y: Any) -> Any:

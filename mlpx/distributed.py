@@ -19,7 +19,13 @@ So 2 ranks with the same global batch compute what 1 process does, up to the rou
 of the sums. Dropout masks come from a per-rank generator derived from the shared seed
 and the rank. Only rank 0 shows progress and writes checkpoints. An exception on one
 rank prints which rank failed and aborts the whole job (``MPI_Abort``), so that the
-others never wait forever in an all-reduce.
+others never wait forever in an all-reduce; a rank that hangs is found by the others'
+collective timeout (:class:`MPICommunicator`), which names it and aborts the job.
+
+Data may stay on disk: with ``X`` a :class:`RowSource` (over a memory map, an IDX file
+mapped by :func:`mlpx.datasets.open_idx`, ...) each rank reads only the rows of its
+shares. The gradient buffer may be all-reduced in buckets (``bucket_bytes``), and CuPy
+buffers go to a CUDA-aware MPI directly (:func:`cuda_aware_mpi`).
 
 Examples
 --------
@@ -855,11 +861,13 @@ class DataParallel:
 
     # -- data that stay on disk ----------------------------------------------------------
     @staticmethod
-    def row_source(X) -> RowSource | None:
-        """``X`` as a :class:`RowSource` when it is one (or a 2-D memory map), else None."""
+    def row_source(X, model=None) -> RowSource | None:
+        """``X`` as a :class:`RowSource` when it is one, or a 2-D memory map of features
+        (token ids for an Embedding stay as they are), else None."""
         if isinstance(X, RowSource):
             return X
-        if isinstance(X, np.memmap) and X.ndim == 2:
+        if isinstance(X, np.memmap) and X.ndim == 2 and not (
+                model is not None and model.takes_ids):
             return RowSource(X)
         return None
 

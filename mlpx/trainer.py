@@ -661,7 +661,7 @@ def fit_model(model, X, y, opts: FitOptions) -> History:
     par = opts.parallel
     # On several ranks X may stay on disk (mlpx.distributed.RowSource, a memory map):
     # each rank then reads only the rows it needs.
-    rows_src = None if par is None else par.row_source(X)
+    rows_src = None if par is None else par.row_source(X, model)
     X_probe = rows_src if rows_src is not None else model.as_numeric(X, "X")
     ckpt = fit_info = None
     if opts.resume is not None:

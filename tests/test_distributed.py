@@ -296,6 +296,40 @@ def test_row_source_on_two_ranks_equals_one_process_reading_only_its_rows(tmp_pa
 ROWS_EPOCHS = 3
 
 
+def test_every_backend_trains_from_a_row_source(backend, tmp_path):
+    X, y, mapped = make_pixels(tmp_path / "X.npy", n=40)
+
+    def fit(comm, X):
+        model = mlpx.MLP([6, 8, 3], dtype="float64", seed=0, backend=backend.name)
+        model.fit(X, y, epochs=2, batch_size=7, verbose=0, comm=comm,
+                  optimizer={"name": "adam", "lr": 0.01})
+        return [_backend.to_numpy(p) for p in model.params]
+
+    ref = fit(None, mlpx.datasets.scale(X, dtype="float64"))
+    source = distributed.RowSource(mapped, divide=255, dtype="float64")
+    results, _ = run_ranks(2, lambda c: fit(c, source.subset(np.arange(40))))
+    for weights in results:
+        _close(weights, ref)
+
+
+def test_token_ids_in_a_memory_map_stay_token_ids(tmp_path):
+    ids = np.random.default_rng(0).integers(0, 7, size=(30, 3))
+    np.save(tmp_path / "ids.npy", ids)
+    mapped = np.load(tmp_path / "ids.npy", mmap_mode="r")
+    y = ids[:, 0] % 2
+
+    def fit(comm):
+        model = mlpx.Sequential([mlpx.layers.Embedding(7, 2), mlpx.Dense(2)],
+                                n_features=3, dtype="float64", seed=0)
+        model.fit(mapped, y, epochs=1, batch_size=10, verbose=0, comm=comm)
+        return [p.copy() for p in model.params]
+
+    ref = fit(None)
+    results, _ = run_ranks(2, fit)
+    for weights in results:
+        _close(weights, ref)
+
+
 def test_non_finite_rows_raise_the_same_error_on_every_rank(tmp_path):
     X = np.ones((20, 3))
     X[17, 1] = np.nan  # in rank 1's slice only
