@@ -453,9 +453,12 @@ def _load_data(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
                           "embedded in the package)")
     if args.data_dir is not None and not os.path.isdir(args.data_dir):
         raise _UsageError(f"--data-dir: {args.data_dir!r} is not a folder")
+    # With --distributed the training images of MNIST / Fashion-MNIST stay in their
+    # (decompressed) file: each rank reads the rows of its shares (mlpx.distributed).
+    mapped = bool(args.distributed) and args.dataset != "sample"
     try:
         (X_train, y_train), (X_test, y_test) = datasets.load_dataset(
-            args.dataset, data_dir=args.data_dir, progress=not args.quiet)
+            args.dataset, data_dir=args.data_dir, progress=not args.quiet, mmap=mapped)
     except (OSError, ValueError) as exc:
         hint = ""
         if args.dataset != "sample" and args.data_dir is None:
@@ -467,9 +470,15 @@ def _load_data(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
             raise _UsageError(f"--n-train {args.n_train} is more than the "
                               f"{X_train.shape[0]:,} training images of {args.dataset}")
         X_train, y_train = X_train[:args.n_train], y_train[:args.n_train]
-    X_train = datasets.scale(X_train, dtype=args.dtype)
+    X_fit: Any
+    if mapped:
+        from .distributed import RowSource
+
+        X_fit = RowSource(X_train, divide=255, dtype=args.dtype)  # rows of scale()
+    else:
+        X_fit = datasets.scale(X_train, dtype=args.dtype)
     X_test = datasets.scale(X_test, dtype=args.dtype)
-    return X_train, y_train, X_test, y_test
+    return X_fit, y_train, X_test, y_test
 
 
 def _targets(model: Any, y: Any) -> Any:

@@ -751,7 +751,11 @@ def fit_model(model, X, y, opts: FitOptions) -> History:
         When ``opts.resume`` names a file that is not a sound mlpx checkpoint.
     """
     # Validate everything before changing anything.
-    X_probe = model.as_numeric(X, "X")
+    par = opts.parallel
+    # On several ranks X may stay on disk (mlpx.distributed.RowSource, a memory map):
+    # each rank then reads only the rows it needs.
+    rows_src = None if par is None else par.row_source(X, model)
+    X_probe = rows_src if rows_src is not None else model.as_numeric(X, "X")
     ckpt = fit_info = None
     if opts.resume is not None:
         ckpt = mio.read_checkpoint(opts.resume)
@@ -762,9 +766,8 @@ def fit_model(model, X, y, opts: FitOptions) -> History:
         _check_resume(model, ckpt, opts.optimizer, opts.stopper)
     if not model.built and X_probe.ndim == 2:
         model.build(int(X_probe.shape[1]))
-    Xd = model.to_device_X(X)
+    Xd = model.to_device_X(X) if rows_src is None else par.check_rows(model, rows_src)
     n = int(Xd.shape[0])
-    par = opts.parallel
     if par is not None:  # every rank checks the call, then takes rank 0's random state
         par.sync_start(model, n_samples=n)
     Yd, labels = model.to_device_y(y, n)
@@ -798,9 +801,13 @@ def fit_model(model, X, y, opts: FitOptions) -> History:
         perm = split_rng.permutation(n)
         vi = _backend.to_device(perm[:n_val], backend=model.backend)
         ti = _backend.to_device(np.sort(perm[n_val:]), backend=model.backend)
-        val = (xp.take(Xd, vi, axis=0), xp.take(Yd, vi, axis=0),
+        if rows_src is None:
+            Xv, Xd = xp.take(Xd, vi, axis=0), xp.take(Xd, ti, axis=0)
+        else:
+            Xv, Xd = par.take_rows(model, Xd, perm[:n_val]), Xd.subset(np.sort(perm[n_val:]))
+        val = (Xv, xp.take(Yd, vi, axis=0),
                None if labels is None else xp.take(labels, vi, axis=0))
-        Xd, Yd = xp.take(Xd, ti, axis=0), xp.take(Yd, ti, axis=0)
+        Yd = xp.take(Yd, ti, axis=0)
         labels = None if labels is None else xp.take(labels, ti, axis=0)
         Wd = None if Wd is None else xp.take(Wd, ti, axis=0)
         n = n - n_val
@@ -820,6 +827,8 @@ def fit_model(model, X, y, opts: FitOptions) -> History:
             check_monitor(cb.monitor, model=model, has_val=val is not None,
                           metrics={m.name for m in metrics}, who=type(cb).__name__)
     batch_size = opts.batch_size or n
+    # Rows on disk: checked finite (and summed) by the ranks together, a slice each.
+    x_sum = None if rows_src is None else par.scan_rows(model, Xd)
     record: dict[str, Any] | None = None
     if opts.checkpoint is not None or fit_info is not None:
         record = {
@@ -834,7 +843,8 @@ def fit_model(model, X, y, opts: FitOptions) -> History:
                            else "split" if val is not None else None),
             "start_rng": start_rng,
             "early_stopping": None if stopper is None else stopper_config(stopper),
-            "fingerprint": _fingerprint(model, Xd, Yd, Wd, *(val[:2] if val else ())),
+            "fingerprint": ([x_sum] if x_sum is not None else _fingerprint(model, Xd))
+            + _fingerprint(model, Yd, Wd, *(val[:2] if val else ())),
         }
         if fit_info is not None and ckpt is not None:
             record["start_epoch"] = int(fit_info["start_epoch"])
@@ -871,7 +881,7 @@ def fit_model(model, X, y, opts: FitOptions) -> History:
     if par is not None:  # rank 0's weights; each rank its share of every batch
         par.sync_state(model)
         hooks = par.hooks(model, data)
-        data = par.shard(data)
+        data = par.shard(data, model)
         root = par.is_root
     if opts.clip_norm is not None or opts.clip_value is not None:
         # After the all-reduce: every rank clips the same summed gradients.
