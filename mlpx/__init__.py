@@ -3,7 +3,7 @@
 The public API, re-exported from the modules that hold it.
 """
 
-from . import datasets, export, io
+from . import callbacks, datasets, export, io, metrics
 from ._backend import BACKENDS, resolve_backend, to_numpy
 from ._validation import InvalidParameterError
 from ._version import __version__
@@ -14,15 +14,20 @@ from .io import ModelFileError, load
 from .layers import (
     LAYERS,
     ActivationLayer,
+    BatchNorm,
     Dense,
     Dropout,
     Embedding,
     Layer,
+    LayerNorm,
     Maxout,
     PReLU,
+    Rescale,
+    Standardize,
     get_layer,
 )
 from .losses import LOSSES, get_loss
+from .metrics import METRICS, get_metric
 from .model import MLP, LanguageModel, Sequential, model_from_config
 from .optimizers import OPTIMIZERS, SCHEDULES, get_optimizer, get_schedule
 from .state import TrainState
@@ -43,8 +48,9 @@ __all__ = [
     "ACTIVATIONS", "get_activation",
     "INITIALIZERS", "get_initializer",
     "LAYERS", "Layer", "Dense", "ActivationLayer", "Dropout", "PReLU", "Maxout", "Embedding",
-    "get_layer",
+    "BatchNorm", "LayerNorm", "Standardize", "Rescale", "get_layer",
     "LOSSES", "get_loss",
+    "METRICS", "get_metric", "metrics", "callbacks",
     "OPTIMIZERS", "SCHEDULES", "get_optimizer", "get_schedule",
     "MLP", "Sequential", "History", "EarlyStopping", "Callback", "Evaluation",
     "LanguageModel", "LanguageEvaluation",

@@ -549,9 +549,12 @@ def _load_data(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
                           "embedded in the package)")
     if args.data_dir is not None and not os.path.isdir(args.data_dir):
         raise _UsageError(f"--data-dir: {args.data_dir!r} is not a folder")
+    # With --distributed the training images of MNIST / Fashion-MNIST stay in their
+    # (decompressed) file: each rank reads the rows of its shares (mlpx.distributed).
+    mapped = bool(args.distributed) and args.dataset != "sample"
     try:
         (X_train, y_train), (X_test, y_test) = datasets.load_dataset(
-            args.dataset, data_dir=_data_dir(args), progress=not args.quiet)
+            args.dataset, data_dir=_data_dir(args), progress=not args.quiet, mmap=mapped)
     except (OSError, ValueError) as exc:
         hint = ""
         if args.dataset != "sample" and args.data_dir is None:
@@ -566,9 +569,15 @@ def _load_data(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
             raise _UsageError(f"--n-train {args.n_train} is more than the "
                               f"{X_train.shape[0]:,} training images of {args.dataset}")
         X_train, y_train = X_train[:args.n_train], y_train[:args.n_train]
-    X_train = datasets.scale(X_train, dtype=args.dtype)
+    X_fit: Any
+    if mapped:
+        from .distributed import RowSource
+
+        X_fit = RowSource(X_train, divide=255, dtype=args.dtype)  # rows of scale()
+    else:
+        X_fit = datasets.scale(X_train, dtype=args.dtype)
     X_test = datasets.scale(X_test, dtype=args.dtype)
-    return X_train, y_train, X_test, y_test
+    return X_fit, y_train, X_test, y_test
 
 
 # ------------------------------------------------------------------ tabular data
@@ -917,7 +926,8 @@ def _train(args: argparse.Namespace) -> int:
             raise _UsageError("--csv needs --target COLUMN, the name of the column to "
                               "predict")
     if args.early_stopping is not None and args.validation_split == 0:
-        raise _UsageError("--early-stopping watches the validation loss: add "
+        raise _UsageError("--early-stopping watches the validation loss, so it needs "
+                          "validation data (the rule of fit(early_stopping=...)): add "
                           "--validation-split (e.g. 0.1)")
     comm = _communicator(args)
     root = comm is None or comm.rank == 0

@@ -9,7 +9,8 @@ Everything here is host-side NumPy; moving data to a device is the model's busin
 (``fit`` accepts NumPy arrays).
 
 * :func:`read_idx` reads an IDX file (gzip-compressed or raw) and validates it
-  (:mod:`mlpx.data.idx`).
+  (:mod:`mlpx.data.idx`); :func:`open_idx` maps an uncompressed one into memory without
+  reading it, :func:`decompress_idx` writes the uncompressed file of a gzip one.
 * :func:`load_mnist`, :func:`load_fashion_mnist` return ``(X_train, y_train),
   (X_test, y_test)``, reading the four files from a folder or downloading them (from a
   list of mirrors, each file checked against a pinned SHA-256) into a cache folder
@@ -46,7 +47,7 @@ from .data.catalog import (  # noqa: F401
     RemoteFile,
 )
 from .data.download import DownloadError, fetch
-from .data.idx import IDXFormatError, read_idx
+from .data.idx import IDXFormatError, decompress_idx, open_idx, read_idx
 from .data.loaders import (
     DATASET_NAMES,
     load_dataset,
@@ -73,6 +74,8 @@ __all__ = [
     "DATASET_NAMES",
     "FASHION_MNIST_CLASSES",
     "read_idx",
+    "open_idx",
+    "decompress_idx",
     "fetch",
     "default_data_dir",
     "load_mnist",

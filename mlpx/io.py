@@ -9,7 +9,10 @@ any NumPy can open with ``numpy.load(path, allow_pickle=False)``. It holds:
     parameters (key, layer, name, shape, dtype).
 ``param.<i>.npy``
     Every parameter, in the order of :attr:`mlpx.Sequential.params`, as host (NumPy)
-    arrays: a model saved from CuPy loads on NumPy and the other way round.
+    arrays: a model saved from CuPy loads on NumPy and the other way round. The
+    statistics of :class:`~mlpx.layers.BatchNorm` (running mean and variance) and
+    :class:`~mlpx.layers.Standardize` (mean, std, count) are parameters that are never
+    trained, stored and checked like the others.
 
 A checkpoint is the same format with ``"kind": "checkpoint"`` and a ``"training"``
 section: the optimizer's config and step, its slot arrays (``slot.<name>.<i>.npy``,
@@ -1096,12 +1099,19 @@ def _layer_shapes(layer, width):
         vocab = _size(layer, "vocab_size", "Embedding layer")
         dim = _size(layer, "dim", "Embedding layer")
         return [(vocab, dim)], width * dim
-    if name in ("ActivationLayer", "Dropout"):
+    if name in ("ActivationLayer", "Dropout", "Rescale"):
         return [], width
+    if name == "BatchNorm":  # gamma, beta, running mean and variance
+        return [(width,)] * 4, width
+    if name == "LayerNorm":
+        return [(width,)] * 2, width
+    if name == "Standardize":  # mean, std, count
+        return [(width,), (width,), (1,)], width
     if isinstance(name, str) and name in LAYERS:
         raise ModelFileError(f"the config uses layer {name!r}, whose parameter shapes mlpx "
                              "cannot check before building it; only Dense, Maxout, PReLU, "
-                             "Embedding, ActivationLayer and Dropout layers are loaded from files.")
+                             "Embedding, ActivationLayer, Dropout, BatchNorm, LayerNorm, "
+                             "Standardize and Rescale layers are loaded from files.")
     raise ModelFileError(f"Unknown layer {str(name)[:40]!r}. Valid layers: "
                          f"{sorted(LAYERS)}.")
 
@@ -1137,13 +1147,23 @@ def config_param_shapes(config: dict) -> list[tuple[int, ...]]:
             raise ModelFileError("the config's layer_sizes must list at least two widths.")
         sizes = [_size({"w": s}, "w", "MLP") for s in sizes]
         act = config.get("activation", "relu")
-        layers = []
+        norm = config.get("norm")
+        if norm not in (None, "batch", "layer"):
+            raise ModelFileError(f"the config's norm {str(norm)[:40]!r} is not one of "
+                                 "[None, 'batch', 'layer'].")
+        norm_layer = [] if norm is None else [
+            {"name": "BatchNorm" if norm == "batch" else "LayerNorm"}]
+        pre = config.get("preprocess")
+        layers = [] if pre is None else [{"name": "Standardize"} if pre == "standardize"
+                                         else pre]
         for w in sizes[1:-1]:
             if act == "maxout":
                 layers.append({"name": "Maxout", "units": w,
                                "k": config.get("maxout_k", 2)})
+                layers += norm_layer
             else:
-                layers.append({"name": "Dense", "units": w})
+                layers.append({"name": "Dense", "units": w, "bias": norm != "batch"})
+                layers += norm_layer
                 if act == "prelu":
                     layers.append({"name": "PReLU"})
         layers.append({"name": "Dense", "units": sizes[-1]})

@@ -10,6 +10,14 @@ Gradients are returned (aligned with ``layer.params`` by position), never accumu
 the layer, and ``backward`` never recomputes the forward pass: what it needs travels in
 ``cache``. The first layer of a network is called with ``need_dx=False`` and skips the
 input-gradient product.
+
+Some parameters are *statistics*, not weights: the running mean and variance of
+:class:`BatchNorm` and the mean and standard deviation of :class:`Standardize`. They are
+listed in a layer's :attr:`Layer.statistic_names`, live in ``params`` (so they are saved,
+loaded, checkpointed and restored with the weights), get a zero gradient, are never
+regularised and are never changed by an optimizer: the model installs the values a
+training forward pass computed (:meth:`Layer.updated_statistics`) at the update stage
+instead.
 """
 
 from __future__ import annotations
@@ -31,6 +39,10 @@ __all__ = [
     "Maxout",
     "Embedding",
     "embedding_grad",
+    "BatchNorm",
+    "LayerNorm",
+    "Standardize",
+    "Rescale",
     "LAYERS",
     "get_layer",
 ]
@@ -50,6 +62,12 @@ class Layer:
 
     #: Names of the parameters, aligned with ``params`` (used in saved files).
     param_names: tuple = ()
+    #: Names (among :attr:`param_names`) of the non-trainable parameters: statistics
+    #: that training computes from the data, never gradient steps (see the module doc).
+    statistic_names: tuple = ()
+    #: Whether the layer takes raw inputs of any real or integer dtype and converts each
+    #: batch itself (preprocessing layers); the model then leaves integer data as it is.
+    casts_input: bool = False
     #: Declarative constraints of the constructor parameters (see
     #: :func:`mlpx._validation.validate_params`).
     parameter_constraints: dict = {}
@@ -70,6 +88,22 @@ class Layer:
     @property
     def built(self) -> bool:
         return self.n_in is not None
+
+    @property
+    def trainable(self) -> list:
+        """Aligned with ``params``: False for the statistics of :attr:`statistic_names`."""
+        names = self.param_names
+        return [not (j < len(names) and names[j] in self.statistic_names)
+                for j in range(len(self.params))]
+
+    def updated_statistics(self, cache):
+        """New values of the statistics after a training forward pass that returned
+        ``cache``, aligned with the non-trainable entries of ``params``; None keeps them.
+
+        The model calls it after ``forward(..., training=True)`` and installs the values
+        at the update stage, with the optimizer's step (all or nothing).
+        """
+        return None
 
     def build(self, n_in, *, backend, dtype, rng):
         """Create parameters for inputs of width ``n_in``; return the output width."""
@@ -469,10 +503,420 @@ class Embedding(Layer):
                 "init": self.init.get_config(), "regularize": self.regularize}
 
 
+def _stat_zeros(n, dtype, backend):
+    return _backend.to_device(np.zeros(n, dtype=_backend.dtype_name(dtype)), backend=backend)
+
+
+def _stat_ones(n, dtype, backend):
+    return _backend.to_device(np.ones(n, dtype=_backend.dtype_name(dtype)), backend=backend)
+
+
+class BatchNorm(Layer):
+    """Batch normalisation (Ioffe and Szegedy, 2015): each feature standardised over the
+    batch while training, over running statistics at inference.
+
+    Parameters
+    ----------
+    momentum : float in [0, 1), default=0.9
+        Weight of the old running value in each update of the running statistics (the
+        Keras convention; PyTorch's ``momentum=0.1`` is ``momentum=0.9`` here).
+    epsilon : float > 0, default=1e-5
+        Added to the variance before the square root.
+
+    Attributes
+    ----------
+    params : list of arrays
+        ``[gamma, beta, running_mean, running_var]``, each of shape (n_in,). ``gamma``
+        starts at 1 and ``beta`` at 0 and both are trained; the running statistics
+        (starting at 0 and 1) are not: they are :attr:`statistic_names`.
+
+    Notes
+    -----
+    While training (``training=True``), for a batch ``x`` of shape (n, d)::
+
+        mu = mean(x, axis=0),  var = mean((x - mu)**2, axis=0)      # biased variance
+        x_hat = (x - mu) / sqrt(var + epsilon),  y = gamma * x_hat + beta
+        running_mean <- momentum * running_mean + (1 - momentum) * mu
+        running_var  <- momentum * running_var  + (1 - momentum) * var * n / (n - 1)
+
+    (the running variance takes the unbiased estimate, as PyTorch does; the biased one
+    for a batch of one). The running statistics change only when the model takes an
+    optimizer step, together with the weights. At inference (``training=False``:
+    ``predict``, ``evaluate``, validation, ONNX export) ``mu`` and ``var`` are the running
+    statistics, so a sample's output does not depend on the rest of its batch. Backward
+    through the batch statistics::
+
+        dx = (n * dx_hat - sum(dx_hat) - x_hat * sum(dx_hat * x_hat)) / (n * sqrt(var + eps))
+
+    with ``dx_hat = dy * gamma`` and sums over the batch. ``gamma`` and ``beta`` are not
+    regularised (``alpha``, weight decay), as in Keras (no regulariser on them by default)
+    and in the usual PyTorch practice of excluding normalisation parameters.
+
+    Statistics are per batch, so very small batches (below about 8) give noisy
+    estimates; with data parallelism (``fit(comm=...)``) each rank normalises with the
+    statistics of its own share of the batch and keeps its own running statistics
+    (rank 0's are the ones checkpointed), like PyTorch's BatchNorm without SyncBatchNorm.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mlpx._backend import resolve_backend
+    >>> from mlpx.layers import BatchNorm
+    >>> b = resolve_backend("numpy")
+    >>> layer = BatchNorm()
+    >>> layer.build(2, backend=b, dtype="float64", rng=np.random.default_rng(0))
+    2
+    >>> x = np.array([[1.0, 10.0], [3.0, 30.0]])
+    >>> y, cache = layer.forward(x, xp=b.xp, training=True)
+    >>> np.round(y, 3).tolist()
+    [[-1.0, -1.0], [1.0, 1.0]]
+    >>> [np.round(s, 3).tolist() for s in layer.updated_statistics(cache)]
+    [[0.2, 2.0], [1.1, 20.9]]
+    """
+
+    param_names = ("gamma", "beta", "running_mean", "running_var")
+    statistic_names = ("running_mean", "running_var")
+    parameter_constraints = {"momentum": Interval(float, 0.0, 1.0, closed="left"),
+                             "epsilon": Interval(float, 0.0, None, closed="neither")}
+
+    def __init__(self, momentum=0.9, epsilon=1e-5):
+        super().__init__()
+        self._set_params(momentum=momentum, epsilon=epsilon)
+
+    def build(self, n_in, *, backend, dtype, rng):
+        n_in = check_int(n_in, "n_in", "BatchNorm")
+        self.params = [_stat_ones(n_in, dtype, backend), _stat_zeros(n_in, dtype, backend),
+                       _stat_zeros(n_in, dtype, backend), _stat_ones(n_in, dtype, backend)]
+        self.decay = [False, False, False, False]
+        self.n_in = self.n_out = n_in
+        return n_in
+
+    def forward(self, x, *, xp, training=False, rng=None):
+        gamma, beta, mean, var = self.params
+        if training:
+            n = int(x.shape[0])
+            mu = xp.mean(x, axis=0)
+            centred = x - mu
+            bvar = xp.mean(centred * centred, axis=0)
+            inv = 1.0 / xp.sqrt(bvar + self.epsilon)
+            x_hat = centred * inv
+            return x_hat * gamma + beta, (x_hat, inv, n, mu, bvar)
+        inv = 1.0 / xp.sqrt(var + self.epsilon)
+        x_hat = (x - mean) * inv
+        return x_hat * gamma + beta, (x_hat, inv, None, None, None)
+
+    def backward(self, dy, cache, *, xp, need_dx=True):
+        x_hat, inv, n, _, _ = cache
+        gamma = self.params[0]
+        grads = [xp.sum(dy * x_hat, axis=0), xp.sum(dy, axis=0),
+                 xp.zeros_like(self.params[2]), xp.zeros_like(self.params[3])]
+        if not need_dx:
+            return None, grads
+        dx_hat = dy * gamma
+        if n is None:  # inference statistics are constants
+            return dx_hat * inv, grads
+        dx = (dx_hat - xp.mean(dx_hat, axis=0)
+              - x_hat * xp.mean(dx_hat * x_hat, axis=0)) * inv
+        return dx, grads
+
+    def updated_statistics(self, cache):
+        _, _, n, mu, bvar = cache
+        if n is None:
+            return None
+        m = self.momentum
+        unbiased = bvar * (n / (n - 1)) if n > 1 else bvar
+        return [self.params[2] * m + mu * (1.0 - m), self.params[3] * m + unbiased * (1.0 - m)]
+
+    def get_config(self):
+        return {"name": "BatchNorm", "momentum": self.momentum, "epsilon": self.epsilon}
+
+
+class LayerNorm(Layer):
+    """Layer normalisation (Ba et al., 2016): each sample standardised over its features.
+
+    Parameters
+    ----------
+    epsilon : float > 0, default=1e-5
+        Added to the variance before the square root.
+
+    Attributes
+    ----------
+    params : list of arrays
+        ``[gamma, beta]`` of shape (n_in,), starting at 1 and 0; not regularised.
+
+    Notes
+    -----
+    For each row ``x`` of length ``d``: ``mu = mean(x)``, ``var = mean((x - mu)**2)``,
+    ``x_hat = (x - mu) / sqrt(var + epsilon)`` and ``y = gamma * x_hat + beta``. The same
+    computation runs while training and at inference (no running statistics), so a
+    sample's output never depends on its batch. Backward, per row::
+
+        dx = (d * dx_hat - sum(dx_hat) - x_hat * sum(dx_hat * x_hat)) / (d * sqrt(var + eps))
+
+    with ``dx_hat = dy * gamma``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mlpx._backend import resolve_backend
+    >>> from mlpx.layers import LayerNorm
+    >>> b = resolve_backend("numpy")
+    >>> layer = LayerNorm()
+    >>> layer.build(2, backend=b, dtype="float64", rng=np.random.default_rng(0))
+    2
+    >>> y, _ = layer.forward(np.array([[1.0, 3.0], [0.0, 10.0]]), xp=b.xp)
+    >>> np.round(y, 3).tolist()
+    [[-1.0, 1.0], [-1.0, 1.0]]
+    """
+
+    param_names = ("gamma", "beta")
+    parameter_constraints = {"epsilon": Interval(float, 0.0, None, closed="neither")}
+
+    def __init__(self, epsilon=1e-5):
+        super().__init__()
+        self._set_params(epsilon=epsilon)
+
+    def build(self, n_in, *, backend, dtype, rng):
+        n_in = check_int(n_in, "n_in", "LayerNorm")
+        self.params = [_stat_ones(n_in, dtype, backend), _stat_zeros(n_in, dtype, backend)]
+        self.decay = [False, False]
+        self.n_in = self.n_out = n_in
+        return n_in
+
+    def forward(self, x, *, xp, training=False, rng=None):
+        mu = xp.mean(x, axis=1, keepdims=True)
+        centred = x - mu
+        var = xp.mean(centred * centred, axis=1, keepdims=True)
+        inv = 1.0 / xp.sqrt(var + self.epsilon)
+        x_hat = centred * inv
+        return x_hat * self.params[0] + self.params[1], (x_hat, inv)
+
+    def backward(self, dy, cache, *, xp, need_dx=True):
+        x_hat, inv = cache
+        grads = [xp.sum(dy * x_hat, axis=0), xp.sum(dy, axis=0)]
+        if not need_dx:
+            return None, grads
+        dx_hat = dy * self.params[0]
+        dx = (dx_hat - xp.mean(dx_hat, axis=1, keepdims=True)
+              - x_hat * xp.mean(dx_hat * x_hat, axis=1, keepdims=True)) * inv
+        return dx, grads
+
+    def get_config(self):
+        return {"name": "LayerNorm", "epsilon": self.epsilon}
+
+
+def _as_float(x, dtype, xp):
+    """``x`` in the float dtype ``dtype`` (one batch: preprocessing layers convert here)."""
+    return x if x.dtype == dtype else xp.astype(x, dtype)
+
+
+class Standardize(Layer):
+    """An input layer that standardises every feature with statistics of the training
+    data: ``y = (x - mean) / std``.
+
+    The statistics are computed by :meth:`adapt` (as Keras' ``Normalization.adapt``), or
+    by ``fit`` from its training data when the layer has not been adapted yet (the model
+    option ``MLP(..., preprocess="standardize")`` puts such a layer first). On a model
+    that is already compiled, call ``model.adapt_inputs(X, force=True)`` rather than
+    ``layer.adapt(X)``: it also hands the new arrays to the training state. They are
+    parameters that are never trained and travel with the model: saved, loaded,
+    checkpointed and exported, so a loaded model takes the same raw inputs as during
+    training.
+
+    Parameters
+    ----------
+    epsilon : float >= 0, default=0.0
+        A feature whose standard deviation is at most ``epsilon`` (a constant feature)
+        is only centred (its ``std`` is set to 1), as scikit-learn's StandardScaler does.
+
+    Attributes
+    ----------
+    params : list of arrays
+        ``[mean, std, count]``: ``mean`` and ``std`` of shape (n_in,) and ``count`` of
+        shape (1,), the number of samples adapted on (0 before :meth:`adapt`: the layer
+        is then the identity). All three are statistics (:attr:`statistic_names`).
+    adapted : bool
+        Whether :meth:`adapt` has run (``count > 0``).
+
+    Notes
+    -----
+    Inputs of any real or integer dtype are accepted (``casts_input``) and converted to
+    the model's dtype one batch at a time inside ``forward``: a model with this first
+    layer keeps ``uint8`` pixels as ``uint8`` on the device (a quarter of the memory of
+    float32) and never converts the whole data set at once. ``std`` is the population
+    standard deviation (``ddof=0``); both statistics are accumulated in float64 on the
+    host, in blocks of rows.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mlpx._backend import resolve_backend
+    >>> from mlpx.layers import Standardize
+    >>> b = resolve_backend("numpy")
+    >>> layer = Standardize()
+    >>> layer.build(2, backend=b, dtype="float32", rng=None)
+    2
+    >>> X = np.array([[0, 10], [2, 10], [4, 10]], dtype=np.uint8)
+    >>> layer.adapt(X)
+    >>> y, _ = layer.forward(X, xp=b.xp)
+    >>> y.dtype, y.astype(np.float64).round(3).tolist()
+    (dtype('float32'), [[-1.225, 0.0], [0.0, 0.0], [1.225, 0.0]])
+    """
+
+    param_names = ("mean", "std", "count")
+    statistic_names = ("mean", "std", "count")
+    casts_input = True
+    parameter_constraints = {"epsilon": Interval(float, 0.0, None, closed="left")}
+
+    #: Rows per block when :meth:`adapt` accumulates its sums.
+    adapt_block = 4096
+    epsilon: float
+
+    def __init__(self, epsilon=0.0):
+        super().__init__()
+        self._set_params(epsilon=epsilon)
+        self._backend = None
+
+    def build(self, n_in, *, backend, dtype, rng):
+        n_in = check_int(n_in, "n_in", "Standardize")
+        self._backend = backend
+        self.params = [_stat_zeros(n_in, dtype, backend), _stat_ones(n_in, dtype, backend),
+                       _stat_zeros(1, dtype, backend)]
+        self.decay = [False, False, False]
+        self.n_in = self.n_out = n_in
+        return n_in
+
+    @property
+    def adapted(self) -> bool:
+        return self.built and float(_backend.to_numpy(self.params[2])[0]) > 0
+
+    def adapt(self, X) -> None:
+        """Compute ``mean`` and ``std`` from ``X`` (replacing any earlier statistics).
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, n_in)
+            Host (NumPy, a memory map included) or the layer's namespace; any real or
+            integer dtype. Read in blocks of :attr:`adapt_block` rows, each converted to
+            float64 on the host, so a ``uint8`` memory map is never converted whole.
+
+        Raises
+        ------
+        ValueError
+            When the layer is not built, ``X`` is not 2-D with ``n_in`` columns and at
+            least one row, is not numeric, or holds NaN or infinity. The layer is left
+            unchanged.
+        """
+        if not self.built:
+            raise ValueError("Build the Standardize layer (or the model holding it) "
+                             "before adapt().")
+        if not hasattr(X, "shape") or not hasattr(X, "dtype"):
+            X = np.asarray(X)
+        if len(X.shape) != 2 or int(X.shape[1]) != self.n_in or int(X.shape[0]) < 1:
+            raise ValueError(f"Standardize.adapt needs a 2-D array of shape (n_samples, "
+                             f"{self.n_in}) with at least one row; got shape "
+                             f"{tuple(X.shape)}.")
+        n = int(X.shape[0])
+        total = np.zeros(self.n_in)
+        for start in range(0, n, self.adapt_block):
+            block = self._host_block(X, start, min(n, start + self.adapt_block))
+            total += block.sum(axis=0)
+        mean = total / n
+        sq = np.zeros(self.n_in)
+        for start in range(0, n, self.adapt_block):
+            block = self._host_block(X, start, min(n, start + self.adapt_block)) - mean
+            sq += (block * block).sum(axis=0)
+        std = np.sqrt(sq / n)
+        std[std <= self.epsilon] = 1.0
+        dtype = _backend.to_numpy(self.params[0]).dtype
+        self.params = [_backend.to_device(a.astype(dtype), backend=self._backend)
+                       for a in (mean, std, np.array([n], dtype=np.float64))]
+
+    @staticmethod
+    def _host_block(X, start, stop):
+        block = _backend.to_numpy(X[start:stop, ...])
+        if block.dtype.kind not in "biuf":
+            raise ValueError(f"Standardize.adapt needs numeric data; got dtype {block.dtype}.")
+        block = block.astype(np.float64)
+        if not np.isfinite(block).all():
+            raise ValueError("Standardize.adapt got NaN or infinity; clean or impute the "
+                             "data first.")
+        return block
+
+    def forward(self, x, *, xp, training=False, rng=None):
+        mean, std = self.params[0], self.params[1]
+        return (_as_float(x, mean.dtype, xp) - mean) / std, None
+
+    def backward(self, dy, cache, *, xp, need_dx=True):
+        grads = [xp.zeros_like(p) for p in self.params]
+        return (dy / self.params[1] if need_dx else None), grads
+
+    def get_config(self):
+        return {"name": "Standardize", "epsilon": self.epsilon}
+
+
+class Rescale(Layer):
+    """An input layer with a fixed affine map: ``y = x * scale + offset``.
+
+    The usual first layer for image pixels, ``Rescale(1 / 255)`` (Keras'
+    ``Rescaling``): a model trained with it takes raw ``uint8`` pixels, and so does the
+    same model loaded from its file. ``scale`` and ``offset`` are stored in the model's
+    config.
+
+    Parameters
+    ----------
+    scale : float, default=1.0
+    offset : float, default=0.0
+
+    Notes
+    -----
+    Inputs of any real or integer dtype are accepted and converted to the model's dtype
+    one batch at a time (see :class:`Standardize`); the layer has no parameters.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mlpx._backend import resolve_backend
+    >>> from mlpx.layers import Rescale
+    >>> b = resolve_backend("numpy")
+    >>> layer = Rescale(1 / 255)
+    >>> layer.build(3, backend=b, dtype="float32", rng=None)
+    3
+    >>> y, _ = layer.forward(np.array([[0, 51, 255]], dtype=np.uint8), xp=b.xp)
+    >>> y.dtype, y.astype(np.float64).round(4).tolist()
+    (dtype('float32'), [[0.0, 0.2, 1.0]])
+    """
+
+    casts_input = True
+    parameter_constraints = {"scale": Interval(float), "offset": Interval(float)}
+
+    def __init__(self, scale=1.0, offset=0.0):
+        super().__init__()
+        self._set_params(scale=scale, offset=offset)
+        self._dtype = "float32"
+
+    def build(self, n_in, *, backend, dtype, rng):
+        self._dtype = _backend.dtype_name(dtype)
+        return super().build(n_in, backend=backend, dtype=dtype, rng=rng)
+
+    def forward(self, x, *, xp, training=False, rng=None):
+        if not xp.isdtype(x.dtype, "real floating"):
+            x = xp.astype(x, getattr(xp, self._dtype))
+        y = x * self.scale
+        return (y + self.offset if self.offset != 0.0 else y), None
+
+    def backward(self, dy, cache, *, xp, need_dx=True):
+        return (dy * self.scale if need_dx else None), []
+
+    def get_config(self):
+        return {"name": "Rescale", "scale": self.scale, "offset": self.offset}
+
+
 #: Registry of layer classes by name (used to rebuild models from configs). Lookups ignore
 #: case, ``-``, ``_`` and spaces, so ``"dense"`` finds ``Dense``.
 LAYERS = Registry("layer", Layer)
-for _cls in (Dense, ActivationLayer, Dropout, PReLU, Maxout, Embedding):
+for _cls in (Dense, ActivationLayer, Dropout, PReLU, Maxout, Embedding, BatchNorm, LayerNorm,
+             Standardize, Rescale):
     LAYERS.register(_cls, _cls.__name__)
 del _cls
 

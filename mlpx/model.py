@@ -34,12 +34,16 @@ from .distributed import DataParallel
 from .initializers import default_initializer
 from .layers import (
     ActivationLayer,
+    BatchNorm,
     Dense,
     Dropout,
     Embedding,
     Layer,
+    LayerNorm,
     Maxout,
     PReLU,
+    Rescale,
+    Standardize,
     get_layer,
 )
 from .losses import get_loss, l2_penalty, one_hot
@@ -128,6 +132,7 @@ class Sequential:
         self.n_features = None
         self.state_ = None
         self._fast_step = None
+        self._pending_stats = None
         self._busy = threading.Lock()
         self._busy_owner = None
         self.stop_training = False
@@ -152,8 +157,19 @@ class Sequential:
 
     @property
     def params(self) -> list:
-        """All trainable parameters, layer by layer (arrays in the model's namespace)."""
+        """All parameters, layer by layer (arrays in the model's namespace).
+
+        Besides the weights, they include the statistics of normalisation and
+        preprocessing layers (:class:`~mlpx.layers.BatchNorm`'s running mean and
+        variance, :class:`~mlpx.layers.Standardize`'s mean and std), which are saved and
+        restored with the weights but never trained: see :attr:`trainable_mask`.
+        """
         return [p for layer in self.layers for p in layer.params]
+
+    @property
+    def trainable_mask(self) -> list:
+        """Aligned with :attr:`params`: False for statistics that are never trained."""
+        return [t for layer in self.layers for t in layer.trainable]
 
     def set_params(self, params) -> None:
         """Replace all parameters with copies of ``params`` (aligned with :attr:`params`).
@@ -223,6 +239,35 @@ class Sequential:
         return [d for layer in self.layers for d in layer.decay]
 
     @property
+    def takes_raw(self) -> bool:
+        """Whether the first layer converts raw inputs itself (:class:`~mlpx.layers.Rescale`,
+        :class:`~mlpx.layers.Standardize`): integer data then stays integer on the
+        device and is converted one batch at a time."""
+        return bool(self.layers[0].casts_input)
+
+    def adapt_inputs(self, X, *, force: bool = False) -> bool:
+        """Adapt a first :class:`~mlpx.layers.Standardize` layer to the inputs ``X``
+        (see :meth:`~mlpx.layers.Standardize.adapt`); return whether it was.
+
+        ``fit`` calls it with its training data (after any validation split) before the
+        first step, so ``MLP(..., preprocess="standardize")`` learns its statistics from
+        the data it is first fitted on, once; later ``fit`` calls keep them.
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, n_features)
+        force : bool, default=False
+            Adapt again a layer that was already adapted (False: leave it).
+        """
+        layer = self.layers[0]
+        if not isinstance(layer, Standardize) or not self.built or (
+                layer.adapted and not force):
+            return False
+        layer.adapt(X)
+        self.assign_params(self.params)  # the training state sees the new arrays
+        return True
+
+    @property
     def takes_ids(self) -> bool:
         """Whether the inputs are integer token ids (the first layer is an Embedding)."""
         return isinstance(self.layers[0], Embedding)
@@ -245,6 +290,84 @@ class Sequential:
         return (f"{type(self).__name__}([\n  {inner}\n], loss={self.loss.name!r}, "
                 f"output={self.output.name!r}, backend={self.backend.name!r}, "
                 f"dtype={self.dtype!r})")
+
+    def summary(self, *, print_fn=print):
+        """Print (or return) a table of the layers, their output shapes and parameters.
+
+        Parameters
+        ----------
+        print_fn : callable or None, default=print
+            Called once with the whole table (a str), as Keras' ``summary(print_fn=...)``
+            does (e.g. ``logging.info``); None returns the table instead of printing it.
+
+        Returns
+        -------
+        str or None
+            The table when ``print_fn`` is None.
+
+        Notes
+        -----
+        Output shapes are ``(None, width)``: the batch dimension is free. "Params"
+        counts every parameter of a layer; the totals split them into trainable ones and
+        non-trainable statistics (BatchNorm's running mean and variance, Standardize's
+        mean and std), and give their memory in bytes (the model's dtype), and, once the
+        model is compiled, the optimizer state's.
+
+        Examples
+        --------
+        >>> from mlpx import MLP
+        >>> MLP([4, 8, 3], norm="batch", seed=0).summary()
+        Layer                   Output shape  Params
+        ============================================
+        Dense                   (None, 8)         32
+        BatchNorm               (None, 8)         32
+        ActivationLayer (relu)  (None, 8)          0
+        Dense                   (None, 3)         27
+        output (softmax)        (None, 3)          0
+        ============================================
+        Total params: 91 (364 bytes, float32)
+        Trainable params: 75 (300 bytes)
+        Non-trainable params: 16 (64 bytes)
+        """
+        if not self.built:
+            raise RuntimeError(f"This {type(self).__name__} is not built yet, so its shapes "
+                               "are unknown; call fit() first or pass n_features.")
+        itemsize = np.dtype(self.dtype).itemsize
+        rows = []
+        for layer in self.layers:
+            label = type(layer).__name__
+            if isinstance(layer, ActivationLayer):
+                label += f" ({layer.activation.name})"
+            count = sum(math.prod(p.shape) for p in layer.params)
+            rows.append((label, f"(None, {layer.n_out})", f"{count:,}"))
+        rows.append((f"output ({self.output.name})", f"(None, {self.n_outputs})", "0"))
+        head = ("Layer", "Output shape", "Params")
+        w0 = max(len(r[0]) for r in rows + [head])
+        w1 = max(len(r[1]) for r in rows + [head])
+        w2 = max(len(r[2]) for r in rows + [head])
+
+        def line(a, b, c):
+            return f"{a:<{w0}}  {b:<{w1}}  {c:>{w2}}"
+
+        rule = "=" * (w0 + w1 + w2 + 4)
+        total = sum(math.prod(p.shape) for p in self.params)
+        trainable = sum(math.prod(p.shape) for p, t in zip(self.params, self.trainable_mask)
+                        if t)
+        out = [line(*head), rule] + [line(*r) for r in rows] + [rule]
+        out.append(f"Total params: {total:,} ({total * itemsize:,} bytes, {self.dtype})")
+        out.append(f"Trainable params: {trainable:,} ({trainable * itemsize:,} bytes)")
+        out.append(f"Non-trainable params: {total - trainable:,} "
+                   f"({(total - trainable) * itemsize:,} bytes)")
+        if self.state_ is not None:
+            slots = self.state_.opt_state.get("slots", {})
+            n_slot = sum(math.prod(a.shape) for arrays in slots.values() for a in arrays)
+            out.append(f"Optimizer state ({type(self.state_.optimizer).__name__}): "
+                       f"{n_slot:,} values ({n_slot * itemsize:,} bytes)")
+        text = "\n".join(out)
+        if print_fn is None:
+            return text
+        print_fn(text)
+        return None
 
     def get_config(self) -> dict:
         """JSON-serialisable description; :func:`model_from_config` rebuilds the model."""
@@ -288,6 +411,10 @@ class Sequential:
                              f"{self.n_features}.")
         if self.takes_ids:
             return self._ids_to_device(X, what)
+        if self.takes_raw and _is_integral(X, xp):
+            # The first layer converts each batch (Rescale, Standardize): integer data
+            # (uint8 pixels) stays as it is, never converted whole.
+            return _backend.to_device(X, backend=self.backend)
         X = _backend.to_device(X, backend=self.backend, dtype=self.dtype)
         if not bool(xp.all(xp.isfinite(X))):
             raise ValueError(f"{what} contains NaN or infinity; clean or impute it first.")
@@ -416,6 +543,11 @@ class Sequential:
         for layer in self.layers:
             x, cache = layer.forward(x, xp=self.backend.xp, training=training, rng=rng)
             caches.append(cache)
+        if training:
+            # New values of the layers' statistics (BatchNorm's running mean and
+            # variance), installed with the next optimizer step (apply_gradients).
+            self._pending_stats = [layer.updated_statistics(c)
+                                   for layer, c in zip(self.layers, caches)]
         return x, caches
 
     def forward_with(self, params, x, *, xp):
@@ -465,9 +597,14 @@ class Sequential:
 
     def _backward(self, dz, caches):
         xp = self.backend.xp
-        grads = [None] * len(self.layers)
-        for i in range(len(self.layers) - 1, -1, -1):
-            dz, grads[i] = self.layers[i].backward(dz, caches[i], xp=xp, need_dx=i > 0)
+        grads: list = [None] * len(self.layers)
+        # Layers before the first one with a trainable parameter (preprocessing layers)
+        # need no input gradient: backprop stops there and their statistics get zeros.
+        first = next((i for i, layer in enumerate(self.layers) if any(layer.trainable)), 0)
+        for i in range(first):
+            grads[i] = [xp.zeros_like(p) for p in self.layers[i].params]
+        for i in range(len(self.layers) - 1, first - 1, -1):
+            dz, grads[i] = self.layers[i].backward(dz, caches[i], xp=xp, need_dx=i > first)
         return [g for gs in grads for g in gs]
 
     def loss_and_grads(self, X, Y, sample_weight=None, *, training=True, alpha=None):
@@ -498,9 +635,34 @@ class Sequential:
         :meth:`mlpx.optimizers.Optimizer.hyper`).
         """
         state = self._require_state("apply_gradients")
-        new = state.optimizer.step(self.params, grads, state.opt_state, xp=self.backend.xp,
+        params = self.params
+        mask = self.trainable_mask
+        frozen = not all(mask)
+        xp = self.backend.xp
+        if frozen:  # the optimizer works on copies of the statistics, discarded below
+            params = [p if t else _copy(p, xp) for p, t in zip(params, mask)]
+        new = state.optimizer.step(params, grads, state.opt_state, xp=xp,
                                    decay_mask=self.decay_mask, hyper=hyper)
+        if frozen:
+            new = self._with_statistics(new)
         self.assign_params(new)
+
+    def _with_statistics(self, new):
+        """``new`` with every statistic put back: the value the last training forward
+        pass computed for it, or its current array (statistics are never trained)."""
+        pending = self._pending_stats or [None] * len(self.layers)
+        self._pending_stats = None
+        out, i = [], 0
+        for layer, stats in zip(self.layers, pending):
+            k = 0
+            for t, p in zip(layer.trainable, layer.params):
+                if t:
+                    out.append(new[i])
+                else:
+                    out.append(p if stats is None else stats[k])
+                    k += 1
+                i += 1
+        return out
 
     def train_step(self, X, Y, sample_weight=None, *, alpha=None, hyper=None):
         """One step of forward, loss gradient, backward and optimizer update.
@@ -586,7 +748,8 @@ class Sequential:
     def fit(self, X, y, *, epochs=10, batch_size=32, optimizer=None, validation_data=None,
             validation_split=0.0, shuffle=True, early_stopping=None, callbacks=(),
             sample_weight=None, verbose=1, checkpoint=None, checkpoint_every=1,
-            resume=None, on_nonfinite="raise", comm=None) -> History:
+            resume=None, on_nonfinite="raise", comm=None, metrics=None, class_weight=None,
+            clip_norm=None, clip_value=None) -> History:
         """Train with minibatch gradient descent.
 
         Parameters
@@ -627,8 +790,15 @@ class Sequential:
         shuffle : bool, default=True
             Reshuffle the training set every epoch (permutation drawn on the host).
         early_stopping : None, int, dict or EarlyStopping, default=None
-            An int is the patience; a dict holds EarlyStopping's parameters.
+            An int is the patience; a dict holds EarlyStopping's parameters. It watches
+            the validation loss, so it needs ``validation_data`` or
+            ``validation_split`` (a ValueError otherwise, as ``mlpx train
+            --early-stopping`` without ``--validation-split``); to stop on the training
+            loss, ask for it: ``early_stopping={"monitor": "loss", "patience": 5}``.
+            It may also watch a metric of ``metrics`` (``{"monitor": "val_f1"}``).
         callbacks : sequence of Callback or callables, default=()
+            E.g. :class:`mlpx.callbacks.CSVLogger`, :class:`mlpx.callbacks.SaveBest`,
+            :class:`mlpx.callbacks.ReduceLROnPlateau`.
         sample_weight : array of shape (n_samples,), optional
             Per-sample weights for the loss (a weighted mean per batch).
         verbose : int, default=1
@@ -657,6 +827,31 @@ class Sequential:
             its share of every batch of ``batch_size`` samples and the gradients are
             summed, so the result is one process's with the same ``batch_size``. Only
             rank 0 prints and writes the checkpoint. See :mod:`mlpx.distributed`.
+        metrics : list of str, dict or Metric, optional
+            Metrics of :mod:`mlpx.metrics` to report every epoch, in the history and
+            the progress bar: ``"accuracy"``, ``"top_k_accuracy"`` (``{"name":
+            "top_k_accuracy", "k": 3}`` is recorded as ``"top_3_accuracy"``),
+            ``"precision"``, ``"recall"``, ``"f1"`` (macro averages), ``"log_loss"``,
+            ``"mse"``, ``"mae"``, ``"r2"``. Training values are over the epoch's
+            batches as they were stepped on (dropout on, weights before each update),
+            validation values (``"val_f1"``, ...) over the validation data at the end
+            of the epoch. Each is accumulated batch by batch on the device; none changes
+            the training. Unweighted.
+        class_weight : dict, "balanced" or None, default=None
+            Classifiers only: weights per class index (``{1: 5.0}``; a class left out
+            weighs 1) or ``"balanced"`` (``n_samples / (n_classes * count)``, over the
+            data given, before a validation split), multiplied into ``sample_weight``,
+            as scikit-learn's ``class_weight`` (:func:`mlpx.metrics.class_sample_weight`).
+            Softmax models take the class of each target row (its argmax); a sigmoid
+            model with several outputs takes ``"balanced"`` per output.
+        clip_norm : float > 0 or None, default=None
+            Scale the gradient (all parameters together) down to this Euclidean norm
+            when it is longer, before the update (PyTorch's ``clip_grad_norm_``).
+        clip_value : float > 0 or None, default=None
+            Clip every gradient entry to ``[-clip_value, clip_value]`` (before
+            ``clip_norm`` when both are given). Clipping runs the generic step (the
+            in-place fast step never materialises the gradients), which gives the
+            same result.
 
         Returns
         -------
@@ -689,7 +884,8 @@ class Sequential:
             f"{type(self).__name__}.fit",
             {"epochs": epochs, "batch_size": batch_size, "validation_split": validation_split,
              "shuffle": shuffle, "verbose": verbose, "checkpoint_every": checkpoint_every,
-             "on_nonfinite": on_nonfinite}, _FIT_CONSTRAINTS)
+             "on_nonfinite": on_nonfinite, "clip_norm": clip_norm,
+             "clip_value": clip_value, "class_weight": class_weight}, _FIT_CONSTRAINTS)
         opts = FitOptions(
             epochs=c["epochs"], batch_size=c["batch_size"],
             optimizer=None if optimizer is None else get_optimizer(optimizer),
@@ -701,7 +897,9 @@ class Sequential:
             else mio.check_writable_path(checkpoint, "checkpoint"),
             checkpoint_every=c["checkpoint_every"], resume=resume,
             on_nonfinite=c["on_nonfinite"],
-            parallel=None if comm is None else DataParallel(comm))
+            parallel=None if comm is None else DataParallel(comm),
+            metrics=metrics, clip_norm=c["clip_norm"], clip_value=c["clip_value"],
+            class_weight=c["class_weight"])
         guard = contextlib.nullcontext() if opts.parallel is None else opts.parallel.guard()
         with guard, self._exclusive("fit"), _backend.device_scope(self.backend):
             # fit_model's warnings count on being called from here (stacklevel).
@@ -795,14 +993,17 @@ class Sequential:
                 return hit[:, 0] if hit.shape[1] == 1 else hit
             return self.output.forward(z, xp=xp)
 
-    def evaluate_device(self, X, Y, labels, sample_weight=None):
+    def evaluate_device(self, X, Y, labels, sample_weight=None, *, metrics=()):
         """Mean loss (L2 included) and accuracy (None for regression) of device data.
 
         ``Y`` are float targets of shape (n, n_outputs) and ``labels`` integer labels or
-        None, as :meth:`to_device_y` returns them. Returns Python floats.
+        None, as :meth:`to_device_y` returns them. Returns Python floats. Each of
+        ``metrics`` (:class:`mlpx.metrics.Metric`) is updated with the data too.
         """
         xp = self.backend.xp
         z = self._logits(X)
+        for m in metrics:
+            m.update(Y, z, labels, output=self.output, xp=xp)
         loss = self.loss.value(z, Y, output=self.output, xp=xp, sample_weight=sample_weight)
         if self.alpha > 0:
             weights = [p for p, d in zip(self.params, self.decay_mask) if d]
@@ -826,6 +1027,65 @@ class Sequential:
             Yd, labels = self.to_device_y(y, int(Xd.shape[0]))
             Wd = self.to_device_weights(sample_weight, int(Xd.shape[0]))
             return Evaluation(*self.evaluate_device(Xd, Yd, labels, Wd))
+
+    def score(self, X, y, sample_weight=None) -> float:
+        """Accuracy for a classifier, R^2 for a regressor, as scikit-learn's ``score``.
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, n_features)
+        y : array of shape (n_samples,) or (n_samples, n_outputs)
+            Targets as ``fit`` takes them (class labels or one-hot rows for softmax).
+        sample_weight : array of shape (n_samples,), optional
+
+        Returns
+        -------
+        float
+            The (weighted) share of samples whose predicted class is right (every
+            output right, for several sigmoid outputs); or the coefficient of
+            determination averaged uniformly over the outputs.
+
+        Notes
+        -----
+        Like :meth:`predict`, this works before ``fit`` too: a built model predicts
+        from its random initial weights (as Keras models do).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from mlpx import MLP
+        >>> X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
+        >>> model = MLP([2, 16, 2], activation="tanh", seed=0)
+        >>> _ = model.fit(X, [0, 1, 1, 0], epochs=300, batch_size=4, verbose=0,
+        ...               optimizer={"name": "adam", "lr": 0.05})
+        >>> model.score(X, [0, 1, 1, 0])
+        1.0
+        """
+        self._check_ready()
+        with _backend.device_scope(self.backend):
+            Xd = self.to_device_X(X)
+            n = int(Xd.shape[0])
+            Yd, labels = self.to_device_y(y, n)
+            w = self.to_device_weights(sample_weight, n)
+            z = _backend.to_numpy(self._logits(Xd)).astype(np.float64)
+            Y = _backend.to_numpy(Yd).astype(np.float64)
+            w = np.ones(n) if w is None else _backend.to_numpy(w).astype(np.float64)
+            if self.output.name == "softmax":
+                truth = Y.argmax(axis=1) if labels is None else _backend.to_numpy(labels)
+                return float(np.sum(w * (z.argmax(axis=1) == truth)) / np.sum(w))
+            if self.output.name == "sigmoid":
+                hit = np.all((z > 0) == (Y > 0.5), axis=1)
+                return float(np.sum(w * hit) / np.sum(w))
+            pred = _backend.to_numpy(self.output.forward(self._logits(Xd),
+                                                         xp=self.backend.xp))
+            pred = pred.astype(np.float64)
+            col = w[:, None]
+            mean = np.sum(col * Y, axis=0) / np.sum(w)
+            res = np.sum(col * (Y - pred) ** 2, axis=0)
+            tot = np.sum(col * (Y - mean) ** 2, axis=0)
+            r2 = np.where(tot > 0, 1.0 - res / np.where(tot > 0, tot, 1.0),
+                          np.where(res > 0, 0.0, 1.0))
+            return float(np.mean(r2))
 
     # ------------------------------------------------------------------ saving
     def save(self, path) -> str:
@@ -877,6 +1137,7 @@ class Sequential:
                 init_rng=ts.init_rng, noise_rng=noise, epoch=ts.epoch, history=ts.history)
         state["backend"] = self.backend.name
         state.pop("_fast_step", None)  # buffers are never pickled
+        state["_pending_stats"] = None  # a step's statistics not installed yet
         state["_busy"] = None       # locks neither
         state["_busy_owner"] = None
         return state
@@ -893,6 +1154,7 @@ class Sequential:
         self.__dict__.update(state)
         self._busy = threading.Lock()
         self._fast_step = None
+        self._pending_stats = None
         if ts is not None:
             ts.params = self.params
             if ts.noise_rng is None:
@@ -921,8 +1183,34 @@ class MLP(Sequential):
         L2 penalty ``alpha / 2 * sum ||W||^2``.
     maxout_k : int, default=2
         Pieces per unit when ``activation="maxout"``.
+    norm : {None, "batch", "layer"}, default=None
+        A normalisation layer after every hidden layer's affine map and *before* its
+        activation (Ioffe and Szegedy's placement): :class:`~mlpx.layers.BatchNorm`
+        (``"batch"``; the hidden Dense layers then have no bias, which BatchNorm's
+        ``beta`` replaces) or :class:`~mlpx.layers.LayerNorm` (``"layer"``). With
+        ``activation="maxout"`` it follows each Maxout layer. The output layer is never
+        normalised.
+    preprocess : {None, "standardize"}, Rescale, Standardize or layer config dict, \
+default=None
+        An input layer that travels with the model (saved and loaded with it):
+        ``"standardize"`` puts a :class:`~mlpx.layers.Standardize` first, whose mean
+        and std are computed from the training data of the first ``fit`` (or by
+        ``model.adapt_inputs(X, force=True)``); ``Rescale(1 / 255)`` scales raw pixels. Either
+        takes ``uint8`` inputs and converts them one batch at a time. A layer given here
+        is used through its config (a fresh copy is built).
     backend, dtype, seed
         As for :class:`Sequential`.
+
+    Notes
+    -----
+    An MLP is built (its weights drawn) when it is created, so :meth:`predict`,
+    :meth:`predict_proba` and :meth:`score` work before ``fit``: they answer from the
+    random initial weights, as a Keras model does (a scikit-learn estimator would raise
+    NotFittedError; :class:`mlpx.sklearn.MLPClassifier` does).
+
+    Models with ``norm`` or ``preprocess`` train on the generic Array API step (the
+    fast NumPy/CuPy steps implement plain stacks only; ``mlpx._fast.unsupported_reason``
+    names the layer).
 
     Examples
     --------
@@ -935,19 +1223,36 @@ class MLP(Sequential):
     ...                     "lr": 0.05}, verbose=0)
     >>> model.predict(X).tolist()
     [0, 1, 1, 0]
+
+    Normalisation and preprocessing are options:
+
+    >>> from mlpx.layers import Rescale
+    >>> pixels = np.array([[0, 0], [0, 255], [255, 0], [255, 255]], dtype=np.uint8)
+    >>> model = MLP([2, 16, 2], activation="tanh", norm="layer",
+    ...             preprocess=Rescale(1 / 255), seed=0)
+    >>> history = model.fit(pixels, y, epochs=300, batch_size=4, optimizer={"name": "adam",
+    ...                     "lr": 0.05}, verbose=0)
+    >>> model.predict(pixels).tolist()
+    [0, 1, 1, 0]
     """
 
     parameter_constraints: dict = {
         "layer_sizes": ListOf(_WIDTH, min_length=2),
         "dropout": Interval(float, 0.0, 1.0, closed="left"),
         "maxout_k": Interval(int, 1, None, closed="left"),
+        "norm": Options((None, "batch", "layer")),
+        "preprocess": [Options(("standardize",)),
+                       InstanceOf((Rescale, Standardize, dict),
+                                  "a Rescale or Standardize layer or its config dict"),
+                       None],
     }
 
     def __init__(self, layer_sizes, activation="relu", loss="cross_entropy", output=None, *,
-                 init=None, dropout=0.0, alpha=0.0, maxout_k=2, backend="numpy",
-                 dtype="float32", seed=None):
+                 init=None, dropout=0.0, alpha=0.0, maxout_k=2, norm=None, preprocess=None,
+                 backend="numpy", dtype="float32", seed=None):
         checked = validate_params(
-            "MLP", {"layer_sizes": layer_sizes, "dropout": dropout, "maxout_k": maxout_k},
+            "MLP", {"layer_sizes": layer_sizes, "dropout": dropout, "maxout_k": maxout_k,
+                    "norm": norm, "preprocess": preprocess},
             MLP.parameter_constraints)
         dropout = checked["dropout"]
         self.layer_sizes = checked["layer_sizes"]
@@ -955,18 +1260,26 @@ class MLP(Sequential):
         self.init = init
         self.dropout = dropout
         self.maxout_k = maxout_k
+        self.norm = checked["norm"]
+        first = _preprocess_layer(checked["preprocess"])
+        self.preprocess = checked["preprocess"] if first is None or isinstance(
+            checked["preprocess"], str) else first.get_config()
         act_name = activation if isinstance(activation, str) else None
         if act_name is not None and normalize_name(act_name) in ("prelu", "maxout"):
             act_name = normalize_name(act_name)  # the layer "activations", any spelling
         hidden_init = init or default_initializer(act_name or get_activation(activation).name)
         loss_obj = get_loss(loss)
         out = get_activation(output if output is not None else loss_obj.default_output)
-        layers = []
+        layers = [] if first is None else [first]
         for width in self.layer_sizes[1:-1]:
             if act_name == "maxout":
                 layers.append(Maxout(width, maxout_k, init=init or "glorot_uniform"))
+                if self.norm is not None:
+                    layers.append(_norm_layer(self.norm))
             else:
-                layers.append(Dense(width, init=hidden_init))
+                layers.append(Dense(width, init=hidden_init, bias=self.norm != "batch"))
+                if self.norm is not None:
+                    layers.append(_norm_layer(self.norm))
                 if act_name == "prelu":
                     layers.append(PReLU())
                 else:
@@ -982,7 +1295,7 @@ class MLP(Sequential):
         act = self.activation
         if not isinstance(act, (str, dict)):
             act = act.get_config()
-        return {
+        config = {
             "class": "MLP",
             "layer_sizes": list(self.layer_sizes),
             "activation": act,
@@ -994,6 +1307,12 @@ class MLP(Sequential):
             "maxout_k": self.maxout_k,
             "dtype": self.dtype,
         }
+        # Only when set, so that the configs (and files) of other models are unchanged.
+        if self.norm is not None:
+            config["norm"] = self.norm
+        if self.preprocess is not None:
+            config["preprocess"] = self.preprocess
+        return config
 
 
 class LanguageModel(Sequential):
@@ -1186,6 +1505,31 @@ def _has_f64(xp) -> bool:
     return hasattr(xp, "float64")
 
 
+def _norm_layer(kind):
+    return BatchNorm() if kind == "batch" else LayerNorm()
+
+
+def _preprocess_layer(spec):
+    """The input layer ``MLP(preprocess=spec)`` puts first (a fresh one), or None."""
+    if spec is None:
+        return None
+    if spec == "standardize":
+        return Standardize()
+    layer = get_layer(spec if isinstance(spec, dict) else spec.get_config())
+    if not isinstance(layer, (Rescale, Standardize)):
+        raise ValueError(f"The 'preprocess' parameter of MLP must be 'standardize', a "
+                         f"Rescale or Standardize layer or its config dict. Got a "
+                         f"{type(layer).__name__} config instead.")
+    return layer
+
+
+def _is_integral(X, xp) -> bool:
+    """Whether ``X`` (host NumPy or the model's namespace) holds integers or bools."""
+    if _backend.is_host_array(X):
+        return np.asarray(X).dtype.kind in "biu"
+    return bool(xp.isdtype(X.dtype, ("bool", "integral")))
+
+
 def _as_numeric(a, what, backend):
     """Return ``a`` as an array (host NumPy or the model's namespace) of numeric dtype."""
     import array_api_compat
@@ -1216,6 +1560,9 @@ _FIT_CONSTRAINTS = {
     "verbose": Interval(int, 0, None, closed="left"),
     "checkpoint_every": _WIDTH,
     "on_nonfinite": Options(("raise", "stop")),
+    "clip_norm": [Interval(float, 0.0, None, closed="neither"), None],
+    "clip_value": [Interval(float, 0.0, None, closed="neither"), None],
+    "class_weight": [Options(("balanced",)), InstanceOf(dict), None],
 }
 
 

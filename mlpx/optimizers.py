@@ -56,6 +56,7 @@ __all__ = [
     "ExponentialSchedule",
     "CosineSchedule",
     "InverseScalingSchedule",
+    "WarmupSchedule",
     "SCHEDULES",
     "get_schedule",
 ]
@@ -292,6 +293,59 @@ class InverseScalingSchedule(Schedule):
         return {"power_t": self.power_t}
 
 
+class WarmupSchedule(Schedule):
+    """Linear warm-up over the first ``warmup_steps`` updates, then another schedule.
+
+    The rate rises in equal steps from ``base_lr / warmup_steps`` (the first update) to
+    ``base_lr`` (update ``warmup_steps - 1``); from then on ``then`` decides, counting
+    its steps from the end of the warm-up (so a cosine decay over ``total_steps`` starts
+    at the full rate).
+
+    Parameters
+    ----------
+    warmup_steps : int >= 1
+    then : str, dict, Schedule or None, default=None
+        The schedule after the warm-up (:func:`get_schedule`); None keeps ``base_lr``.
+        When this schedule has no ``lr`` of its own, it takes ``then``'s.
+    lr : float > 0 or None, default=None
+
+    Notes
+    -----
+    .. math:: \\eta_t = \\eta_0 \\, \\frac{t + 1}{W} \\;(t < W), \\qquad
+              \\eta_t = \\mathrm{then}(\\eta_0, t - W) \\;(t \\ge W)
+
+    Examples
+    --------
+    >>> from mlpx.optimizers import WarmupSchedule
+    >>> s = WarmupSchedule(4, then={"name": "step", "step_size": 2, "gamma": 0.5})
+    >>> [s(1.0, t) for t in range(8)]
+    [0.25, 0.5, 0.75, 1.0, 1.0, 1.0, 0.5, 0.5]
+    """
+
+    name = "warmup"
+    parameter_constraints = {**Schedule.parameter_constraints, "warmup_steps": _COUNT,
+                             "then": [InstanceOf((Schedule, dict, str), "a Schedule"), None]}
+
+    def __init__(self, warmup_steps, then=None, lr=None):
+        super().__init__(lr)
+        _set_params(self, {"warmup_steps": warmup_steps, "then": then})
+        if self.then is not None:
+            self.then = get_schedule(self.then)
+            if self.lr is None:
+                self.lr = self.then.lr
+
+    def _value(self, base_lr, step):
+        if step < self.warmup_steps:
+            return base_lr * (step + 1) / self.warmup_steps
+        if self.then is None:
+            return base_lr
+        return self.then(base_lr, step - self.warmup_steps)
+
+    def _params(self):
+        return {"warmup_steps": self.warmup_steps,
+                "then": None if self.then is None else self.then.get_config()}
+
+
 #: Registry of schedule classes by name (``"invscaling"`` is scikit-learn's spelling).
 #: Lookups ignore case, ``-``, ``_`` and spaces (see :func:`mlpx._registry.normalize_name`).
 SCHEDULES = Registry("schedule", Schedule)
@@ -299,6 +353,7 @@ for _sched in (ConstantSchedule, StepSchedule, ExponentialSchedule, CosineSchedu
     SCHEDULES.register(_sched, _sched.name)
 del _sched
 SCHEDULES.register(InverseScalingSchedule, "inverse_scaling", aliases=("invscaling",))
+SCHEDULES.register(WarmupSchedule, "warmup", aliases=("linear_warmup",))
 
 
 def get_schedule(spec, **params) -> Schedule:

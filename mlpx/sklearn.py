@@ -39,7 +39,6 @@ try:
     from sklearn.preprocessing import LabelBinarizer
     from sklearn.utils import check_random_state
     from sklearn.utils import shuffle as _sk_shuffle
-    from sklearn.utils.class_weight import compute_sample_weight
     from sklearn.utils.metaestimators import available_if
     from sklearn.utils.multiclass import type_of_target, unique_labels
     from sklearn.utils.validation import (
@@ -57,6 +56,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from . import _backend
 from ._validation import Boolean, Interval, Options, check_options, validate_params
 from .losses import l2_penalty
+from .metrics import class_sample_weight
 from .model import MLP
 from .optimizers import SGD, Adam
 from .trainer import Callback, DeviceData, StepHook, Trainer
@@ -1007,13 +1007,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if isinstance(cw, dict) and self._label_binarizer.y_type_ == "multilabel-indicator":
             raise ValueError("A class_weight dict is not supported for multilabel targets; "
                              "use class_weight='balanced' or sample_weight.")
-        if cw == "balanced":
-            weights = compute_sample_weight("balanced", y)
-        else:
-            index = np.searchsorted(self.classes_, y)
-            table = np.array([float(cw.get(c, 1.0)) for c in self.classes_.tolist()])
-            weights = table[index]
-        weights = np.asarray(weights, dtype=np.float64)
+        # Unknown dict keys are ignored, as they always were here.
+        weights = class_sample_weight(y, cw, self.classes_, strict=False)
         if sample_weight is not None:
             weights = weights * sample_weight
         if not np.any(weights > 0):

@@ -40,6 +40,7 @@ import numpy as np
 from . import _backend
 from . import io as mio
 from ._validation import Boolean, InstanceOf, Interval, ListOf, Options, validate_params
+from .metrics import Metric, class_sample_weight, get_metrics, greater_is_better
 from .state import map_arrays
 from .training import (
     Callback,
@@ -52,7 +53,8 @@ from .training import (
 )
 
 __all__ = ["Trainer", "FitOptions", "StepContext", "StepHook", "DeviceData", "HostData",
-           "HostRows", "BatchStream", "is_streamed", "is_batch_iterable", "fit_model"]
+           "HostRows", "BatchStream", "is_streamed", "is_batch_iterable", "fit_model",
+           "ClipGradients"]
 
 
 # ---------------------------------------------------------------------- options
@@ -80,6 +82,13 @@ class FitOptions:
     on_nonfinite: str = "raise"
     #: A data-parallel plan (:class:`mlpx.distributed.DataParallel`) or None.
     parallel: Any = None
+    #: What ``fit(metrics=...)`` asked for (names, dicts or Metric objects).
+    metrics: Any = None
+    #: Gradient clipping: the largest global norm, the largest absolute value (or None).
+    clip_norm: float | None = None
+    clip_value: float | None = None
+    #: ``fit(class_weight=...)``: None, "balanced" or a dict {class index: weight}.
+    class_weight: Any = None
 
 
 # ---------------------------------------------------------------------- steps
@@ -150,8 +159,59 @@ class StepHook:
 
     def epoch_totals(self, totals: dict) -> dict:
         """Return the epoch's host totals (``"correct"``: correctly classified training
-        samples) as the whole run saw them; a data-parallel hook sums them over ranks."""
+        samples; the metrics' sums, one float per key) as the whole run saw them; a
+        data-parallel hook sums them over ranks."""
         return totals
+
+    def adjust_lr(self, lr: float) -> float:
+        """The learning rate this hook makes of the schedule's ``lr`` (what the history
+        records as ``"lr"``); a hook that rescales ``ctx.hyper["lr"]`` says so here."""
+        return lr
+
+
+class ClipGradients(StepHook):
+    """Clip the gradients before the update: each entry to ``[-value, value]``, then the
+    whole gradient (every parameter together) to a Euclidean norm of at most ``norm``.
+
+    What ``fit(clip_value=..., clip_norm=...)`` installs. The norm rule is PyTorch's
+    ``clip_grad_norm_``: the gradients are scaled by ``min(1, norm / (||g|| + 1e-6))``,
+    computed on the device (no host synchronisation). Clipping sees the gradients (L2
+    penalty included, summed over data-parallel ranks when the all-reduce hook runs
+    first), so it turns off the fused in-place fast step: the step runs the generic
+    path (``tests/test_callbacks.py`` checks that a clipped run takes no fast step and,
+    when nothing needs clipping, equals an unclipped run on the generic path).
+
+    Parameters
+    ----------
+    norm : float > 0 or None
+    value : float > 0 or None
+    xp : namespace
+        The model's Array API namespace.
+    """
+
+    needs_gradients = True
+
+    def __init__(self, norm=None, value=None, *, xp):
+        c = validate_params("ClipGradients", {"norm": norm, "value": value},
+                            {"norm": [Interval(float, 0.0, None, closed="neither"), None],
+                             "value": [Interval(float, 0.0, None, closed="neither"), None]})
+        self.norm, self.value = c["norm"], c["value"]
+        self.xp = xp
+
+    def on_gradients(self, grads, ctx):
+        xp = self.xp
+        if self.value is not None:
+            v = self.value
+            grads = [xp.clip(g, -v, v) for g in grads]
+        if self.norm is not None and grads:
+            total = None
+            for g in grads:
+                s = xp.sum(g * g)
+                total = s if total is None else total + s
+            coef = self.norm / (xp.sqrt(total) + 1e-6)
+            coef = xp.where(coef < 1.0, coef, xp.ones_like(coef))
+            grads = [g * coef for g in grads]
+        return grads
 
 
 # ---------------------------------------------------------------------- data
@@ -241,6 +301,20 @@ class HostRows:
         self.X, self.convert, self.index = X, convert, index
         n = int(X.shape[0]) if index is None else int(index.shape[0])
         self.shape = (n, int(X.shape[1]))
+
+    @property
+    def dtype(self):
+        """The host array's dtype (the rows are converted only batch by batch)."""
+        return self.X.dtype
+
+    def __getitem__(self, key):
+        """Rows of this view as a host block (``view[a:b]`` or ``view[a:b, ...]``), as
+        they are stored: what :meth:`mlpx.layers.Standardize.adapt` reads."""
+        if isinstance(key, tuple):
+            if len(key) != 2 or key[1] is not Ellipsis:
+                raise IndexError("HostRows takes rows only: view[rows] or view[rows, ...]")
+            key = key[0]
+        return self.host(key)
 
     def subset(self, rows) -> "HostRows":
         """The view of ``rows`` (host indices into this view)."""
@@ -485,6 +559,11 @@ class Trainer:
         a warning, or go on (the scikit-learn estimators check the weights at the end).
     metrics : bool, default=True
         Count the training accuracy of classifiers (a device reduction per batch).
+    extra_metrics : list of Metric, default=()
+        Metrics (:mod:`mlpx.metrics`) reported every epoch under their names for the
+        training batches (as they were stepped on: dropout on, weights before each
+        update) and, under ``val_<name>``, for the validation data at the end of the
+        epoch. Each keeps a few sums on the device; none keeps the predictions.
     fit_record : dict or None
         What each checkpoint records about the ``fit`` call (arguments, data
         fingerprint) so that a resumed call can check it sees the same run.
@@ -492,7 +571,7 @@ class Trainer:
 
     def __init__(self, model, *, batch_size, shuffle=True, validation=None, stopper=None,
                  callbacks=(), hooks=(), verbose=0, checkpoint=None, checkpoint_every=1,
-                 on_nonfinite="raise", metrics=True, fit_record=None):
+                 on_nonfinite="raise", metrics=True, fit_record=None, extra_metrics=()):
         c = validate_params("Trainer", {
             "batch_size": batch_size, "shuffle": shuffle, "verbose": verbose,
             "checkpoint_every": checkpoint_every, "on_nonfinite": on_nonfinite,
@@ -514,6 +593,15 @@ class Trainer:
         self.on_nonfinite = c["on_nonfinite"]
         self.metrics = c["metrics"]
         self.fit_record = fit_record
+        extra = validate_params("Trainer", {"extra_metrics": list(extra_metrics)},
+                                {"extra_metrics": ListOf(InstanceOf(Metric))})
+        self.extra_metrics = extra["extra_metrics"]
+        self.val_metrics = [m.clone() for m in self.extra_metrics]
+        # A callback that steers the steps (ReduceLROnPlateau) brings its own hook.
+        for cb in self.callbacks:
+            hook = getattr(cb, "step_hook", None)
+            if isinstance(hook, StepHook) and hook not in self.hooks:
+                self.hooks.append(hook)
         self.monitor = None
         if stopper is not None:
             self.monitor = stopper.monitor or ("val_loss" if validation is not None
@@ -630,7 +718,7 @@ class Trainer:
         best, best_epoch, wait = math.inf, None, 0
         sign = 1.0
         if stopper is not None:
-            sign = -1.0 if monitor.endswith("accuracy") else 1.0
+            sign = -1.0 if greater_is_better(monitor) else 1.0
             if stopper_state is not None:
                 best = float(stopper_state["best"])
                 best_epoch = stopper_state["best_epoch"]
@@ -662,6 +750,10 @@ class Trainer:
                     acc: dict[str, Any] = {"total": 0.0, "correct": 0.0, "losses": [],
                                            "stepped": 0}
                     lr = state.optimizer.current_lr(state.step)
+                    for hook in self.hooks:
+                        lr = hook.adjust_lr(lr)
+                    for m in self.extra_metrics:
+                        m.reset()
                     inner = tqdm(total=n_batches, unit="batch", leave=False,
                                  disable=self.verbose < 2, desc=f"epoch {epoch}")
 
@@ -672,6 +764,8 @@ class Trainer:
                         if self.metrics and model.is_classifier:
                             acc["correct"] = acc["correct"] + model.count_correct(
                                 z, batch[1], batch[3])
+                        for m in self.extra_metrics:
+                            m.update(batch[1], z, batch[3], output=model.output, xp=xp)
                         inner.update(1)
 
                     extra = self._batches(data, perm, rows, on_step=on_step)
@@ -694,21 +788,34 @@ class Trainer:
                         break
                     state.epoch = epoch
                     logs = {"loss": train_loss}
+                    totals: dict = {}
                     if self.metrics and model.is_classifier:
-                        totals = {"correct": float(acc["correct"])}
+                        totals["correct"] = float(acc["correct"])
+                    host = [m.totals() for m in self.extra_metrics]
+                    totals.update(_flat_totals(host))
+                    if totals:
                         for hook in self.hooks:
                             totals = hook.epoch_totals(totals)
+                    if "correct" in totals:
                         logs["accuracy"] = totals["correct"] / stepped
+                    for i, m in enumerate(self.extra_metrics):
+                        logs[m.name] = m.result(_unflat_totals(totals, i, host[i]))
                     lm = bool(getattr(model, "reports_perplexity", False))
                     if lm:
                         logs["perplexity"] = perplexity(train_loss)
                     if val is not None:
-                        vl, va = model.evaluate_device(*val)
+                        for m in self.val_metrics:
+                            m.reset()
+                        vl, va = model.evaluate_device(
+                            *val, **({"metrics": self.val_metrics} if self.val_metrics
+                                     else {}))
                         logs["val_loss"] = vl
                         if va is not None:
                             logs["val_accuracy"] = va
                         if lm:
                             logs["val_perplexity"] = perplexity(vl)
+                        for m in self.val_metrics:
+                            logs["val_" + m.name] = m.result()
                     seconds = time.perf_counter() - t0
                     logs["seconds"] = seconds
                     logs["lr"] = lr
@@ -860,10 +967,13 @@ def fit_model(model, X, y, opts: FitOptions) -> History:
     if is_batch_iterable(X, y):
         return _fit_stream(model, X, opts)
     # Validate everything before changing anything.
-    X_probe = model.as_numeric(X, "X")
-    # A data-parallel run takes a memory map as before (moved to the device whole: no
-    # copy when its dtype is the model's); the per-batch path is for one process.
-    streamed = is_streamed(X) and opts.parallel is None
+    par = opts.parallel
+    # On several ranks X may stay on disk (mlpx.distributed.RowSource, a memory map):
+    # each rank then reads only the rows it needs. In one process a memory map is read
+    # and converted a batch at a time (HostRows).
+    rows_src = None if par is None else par.row_source(X, model)
+    streamed = par is None and is_streamed(X)
+    X_probe = rows_src if rows_src is not None else model.as_numeric(X, "X")
     ckpt = fit_info = None
     if opts.resume is not None:
         ckpt = mio.read_checkpoint(opts.resume)
@@ -874,13 +984,18 @@ def fit_model(model, X, y, opts: FitOptions) -> History:
         _check_resume(model, ckpt, opts.optimizer, opts.stopper)
     if not model.built and X_probe.ndim == 2:
         model.build(int(X_probe.shape[1]))
-    Xd = model.to_host_rows(X) if streamed else model.to_device_X(X)
+    if rows_src is not None:
+        Xd = par.check_rows(model, rows_src)
+    else:
+        Xd = model.to_host_rows(X) if streamed else model.to_device_X(X)
     n = int(Xd.shape[0])
-    par = opts.parallel
     if par is not None:  # every rank checks the call, then takes rank 0's random state
         par.sync_start(model, n_samples=n)
     Yd, labels = model.to_device_y(y, n)
     Wd = model.to_device_weights(opts.sample_weight, n)
+    metrics = get_metrics(opts.metrics, output=model.output.name)
+    if opts.class_weight is not None:
+        Wd = _class_weights(model, Yd, labels, Wd, opts.class_weight)
     # The split is drawn from the host generator as it was when the (interrupted)
     # call started, so that a resumed run holds out the same samples.
     split_rng = model.train_rng
@@ -907,14 +1022,15 @@ def fit_model(model, X, y, opts: FitOptions) -> History:
         perm = split_rng.permutation(n)
         vi = _backend.to_device(perm[:n_val], backend=model.backend)
         ti = _backend.to_device(np.sort(perm[n_val:]), backend=model.backend)
-        if streamed:  # views of the memory map: no rows are read yet
-            val = (Xd.subset(perm[:n_val]), xp.take(Yd, vi, axis=0),
-                   None if labels is None else xp.take(labels, vi, axis=0))
-            Xd, Yd = Xd.subset(np.sort(perm[n_val:])), xp.take(Yd, ti, axis=0)
+        if rows_src is not None:
+            Xv, Xd = par.take_rows(model, Xd, perm[:n_val]), Xd.subset(np.sort(perm[n_val:]))
+        elif streamed:  # views of the memory map: no rows are read yet
+            Xv, Xd = Xd.subset(perm[:n_val]), Xd.subset(np.sort(perm[n_val:]))
         else:
-            val = (xp.take(Xd, vi, axis=0), xp.take(Yd, vi, axis=0),
-                   None if labels is None else xp.take(labels, vi, axis=0))
-            Xd, Yd = xp.take(Xd, ti, axis=0), xp.take(Yd, ti, axis=0)
+            Xv, Xd = xp.take(Xd, vi, axis=0), xp.take(Xd, ti, axis=0)
+        val = (Xv, xp.take(Yd, vi, axis=0),
+               None if labels is None else xp.take(labels, vi, axis=0))
+        Yd = xp.take(Yd, ti, axis=0)
         labels = None if labels is None else xp.take(labels, ti, axis=0)
         Wd = None if Wd is None else xp.take(Wd, ti, axis=0)
         n = n - n_val
@@ -922,19 +1038,20 @@ def fit_model(model, X, y, opts: FitOptions) -> History:
         Wd = normalise_weights(Wd, xp)
     stopper = opts.stopper
     if stopper is not None:
-        monitor = stopper.monitor or ("val_loss" if val is not None else "loss")
-        if monitor.startswith("val_") and val is None:
-            raise ValueError(f"EarlyStopping monitors {monitor!r} but there is no "
-                             "validation data; pass validation_data or "
-                             "validation_split.")
-        if monitor.endswith("accuracy") and not model.is_classifier:
-            raise ValueError(f"EarlyStopping cannot monitor {monitor!r} for a "
-                             "regression model.")
-        if monitor.endswith("perplexity") and not getattr(model, "reports_perplexity",
-                                                           False):
-            raise ValueError(f"EarlyStopping cannot monitor {monitor!r}: only language "
-                             "models (mlpx.LanguageModel) report perplexity.")
+        if stopper.monitor is None and val is None:
+            raise ValueError("early_stopping watches the validation loss ('val_loss') but "
+                             "there is no validation data: pass validation_data or "
+                             "validation_split (e.g. 0.1), or watch the training loss "
+                             "explicitly with early_stopping={'monitor': 'loss', ...}.")
+        check_monitor(stopper.monitor or "val_loss", model=model, has_val=val is not None,
+                      metrics={m.name for m in metrics})
+    for cb in opts.callbacks:  # SaveBest, ReduceLROnPlateau: fail before training
+        if isinstance(getattr(cb, "monitor", None), str):
+            check_monitor(cb.monitor, model=model, has_val=val is not None,
+                          metrics={m.name for m in metrics}, who=type(cb).__name__)
     batch_size = opts.batch_size or n
+    # Rows on disk: checked finite (and summed) by the ranks together, a slice each.
+    x_sum = None if rows_src is None else par.scan_rows(model, Xd)
     record: dict[str, Any] | None = None
     if opts.checkpoint is not None or fit_info is not None:
         record = {
@@ -949,7 +1066,8 @@ def fit_model(model, X, y, opts: FitOptions) -> History:
                            else "split" if val is not None else None),
             "start_rng": start_rng,
             "early_stopping": None if stopper is None else stopper_config(stopper),
-            "fingerprint": _fingerprint(model, Xd, Yd, Wd, *(val[:2] if val else ())),
+            "fingerprint": ([x_sum] if x_sum is not None else _fingerprint(model, Xd))
+            + _fingerprint(model, Yd, Wd, *(val[:2] if val else ())),
         }
         if fit_info is not None and ckpt is not None:
             record["start_epoch"] = int(fit_info["start_epoch"])
@@ -977,20 +1095,27 @@ def fit_model(model, X, y, opts: FitOptions) -> History:
         if opts.optimizer is not None or model.state_ is None:
             model.compile(opts.optimizer if opts.optimizer is not None else "sgd")
         remaining = opts.epochs
+    # An input Standardize layer not adapted yet learns its statistics from the
+    # training data (after the validation split), once (mlpx.layers.Standardize).
+    model.adapt_inputs(Xd)
     data = (HostData if streamed else DeviceData)(Xd, Yd, labels, Wd, xp=xp)
     hooks: list = []
     root = True
     if par is not None:  # rank 0's weights; each rank its share of every batch
         par.sync_state(model)
         hooks = par.hooks(model, data)
-        data = par.shard(data)
+        data = par.shard(data, model)
         root = par.is_root
+    if opts.clip_norm is not None or opts.clip_value is not None:
+        # After the all-reduce: every rank clips the same summed gradients.
+        hooks.append(ClipGradients(opts.clip_norm, opts.clip_value, xp=xp))
     trainer = Trainer(model, batch_size=batch_size, shuffle=bool(opts.shuffle),
                       validation=val, stopper=stopper, callbacks=opts.callbacks,
                       hooks=hooks, verbose=opts.verbose if root else 0,
                       checkpoint=opts.checkpoint if root else None,
                       checkpoint_every=opts.checkpoint_every,
-                      on_nonfinite=opts.on_nonfinite, fit_record=record)
+                      on_nonfinite=opts.on_nonfinite, fit_record=record,
+                      extra_metrics=metrics)
     try:
         return trainer.run(data, remaining, history=history, stopper_state=stopper_state,
                            best_params=best_params)
@@ -1036,6 +1161,49 @@ def _fit_stream(model, source, opts: FitOptions) -> History:
 
 
 # ---------------------------------------------------------------------- helpers
+def _flat_totals(host) -> dict:
+    """The metrics' host sums (``[m.totals() for m in metrics]``) as one float per key
+    (``"metric 0 tp 3"``), so that a data-parallel hook's :meth:`StepHook.epoch_totals`
+    can sum them like the others."""
+    out: dict = {}
+    for i, sums in enumerate(host):
+        for key, value in sums.items():
+            for j, v in enumerate(np.ravel(value).tolist()):
+                out[f"metric {i} {key} {j}"] = float(v)
+    return out
+
+
+def _unflat_totals(totals, i, sums) -> dict:
+    """Metric ``i``'s sums back from :func:`_flat_totals`'s keys (the shapes of
+    ``sums``, its own)."""
+    out = {}
+    for key, value in sums.items():
+        flat = [totals[f"metric {i} {key} {j}"] for j in range(int(np.size(value)))]
+        out[key] = np.reshape(np.asarray(flat, dtype=np.float64), np.shape(value))
+    return out
+
+
+def check_monitor(monitor, *, model, has_val, metrics, who="EarlyStopping") -> None:
+    """Raise a ValueError when ``monitor`` is not a log entry this ``fit`` will record.
+
+    ``metrics`` are the metrics ``fit`` reports (their names); ``has_val`` whether there
+    is validation data.
+    """
+    if monitor.startswith("val_") and not has_val:
+        raise ValueError(f"{who} monitors {monitor!r} but there is no validation data; "
+                         "pass validation_data or validation_split.")
+    base = monitor[4:] if monitor.startswith("val_") else monitor
+    if base == "accuracy" and not model.is_classifier:
+        raise ValueError(f"{who} cannot monitor {monitor!r} for a regression model.")
+    if base == "perplexity" and not getattr(model, "reports_perplexity", False):
+        raise ValueError(f"{who} cannot monitor {monitor!r}: only language "
+                         "models (mlpx.LanguageModel) report perplexity.")
+    if base not in ("loss", "accuracy", "perplexity") and base not in metrics:
+        raise ValueError(f"{who} monitors {monitor!r}, which this fit does not report: "
+                         f"add {base!r} to fit(metrics=...) (it reports "
+                         f"{sorted(metrics) or 'no metrics'}).")
+
+
 def normalise_weights(W, xp):
     """Scale sample weights by a power of two so that the largest lies in [1, 2).
 
@@ -1051,6 +1219,26 @@ def normalise_weights(W, xp):
     if exponent == 0:
         return W
     return W * math.ldexp(1.0, -exponent)
+
+
+def _class_weights(model, Yd, labels, Wd, class_weight):
+    """Sample weights times the class weights of ``fit(class_weight=...)`` (device)."""
+    if not model.is_classifier:
+        raise ValueError("class_weight needs a classifier (a softmax or sigmoid output); "
+                         f"this model's output is {model.output.name!r}.")
+    if labels is not None:  # softmax: integer labels, or argmax of the target rows
+        y = _backend.to_numpy(labels)
+        classes = np.arange(int(model.n_outputs))
+    else:  # sigmoid: 0/1 targets, one column per label
+        y = (_backend.to_numpy(Yd) > 0.5).astype(np.int64)
+        classes = np.array([0, 1]) if y.shape[1] == 1 else None
+    weights = class_sample_weight(y, class_weight, classes)
+    if Wd is not None:
+        weights = weights * _backend.to_numpy(Wd).astype(np.float64)
+    if not np.any(weights > 0):
+        raise ValueError("Sample weights times class weights are all zero; at least one "
+                         "must be non-zero.")
+    return _backend.to_device(weights, backend=model.backend, dtype=model.dtype)
 
 
 def _check_resume(model, ckpt, opt, stopper) -> None:
@@ -1176,4 +1364,4 @@ def _copy(a, xp):
 
 
 __all__ += ["Callback", "normalise_weights", "params_finite", "memory_error",
-            "stopper_config"]
+            "stopper_config", "check_monitor"]

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from ._validation import Boolean, Interval, InvalidParameterError, Options, validate_params
+from .metrics import METRICS
 
 __all__ = [
     "History",
@@ -121,7 +122,9 @@ class History:
         accuracy, classifiers only), ``"val_loss"`` and ``"val_accuracy"`` (when
         validation data was given), ``"seconds"`` (wall time of the epoch) and ``"lr"``;
         language models (:class:`mlpx.LanguageModel`) add ``"perplexity"`` and
-        ``"val_perplexity"``, ``exp`` of the mean cross-entropy.
+        ``"val_perplexity"``, ``exp`` of the mean cross-entropy; every metric of
+        ``fit(metrics=...)`` adds its name (``"f1"``, ``"top_3_accuracy"``) and, with
+        validation data, ``"val_"`` + its name.
     epochs : list of int
         Epoch numbers (1-based, continuing across calls to ``fit``).
     stopped_early : bool
@@ -151,13 +154,36 @@ class History:
         return key in self.history
 
 
+class _Monitor(Options):
+    """The monitored log entry: one of the fixed names, or a metric's (``"val_f1"``,
+    ``"top_3_accuracy"``) that ``fit(metrics=...)`` must then report."""
+
+    def is_satisfied_by(self, value):
+        return super().is_satisfied_by(value) or (isinstance(value, str)
+                                                  and is_metric_key(value))
+
+    def convert(self, value):
+        return super().convert(value) if super().is_satisfied_by(value) else str(value)
+
+
+def is_metric_key(key: str) -> bool:
+    """Whether ``key`` names a metric of :data:`mlpx.metrics.METRICS` as History records
+    it: the metric's name (``"f1"``, ``"top_3_accuracy"``), optionally after ``val_``."""
+    base = key[4:] if key.startswith("val_") else key
+    if base in METRICS:
+        return True
+    parts = base.split("_")
+    return (len(parts) == 3 and parts[0] == "top" and parts[1].isdigit()
+            and int(parts[1]) >= 1 and parts[2] == "accuracy")
+
+
 #: Declarative constraints of :class:`EarlyStopping`'s parameters.
 _EARLY_STOPPING_CONSTRAINTS = {
     "patience": Interval(int, 1, None, closed="left"),
     "min_delta": Interval(float, 0.0, None, closed="left"),
     "restore_best": Boolean(),
-    "monitor": Options((None, "val_loss", "val_accuracy", "loss", "accuracy",
-                        "val_perplexity", "perplexity")),
+    "monitor": _Monitor((None, "val_loss", "val_accuracy", "loss", "accuracy",
+                         "val_perplexity", "perplexity")),
 }
 
 
@@ -174,9 +200,13 @@ class EarlyStopping:
     restore_best : bool, default=True
         Put back the weights of the best epoch when training ends.
     monitor : str or None, default=None
-        ``"val_loss"``, ``"val_accuracy"``, ``"loss"``, ``"accuracy"``, or for language
-        models (:class:`mlpx.LanguageModel`) ``"val_perplexity"`` and ``"perplexity"``.
-        None picks ``"val_loss"`` when there is validation data, else ``"loss"``.
+        ``"val_loss"``, ``"val_accuracy"``, ``"loss"``, ``"accuracy"``, for language
+        models (:class:`mlpx.LanguageModel`) ``"val_perplexity"`` and ``"perplexity"``,
+        or a metric that ``fit(metrics=...)`` reports (``"val_f1"``, ``"r2"``; larger is
+        better for accuracies, precision, recall, F1 and R^2). None watches
+        ``"val_loss"``, and then ``fit`` needs validation data (``validation_data`` or
+        ``validation_split``, as scikit-learn holds out ``validation_fraction``); to watch
+        the training loss, say so with ``monitor="loss"``.
     """
 
     patience: int = 5

@@ -110,3 +110,41 @@ def train_case(name, comm=None, *, epochs=3, seed=0, checkpoint=None, resume=Non
               sample_weight=weights, verbose=verbose, comm=comm, checkpoint=checkpoint,
               resume=resume, **case)
     return [mlpx._backend.to_numpy(p) for p in model.params], model
+
+
+class SpyRows:
+    """An array-like over ``array`` that records the rows of every read (a memory map
+    read through it reads those rows and no others)."""
+
+    def __init__(self, array):
+        self.array = array
+        self.shape, self.dtype = array.shape, array.dtype
+        self.requests: list = []
+
+    def __getitem__(self, key):
+        rows = np.arange(self.shape[0])[key] if isinstance(key, slice) else np.asarray(key)
+        self.requests.append(np.array(rows, copy=True))
+        return self.array[key]
+
+    def rows(self):
+        return np.concatenate(self.requests) if self.requests else np.empty(0, np.int64)
+
+
+def make_pixels(path, n=120, d=6, seed=1):
+    """A uint8 data set saved as ``path`` (.npy), its labels, and the file memory-mapped."""
+    rng = np.random.default_rng(seed)
+    X = rng.integers(0, 256, size=(n, d), dtype=np.uint8)
+    y = rng.integers(0, 3, size=n)
+    np.save(path, X)
+    return X, y, np.load(path, mmap_mode="r")
+
+
+ROWS_FIT = dict(epochs=3, batch_size=16, validation_split=0.2, verbose=0,
+                optimizer={"name": "adam", "lr": 0.01})
+
+
+def train_rows(X, y, comm=None, **kw):
+    """Train the row-source case on X (an array or a RowSource); return (weights, model)."""
+    model = mlpx.MLP([X.shape[1], 8, 3], dtype="float64", seed=0)
+    model.fit(X, y, comm=comm, **dict(ROWS_FIT, **kw))
+    return [mlpx._backend.to_numpy(p) for p in model.params], model

@@ -17,6 +17,7 @@ from mlpx.data import cache, catalog, download, idx, loaders, preprocessing, tex
 
 PUBLIC = {
     "IDXFormatError": idx, "read_idx": idx,
+    "open_idx": idx, "decompress_idx": idx,
     "DownloadError": download, "fetch": download,
     "default_data_dir": cache,
     "RemoteFile": catalog, "IDXDataset": catalog, "DATASETS": catalog,

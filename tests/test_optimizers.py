@@ -19,6 +19,7 @@ from mlpx.optimizers import (
     Optimizer,
     RMSProp,
     Schedule,
+    WarmupSchedule,
     get_optimizer,
     get_schedule,
 )
@@ -608,7 +609,9 @@ def test_config_defaults_and_overrides():
     for name, cls in SCHEDULES.items():
         assert get_schedule(get_schedule({"name": name, **(
             {"step_size": 1} if name == "step" else {"gamma": 0.5} if name == "exponential"
-            else {"total_steps": 2} if name == "cosine" else {})}).get_config()).name == cls.name
+            else {"total_steps": 2} if name == "cosine"
+            else {"warmup_steps": 2} if cls is WarmupSchedule else {})}).get_config()).name \
+            == cls.name
 
 
 # --------------------------------------------------------------------------------------

@@ -280,3 +280,15 @@ def test_memmap_checkpoint_resumes_with_the_in_memory_data(tmp_path):
     with pytest.raises(ValueError, match="the data differ"):
         _model("numpy", X.shape[1], 3).fit(other, y, epochs=2, batch_size=32, resume=ckpt,
                                             verbose=0)
+
+
+def test_memmap_adapts_an_input_standardize_layer_as_in_memory(tmp_path, backend):
+    X, y = _data()
+    Xm = _memmap(tmp_path / "x.npy", X)
+    runs = []
+    for data in (X, Xm):
+        model = _model(backend, X.shape[1], 3, preprocess="standardize")
+        model.fit(data, y, epochs=2, batch_size=32, validation_split=0.2, verbose=0)
+        runs.append(model)
+    for pa, pb in zip(runs[0].params, runs[1].params):
+        assert_array(pb, _backend.to_numpy(pa), backend=backend, rtol=0, atol=0)

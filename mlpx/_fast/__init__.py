@@ -36,7 +36,8 @@ them; the loss/output pairs softmax + cross-entropy, sigmoid + binary cross-entr
 identity + MSE; float32 or float64; L2 (``alpha``) and sample weights; the optimizers
 SGD (any momentum, Nesterov, weight decay), Adam, AdamW and RMSProp with any schedule.
 On CuPy, additionally: every activation right after a Dense layer.
-Everything else (PReLU, Maxout, other activations or losses) trains on the generic path.
+Everything else (PReLU, Maxout, BatchNorm, LayerNorm, Standardize, Rescale, other
+activations or losses) trains on the generic path.
 
 ``MLPX_FAST=0`` in the environment, or :func:`set_enabled` / :func:`disabled`, switches
 every fast path off (the benchmarks and tests compare both ways).

@@ -10,7 +10,7 @@ import contextlib
 import os
 
 from ..activations import ACTIVATIONS
-from ..layers import ActivationLayer, Dense, Dropout
+from ..layers import ActivationLayer, BatchNorm, Dense, Dropout, LayerNorm, Rescale, Standardize
 from ..losses import LOSSES
 from ..optimizers import OPTIMIZERS
 from ._plan import build_plan
@@ -72,6 +72,10 @@ def structure_reason(model, kind):
             or type(model.output) is not ACTIVATIONS[pair[1]]:
         return f"loss {model.loss.name!r} with output {model.output.name!r}"
     layers = model.layers
+    for layer in layers:
+        if isinstance(layer, (BatchNorm, LayerNorm, Standardize, Rescale)):
+            return (f"layer {type(layer).__name__} (normalisation and preprocessing layers "
+                    "train on the generic step)")
     if type(layers[0]) is not Dense or type(layers[-1]) is not Dense:
         return "the first and last layers must be Dense"
     for layer in layers:

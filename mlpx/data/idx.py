@@ -14,11 +14,13 @@ Public API at :mod:`mlpx.datasets`.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gzip
 import math
 import os
 import struct
+import tempfile
 import zlib
 from typing import Any, BinaryIO
 
@@ -26,7 +28,7 @@ import numpy as np
 
 from .._files import NotARegularFileError, open_regular
 
-__all__ = ["IDXFormatError", "read_idx", "MAX_NDIM"]
+__all__ = ["IDXFormatError", "read_idx", "open_idx", "decompress_idx", "MAX_NDIM"]
 
 
 class IDXFormatError(ValueError):
@@ -57,6 +59,7 @@ _IDX_DTYPES: dict[int, np.dtype[Any]] = {
 _IDX_DTYPE_NAMES = ", ".join(
     f"0x{code:02X} ({dt.newbyteorder('=').name})" for code, dt in _IDX_DTYPES.items()
 )
+_CODE_OF = {dt: code for code, dt in _IDX_DTYPES.items()}
 _GZIP_MAGIC = b"\x1f\x8b"
 
 #: The most dimensions an IDX file may declare: the most a NumPy array can have
@@ -123,12 +126,8 @@ def _count_trailing(stream: BinaryIO, path: str) -> int:
     return count
 
 
-def _parse(stream: BinaryIO, path: str, file_size: int | None) -> np.ndarray:
-    """Read and validate one IDX file from ``stream``.
-
-    ``file_size`` is the stream's total length when it is known (an uncompressed
-    file), which lets a wrong payload length be reported without reading the payload.
-    """
+def _header(stream: BinaryIO, path: str) -> tuple[tuple[int, ...], np.dtype[Any], int]:
+    """Read and validate an IDX header: ``(dims, big-endian dtype, header bytes)``."""
     magic = _read_exactly(stream, 4, path)
     n = len(magic)
     if n < 4:
@@ -162,7 +161,16 @@ def _parse(stream: BinaryIO, path: str, file_size: int | None) -> np.ndarray:
             f"the data hold {4 + len(sizes)} byte(s)",
         )
     dims = struct.unpack(f">{ndim}I", sizes)
-    dtype = _IDX_DTYPES[code]
+    return dims, _IDX_DTYPES[code], header
+
+
+def _parse(stream: BinaryIO, path: str, file_size: int | None) -> np.ndarray:
+    """Read and validate one IDX file from ``stream``.
+
+    ``file_size`` is the stream's total length when it is known (an uncompressed
+    file), which lets a wrong payload length be reported without reading the payload.
+    """
+    dims, dtype, header = _header(stream, path)
     count = math.prod(dims)
     expected = count * dtype.itemsize
     shape_txt = "x".join(map(str, dims))
@@ -272,3 +280,103 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
                 return _parse(gz, path, None)  # type: ignore[arg-type]
         f.seek(0)
         return _parse(f, path, os.fstat(f.fileno()).st_size)
+
+
+def open_idx(path: str | os.PathLike[str]) -> np.memmap:
+    """Map an uncompressed IDX file into memory, read-only, without reading its data.
+
+    The header is checked as :func:`read_idx` checks it, and the file's size must be
+    exactly the header plus the data it declares. Rows are then read from the file only
+    when indexed: what :class:`mlpx.distributed.RowSource` needs so that each rank of a
+    data-parallel run reads only its own rows. A gzip-compressed file cannot be mapped:
+    decompress it first (:func:`decompress_idx`).
+
+    Returns
+    -------
+    numpy.memmap
+        Read-only, in the file's (big-endian for multi-byte types) byte order.
+
+    Raises
+    ------
+    IDXFormatError
+        As :func:`read_idx`, and for a gzip-compressed file.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from mlpx.datasets import open_idx
+    >>> header = bytes([0, 0, 0x08, 2]) + (2).to_bytes(4, "big") + (3).to_bytes(4, "big")
+    >>> path = os.path.join(tempfile.mkdtemp(), "tiny-idx2-ubyte")
+    >>> with open(path, "wb") as f:
+    ...     _ = f.write(header + bytes(range(6)))
+    >>> rows = open_idx(path)
+    >>> rows.shape, rows[1].tolist()
+    ((2, 3), [3, 4, 5])
+    """
+    path = os.fsdecode(path)
+    with _open_regular(path) as f:
+        if _read(f, 2, path) == _GZIP_MAGIC:
+            raise IDXFormatError(path, "gzip-compressed; decompress it (decompress_idx, or "
+                                 "gunzip) to map it into memory")
+        f.seek(0)
+        dims, dtype, header = _header(f, path)
+        size = os.fstat(f.fileno()).st_size
+    expected = math.prod(dims) * dtype.itemsize
+    if size - header != expected:
+        raise IDXFormatError(path, f"the data hold {size - header} byte(s) after the header; "
+                             f"shape {'x'.join(map(str, dims))} of "
+                             f"{dtype.newbyteorder('=').name} needs {expected}")
+    return np.memmap(path, dtype=dtype, mode="r", offset=header, shape=dims)
+
+
+def decompress_idx(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> str:
+    """Write the uncompressed IDX file of ``src`` (gzip or raw) to ``dst``, atomically.
+
+    The data are copied a piece at a time (memory stays bounded whatever the file's
+    size); the header and the length are checked as :func:`read_idx` checks them, and
+    ``dst`` appears only once it is whole (a temporary file in its folder, then a
+    rename), so processes that decompress the same file at once cannot see half of it.
+
+    Returns
+    -------
+    str
+        ``dst``.
+
+    Raises
+    ------
+    IDXFormatError
+        As :func:`read_idx`.
+    """
+    src, dst = os.fsdecode(src), os.fsdecode(dst)
+    folder = os.path.dirname(os.path.abspath(dst))
+    with _open_regular(src) as f:
+        gz = _read(f, 2, src) == _GZIP_MAGIC
+        f.seek(0)
+        stream: BinaryIO = gzip.GzipFile(fileobj=f, mode="rb") if gz else f  # type: ignore
+        dims, dtype, header = _header(stream, src)
+        expected = math.prod(dims) * dtype.itemsize
+        fd, tmp = tempfile.mkstemp(prefix=".idx-", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(bytes([0, 0, _CODE_OF[dtype], len(dims)]))
+                out.write(struct.pack(f">{len(dims)}I", *dims))
+                left = expected
+                while left:
+                    chunk = _read(stream, min(_CHUNK, left), src)
+                    if not chunk:
+                        raise IDXFormatError(src, f"truncated data: shape "
+                                             f"{'x'.join(map(str, dims))} needs {expected} "
+                                             f"byte(s) after the header, found "
+                                             f"{expected - left}")
+                    out.write(chunk)
+                    left -= len(chunk)
+                extra = _count_trailing(stream, src)
+                if extra:
+                    raise IDXFormatError(src, f"{extra} unexpected trailing byte(s) after "
+                                         "the data")
+            os.replace(tmp, dst)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    return dst

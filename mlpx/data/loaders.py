@@ -22,7 +22,7 @@ import numpy as np
 from .cache import check_folder, default_data_dir
 from .catalog import DATASETS, IDXDataset, RemoteFile
 from .download import fetch
-from .idx import read_idx
+from .idx import decompress_idx, open_idx, read_idx
 
 __all__ = [
     "DATASET_NAMES",
@@ -81,9 +81,19 @@ def _check_split(
         )
 
 
+def _mapped(path: Path) -> np.ndarray:
+    """``path`` memory-mapped; a gzip file is first decompressed next to it, once."""
+    if path.name.endswith(".gz"):
+        bare = path.with_name(path.name[: -len(".gz")])
+        if not bare.exists():
+            decompress_idx(path, bare)
+        path = bare
+    return open_idx(path)
+
+
 def _load_idx_dataset(
     name: str, data_dir: str | os.PathLike[str] | None, download: bool, flatten: bool,
-    progress: bool, func: str,
+    progress: bool, func: str, mmap: bool = False,
 ) -> tuple[Split, Split]:
     spec = DATASETS[name]
     if data_dir is not None:
@@ -114,7 +124,8 @@ def _load_idx_dataset(
     out: list[Split] = []
     for split, n in (("train", spec.n_train), ("test", spec.n_test)):
         img_path, lbl_path = paths[f"{split}_images"], paths[f"{split}_labels"]
-        images, labels = read_idx(img_path), read_idx(lbl_path)
+        images = _mapped(img_path) if mmap else read_idx(img_path)
+        labels = read_idx(lbl_path)
         _check_split(spec, images, labels, n, img_path, lbl_path)
         if flatten:
             images = images.reshape(n, -1)
@@ -276,6 +287,7 @@ def load_dataset(
     download: bool = True,
     flatten: bool = True,
     progress: bool = True,
+    mmap: bool = False,
 ) -> tuple[Split, Split]:
     """Load a dataset by name: ``"mnist"``, ``"fashion-mnist"`` or ``"sample"``.
 
@@ -288,6 +300,12 @@ def load_dataset(
     data_dir, download, flatten, progress
         As for :func:`load_mnist`. The sample ignores ``download`` and ``progress``
         and accepts no ``data_dir``.
+    mmap : bool, default=False
+        Return the training and test images of MNIST and Fashion-MNIST as read-only
+        memory maps of the uncompressed IDX files (a ``.gz`` file is decompressed next
+        to it once, atomically): nothing is read until rows are indexed, so that
+        ``mlpx.distributed.RowSource`` can give each rank only its rows. The labels are
+        read whole. The embedded sample (a few MB) is always loaded into memory.
 
     Returns
     -------
@@ -319,6 +337,7 @@ def load_dataset(
             f"The 'name' parameter of load_dataset must be one of {list(DATASET_NAMES)}. "
             f"Got {name!r} instead."
         )
-    return _load_idx_dataset(key, data_dir, download, flatten, progress, "load_dataset")
+    return _load_idx_dataset(key, data_dir, download, flatten, progress, "load_dataset",
+                             mmap=mmap)
 
 
