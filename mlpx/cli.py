@@ -177,9 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     table = train.add_argument_group(
         "tabular data", "Train on the numeric columns of a CSV file with a header row "
-        "instead of images. The feature columns are standardised with the training rows' "
-        "mean and standard deviation, and the saved model carries that standardisation "
-        "(folded into its first layer), so it takes raw rows.")
+        "instead of images. The model's first layer standardises the feature columns "
+        "with the training rows' mean and standard deviation (MLP(preprocess="
+        "'standardize')); the saved model carries it, so it takes raw rows.")
     table.add_argument("--csv", metavar="PATH", default=None,
                        help="CSV file: a header row of column names, then one sample per "
                             "row; every column but the target must be numeric")
@@ -491,8 +491,9 @@ def _build_model(args: argparse.Namespace) -> tuple[Any, Any]:
         _check_memory(args, optimizer)
         model = MLP([args.n_features, *args.hidden, args.n_outputs],
                     activation=args.activation, loss=args.loss, output=args.output,
-                    dropout=args.dropout, alpha=args.alpha, backend=args.backend, dtype=args.dtype,
-                    seed=args.seed)
+                    dropout=args.dropout, alpha=args.alpha,
+                    preprocess="standardize" if args.csv is not None else None,
+                    backend=args.backend, dtype=args.dtype, seed=args.seed)
     except (ValueError, TypeError, ImportError, RuntimeError) as exc:
         raise _UsageError(str(exc)) from None
     except MemoryError as exc:
@@ -593,9 +594,7 @@ class _Table:
     y_raw: Any                   # int64 labels or float64 targets, every row
     train: Any                   # row indices
     test: Any
-    mean: Any                    # of the training rows, per feature
-    std: Any
-    y_mean: float | None         # regression only
+    y_mean: float | None         # regression with an identity output only
     y_std: float | None
     n_outputs: int
 
@@ -789,9 +788,6 @@ def _load_table(args: argparse.Namespace) -> _Table:
             raise _UsageError(f"--n-train {args.n_train} is more than the {train.size:,} "
                               f"training rows of {path}")
         train = train[:args.n_train]
-    mean = X[train].mean(axis=0)
-    std = X[train].std(axis=0)
-    std[std == 0] = 1.0  # a constant column: centred, not scaled
     y_mean = y_std = None
     # Standardise a regression target for an identity output (mse): its outputs then
     # fold back into the target's units exactly; other outputs see the raw target.
@@ -800,16 +796,17 @@ def _load_table(args: argparse.Namespace) -> _Table:
         y_mean, y_std = float(y[train].mean()), float(y[train].std()) or 1.0
     return _Table(path=path, names=names, task=task,
                   classes=info if task == "classification" else None,
-                  X_raw=X, y_raw=y, train=train, test=test, mean=mean, std=std,
+                  X_raw=X, y_raw=y, train=train, test=test,
                   y_mean=y_mean, y_std=y_std,
                   n_outputs=len(info) if task == "classification" else 1)
 
 
 def _table_arrays(table: _Table, dtype: str) -> tuple[Any, Any, Any, Any]:
-    """Standardised training rows and targets; raw test rows and targets."""
+    """Training rows and targets (a regression target standardised), test rows and
+    targets: the model's input Standardize layer standardises the rows itself."""
     import numpy as np
 
-    X_train = ((table.X_raw[table.train] - table.mean) / table.std).astype(dtype)
+    X_train = np.ascontiguousarray(table.X_raw[table.train], dtype=dtype)
     y_train = table.y_raw[table.train]
     if table.y_mean is not None and table.y_std is not None:
         y_train = ((y_train - table.y_mean) / table.y_std).astype(dtype)[:, None]
@@ -819,26 +816,21 @@ def _table_arrays(table: _Table, dtype: str) -> tuple[Any, Any, Any, Any]:
     return X_train, y_train, X_test, table.y_raw[table.test]
 
 
-def _fold_standardisation(model: Any, table: _Table) -> None:
-    """Fold the input standardisation into the first layer (and, for regression, the
-    target's into the last), so that the model takes raw rows and gives raw targets.
-
-    ``(x - m) / s @ W + b = x @ (W / s) + (b - (m / s) @ W)``; for the output,
-    ``(h @ W + b) * t + u = h @ (W t) + (b t + u)``. Computed in float64.
-    """
+def _fold_target(model: Any, table: _Table) -> None:
+    """Fold a standardised regression target back into the last layer, so that the
+    model predicts in the target's units: ``(h @ W + b) * t + u = h @ (W t) + (b t + u)``
+    (computed in float64). The inputs need nothing: the model's first layer is a
+    Standardize layer, fitted to the training rows and saved with the model."""
+    if table.y_std is None or table.y_mean is None:
+        return
     import numpy as np
 
     from ._backend import to_numpy
 
     params = [np.asarray(to_numpy(p), dtype=np.float64) for p in model.params]
-    W, b = params[0], params[1]
-    params[0] = W / table.std[:, None]
-    params[1] = b - (table.mean / table.std) @ W
-    if table.y_std is not None and table.y_mean is not None:
-        params[-2] = params[-2] * table.y_std
-        params[-1] = params[-1] * table.y_std + table.y_mean
+    params[-2] = params[-2] * table.y_std
+    params[-1] = params[-1] * table.y_std + table.y_mean
     model.set_params([p.astype(model.dtype) for p in params])
-
 
 
 def _targets(model: Any, y: Any, regression: bool = False) -> Any:
@@ -1001,7 +993,7 @@ def _train(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise _UsageError(str(exc)) from None
     if table is not None:  # the saved model takes raw rows and gives raw targets
-        _fold_standardisation(model, table)
+        _fold_target(model, table)
     # Save first: nothing after this point may lose the trained model.
     save_error = None
     if args.save is not None and root:  # only rank 0 writes files

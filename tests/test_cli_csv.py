@@ -60,7 +60,11 @@ def test_classification_end_to_end_and_the_saved_model_takes_raw_rows(capsys, tm
     assert acc > 0.95
     model = mlpx.load(model_path)
     assert model.n_features == 3 and model.n_outputs == 2
-    # Raw rows, not standardised ones: the standardisation is folded into the model.
+    assert type(model.layers[0]).__name__ == "Standardize"
+    mean = mlpx.to_numpy(model.layers[0].params[0])
+    train_rows = np.sort(np.random.default_rng(0).permutation(len(X))[60:])  # seed 0
+    np.testing.assert_allclose(mean, X[train_rows].mean(axis=0), rtol=1e-5)
+    # Raw rows, not standardised ones: the standardisation travels with the model.
     pred = mlpx.to_numpy(model.predict(X.astype(np.float32)))
     assert np.mean(np.array(["cat", "dog"])[pred] == names) > 0.95
 
