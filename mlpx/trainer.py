@@ -1128,8 +1128,8 @@ def _fit_stream(model, source, opts: FitOptions) -> History:
     """:func:`fit_model` for an iterable of ``(X, y)`` batches (see :class:`BatchStream`)."""
     for name, value, why in (
             ("validation_split", opts.validation_split > 0, "pass validation_data"),
-            ("sample_weight", opts.sample_weight is not None, "weigh the loss per batch "
-             "with arrays instead"),
+            ("sample_weight", opts.sample_weight is not None, "pass arrays"),
+            ("class_weight", opts.class_weight is not None, "pass arrays"),
             ("checkpoint", opts.checkpoint is not None, "pass arrays or a memory map"),
             ("resume", opts.resume is not None, "pass arrays or a memory map"),
             ("comm", opts.parallel is not None, "pass arrays")):
@@ -1137,26 +1137,44 @@ def _fit_stream(model, source, opts: FitOptions) -> History:
             raise ValueError(f"fit({name}=...) does not take an iterable of batches yet; "
                              f"{why}.")
     stopper = opts.stopper
-    val = None
-    if opts.validation_data is not None:
-        vd = opts.validation_data
-        if not isinstance(vd, (tuple, list)) or len(vd) != 2:
-            raise ValueError("validation_data must be a tuple (X_val, y_val).")
+    vd = opts.validation_data
+    if vd is not None and (not isinstance(vd, (tuple, list)) or len(vd) != 2):
+        raise ValueError("validation_data must be a tuple (X_val, y_val).")
+    metrics = get_metrics(opts.metrics, output=model.output.name)
     data = BatchStream(source, model)  # one checking pass; builds the model
-    if opts.validation_data is not None:
-        Xv = model.features(opts.validation_data[0], "X_val")
-        Yv, lv = model.to_device_y(opts.validation_data[1], int(Xv.shape[0]), "y_val")
+    first = model.layers[0]
+    if getattr(first, "adapted", True) is False:
+        raise ValueError(f"The model's input {type(first).__name__} layer is not adapted "
+                         "and an iterable of batches cannot adapt it: call "
+                         "model.layers[0].adapt(X_sample) with a representative sample "
+                         "first.")
+    val = None
+    if vd is not None:
+        Xv = model.features(vd[0], "X_val")
+        Yv, lv = model.to_device_y(vd[1], int(Xv.shape[0]), "y_val")
         val = (Xv, Yv, lv)
+    names = {m.name for m in metrics}
     if stopper is not None:
-        monitor = stopper.monitor or ("val_loss" if val is not None else "loss")
-        if monitor.startswith("val_") and val is None:
-            raise ValueError(f"EarlyStopping monitors {monitor!r} but there is no "
-                             "validation data; pass validation_data.")
+        if stopper.monitor is None and val is None:
+            raise ValueError("early_stopping watches the validation loss ('val_loss') but "
+                             "there is no validation data: pass validation_data, or watch "
+                             "the training loss explicitly with "
+                             "early_stopping={'monitor': 'loss', ...}.")
+        check_monitor(stopper.monitor or "val_loss", model=model, has_val=val is not None,
+                      metrics=names)
+    for cb in opts.callbacks:
+        if isinstance(getattr(cb, "monitor", None), str):
+            check_monitor(cb.monitor, model=model, has_val=val is not None, metrics=names,
+                          who=type(cb).__name__)
     if opts.optimizer is not None or model.state_ is None:
         model.compile(opts.optimizer if opts.optimizer is not None else "sgd")
+    hooks: list = []
+    if opts.clip_norm is not None or opts.clip_value is not None:
+        hooks.append(ClipGradients(opts.clip_norm, opts.clip_value, xp=model.backend.xp))
     trainer = Trainer(model, batch_size=max(data.sizes), shuffle=False, validation=val,
-                      stopper=stopper, callbacks=opts.callbacks, verbose=opts.verbose,
-                      on_nonfinite=opts.on_nonfinite)
+                      stopper=stopper, callbacks=opts.callbacks, hooks=hooks,
+                      verbose=opts.verbose, on_nonfinite=opts.on_nonfinite,
+                      extra_metrics=metrics)
     return trainer.run(data, opts.epochs)
 
 

@@ -214,11 +214,12 @@ def test_iterable_of_batches_equals_unshuffled_arrays(backend):
     Xf = X.astype(np.float32) / 255
     a = _model(backend, X.shape[1], 3)
     ha = a.fit(Xf, y, epochs=3, batch_size=50, shuffle=False, optimizer="adam", verbose=0,
-               validation_data=(Xf[:40], y[:40]))
+               validation_data=(Xf[:40], y[:40]), metrics=["f1_macro"], clip_norm=1.0)
     b = _model(backend, X.shape[1], 3)
     source = Batches(Xf, y, 50)
     hb = b.fit(source, None, epochs=3, optimizer="adam", verbose=0,
-               validation_data=(Xf[:40], y[:40]))
+               validation_data=(Xf[:40], y[:40]), metrics=["f1_macro"], clip_norm=1.0)
+    assert any(k.startswith("val_f1") for k in hb.history)
     assert source.passes == 4  # one checking pass, then one per epoch
     assert _curves(ha) == _curves(hb)
     for pa, pb in zip(a.params, b.params):
@@ -248,6 +249,11 @@ def test_iterable_of_batches_errors():
         model.fit([(X[:5], y[:5]), (X[5:10, :3], y[5:10])], None, verbose=0)
     with pytest.raises(ValueError, match=r"validation_split=\.\.\.\) does not take"):
         model.fit([(X[:5], y[:5])], None, validation_split=0.2, verbose=0)
+    with pytest.raises(ValueError, match=r"class_weight=\.\.\.\) does not take"):
+        model.fit([(X[:5], y[:5])], None, class_weight="balanced", verbose=0)
+    std = _model("numpy", X.shape[1], 3, preprocess="standardize")
+    with pytest.raises(ValueError, match="Standardize layer is not adapted"):
+        std.fit([(X[:5], y[:5])], None, verbose=0)
 
     class Shrinking:
         def __init__(self):
