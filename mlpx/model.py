@@ -765,9 +765,10 @@ class Sequential:
             ``(X_batch, y_batch)`` pairs (a list, or an object whose ``__iter__``
             starts a new pass; not a one-shot iterator): each pair is one step, in
             the source's order (``batch_size`` and ``shuffle`` do not apply); it is
-            read once to check it, then once per epoch. It takes ``validation_data``
-            but not ``validation_split``, ``sample_weight``, ``checkpoint``,
-            ``resume`` or ``comm``.
+            read once to check it, then once per epoch. It takes ``validation_data``,
+            ``metrics`` and clipping but not ``validation_split``, ``sample_weight``,
+            ``class_weight``, ``checkpoint``, ``resume`` or ``comm``, and an input
+            Standardize layer must be adapted beforehand.
         y : array of shape (n_samples,) or (n_samples, n_outputs), or None
             Integer class labels or one-hot / probability rows for a softmax output,
             0/1 targets for a sigmoid output, real values for regression. None when
