@@ -37,7 +37,7 @@ import math
 
 import numpy as np
 
-from . import _blas
+from . import _blas, _numba, _policy
 from ._step import FastStep, StepOps
 
 __all__ = ["NumpyTrainStep", "NumpyOps", "adam_corrections"]
@@ -93,6 +93,7 @@ class NumpyOps(StepOps):
         self._use_blas = False
         self._x_ok = False
         self._dz = None
+        self._k = None          # numba's fused kernels (_policy.fused_kernels) or None
 
     def setup(self, model, plan, opt_name):
         self._grads = None      # per-model gradient buffers for the optimizer route
@@ -152,6 +153,7 @@ class NumpyOps(StepOps):
         self._fn = _blas.raw(self.dtype) if self._use_blas else None
         self._x_ok = X.flags.c_contiguous
         self._dz = None
+        self._k = _policy.fused_kernels()
 
     def dense_forward(self, i, op, x, W, b, buf, act):
         fn = self._fn
@@ -198,6 +200,12 @@ class NumpyOps(StepOps):
 
     # ------------------------------------------------------------------ backward
     def act_backward(self, i, op, g, buf):
+        k = self._k
+        if k is not None and op.name == "relu" and g.flags.c_contiguous:
+            y = buf.act[i]
+            k.relu_backward(g.reshape(-1), y.reshape(-1), self.dtype.type(1),
+                            self.dtype.type(0))
+            return
         _act_backward(op, g, buf.act[i], buf.masks[i])
 
     def dropout_backward(self, i, op, g, buf):
@@ -247,6 +255,9 @@ class NumpyOps(StepOps):
 
     # ------------------------------------------------------------------ writes
     def update(self, k, p, g, slots, hyper, lr, t, decay, alpha):
+        kern = self._k
+        if kern is not None and _fused_update(kern, self, p, g, slots, hyper, lr, t, decay):
+            return
         tmp, tmp2 = self._scratch
         tmp = tmp[:p.size].reshape(p.shape)
         if self.fast_adam:
@@ -382,6 +393,45 @@ def _rmsprop_update(hyper, p, g, s, vel, tmp, tmp2, *, lr, decay):
     else:
         scaled *= lr
     p -= scaled
+
+
+def _fused_update(kern, ops, p, g, slots, hyper, lr, t, decay):
+    """The update of ``NumpyOps.update`` through numba's fused kernels, bit for bit the
+    NumPy code's numbers; False (nothing written) where there is no kernel for it or
+    NumPy would compute in a wider type than the arrays' (a NumPy float64 scalar)."""
+    dt = ops.dtype
+    if ops.fast_adam:
+        b1, b2 = hyper["beta1"], hyper["beta2"]
+        wd = hyper["weight_decay"]
+        mode, shrink, wd1 = 0, 0.0, 0.0
+        if decay and wd:
+            if ops.decoupled:
+                mode, shrink = 1, 1.0 - lr * wd
+            else:
+                mode, wd1 = 2, wd * (1.0 - b1)
+        step_size, bc2_sqrt = adam_corrections(hyper, lr, t)
+        c = (1.0 - b2) / ((1.0 - b1) * (1.0 - b1))
+        scalars = [_numba.scalar_as(x, dt) for x in (
+            b1, b2, c, hyper["eps"] * bc2_sqrt, step_size * bc2_sqrt, shrink, wd1)]
+        if any(x is None for x in scalars):
+            return False
+        kern.adam(p.reshape(-1), g.reshape(-1), slots["m"].reshape(-1),
+                  slots["v"].reshape(-1), *scalars, mode)
+        return True
+    if ops.opt_name != "sgd":
+        return False
+    vel = slots.get("velocity")
+    if vel is None:
+        return False
+    wd = hyper["weight_decay"]
+    mode = 1 if (decay and wd) else 0
+    scalars = [_numba.scalar_as(x, dt) for x in (lr, wd if mode else 0.0,
+                                                 hyper["momentum"])]
+    if any(x is None for x in scalars):
+        return False
+    kern.sgd(p.reshape(-1), g.reshape(-1), vel.reshape(-1), *scalars, mode,
+             bool(hyper["nesterov"]))
+    return True
 
 
 def _blas_gemm(a, b, c, alpha, beta):

@@ -1,0 +1,134 @@
+"""Fused element-wise kernels for the NumPy step, compiled by numba (optional).
+
+With the ``numba`` extra installed (``pip install mlpx[numba]``), the NumPy step
+(:mod:`mlpx._fast.numpy_step`) runs its element-wise work through the kernels of this
+module instead of chains of NumPy ufuncs: the Adam/AdamW update in one pass over the
+parameter, its gradient and both moments instead of 11; SGD with momentum (and
+Nesterov, weight decay) in one pass instead of up to six; ReLU's backward in one pass
+without a mask buffer. Parameters stay updated in place.
+
+**The same numbers, bit for bit.** Every kernel evaluates, per element, exactly the
+operations of the NumPy code it replaces, in the same order and in the same float type:
+a float operation is rounded per element, so the result does not depend on how the work
+is split into passes, and numba (no ``fastmath``) neither reorders nor contracts
+``a * b + c`` into a fused multiply-add. Scalars are passed already cast the way NumPy
+casts them: a Python float meets a float32 array as a float32 (NEP 50). Where NumPy
+would promote instead (a NumPy float64 scalar against float32 arrays),
+:func:`scalar_as` says so and the caller keeps the NumPy code for that call.
+``tests/test_fused.py`` checks bitwise equality against the NumPy updates.
+
+**Switches.** :func:`mlpx._fast._policy.fused_kernels` (the fast-path policy) hands
+these kernels to the step, or None when numba is not installed, when the environment
+variable ``MLPX_NUMBA=0`` is set (or after ``_policy.set_numba_enabled(False)``) or when
+``MLPX_FAST=0`` switched off the whole fast step; the NumPy step then runs exactly as
+without this module. The kernels are compiled on
+first use and cached on disk by numba (``cache=True``); the first step of a new
+process pays the load (a fraction of a second), the first ever run the compilation
+(a few seconds).
+
+Threads: the kernels are compiled serial. A ``prange`` variant on numba's thread pool
+was measured against them; see ``docs/performance.md`` ("Fused element-wise kernels").
+
+This module is the only one that imports numba, and it does so lazily: importing mlpx
+never imports numba.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["kernels", "scalar_as"]
+
+_KERNELS: Any = None
+_IMPORT_FAILED = False
+
+
+def kernels():
+    """The compiled kernels (a namespace), or None without numba; imports it once."""
+    global _KERNELS, _IMPORT_FAILED
+    if _KERNELS is None and not _IMPORT_FAILED:
+        try:
+            _KERNELS = _build()
+        except ImportError:
+            _IMPORT_FAILED = True
+    return _KERNELS
+
+
+def scalar_as(value, dtype):
+    """``value`` as NumPy would apply it to an array of ``dtype`` in place, or None.
+
+    A Python int or float (and a NumPy scalar of a float type no wider than ``dtype``)
+    is cast to ``dtype``, which is what NumPy does before the operation; anything that
+    would make NumPy compute in a wider type returns None (the caller then keeps NumPy).
+    """
+    t = type(value)
+    if t is float or t is int:
+        return dtype.type(value)
+    if isinstance(value, np.floating | np.integer) and np.result_type(
+            dtype, value) == dtype:
+        return dtype.type(value)
+    return None
+
+
+def _build():
+    import numba  # the optional extra; ImportError without it
+
+    njit = numba.njit(cache=True, nogil=True)
+
+    @njit
+    def adam(p, g1, m, v, b1, b2, c, eps_b, step, shrink, wd1, mode):  # pragma: no cover
+        # _adam_update of numpy_step, element by element, the same operations in the
+        # same order; mode 0: no decay, 1: decoupled (AdamW), 2: coupled L2.
+        for i in range(p.size):
+            g = g1[i]
+            pi = p[i]
+            if mode == 1:
+                pi = pi * shrink
+            elif mode == 2:
+                g = g + pi * wd1
+            mi = m[i] * b1
+            mi = mi + g
+            vi = v[i] * b2
+            g2 = g * g
+            g2 = g2 * c
+            vi = vi + g2
+            d = np.sqrt(vi)
+            d = d + eps_b
+            d = mi / d
+            d = d * step
+            m[i] = mi
+            v[i] = vi
+            p[i] = pi - d
+
+    @njit
+    def sgd(p, g, vel, lr, wd, mu, mode, nesterov):  # pragma: no cover
+        # _sgd_update of numpy_step with a velocity slot; mode 1: weight decay
+        for i in range(p.size):
+            gi = g[i]
+            if mode == 1:
+                t = p[i] * wd
+                gi = t + gi
+            vi = vel[i] * mu
+            vi = vi + gi
+            vel[i] = vi
+            if nesterov:
+                u = vi * mu
+                gi = u + gi
+            else:
+                gi = vi
+            p[i] = p[i] - gi * lr
+
+    @njit
+    def relu_backward(g, y, one, zero):  # pragma: no cover
+        # multiply(g, greater(y, 0)): the bool mask cast to the float type
+        for i in range(g.size):
+            g[i] = g[i] * (one if y[i] > 0 else zero)
+
+    class _K:
+        pass
+
+    k = _K()
+    k.adam, k.sgd, k.relu_backward = adam, sgd, relu_backward
+    return k

@@ -1,0 +1,230 @@
+"""mlpx._fast._numba: numba's fused kernels give the NumPy step's numbers bit for bit.
+
+Two models built with the same seed take the same steps through the NumPy fast step,
+one with the fused kernels (``_policy.fused_kernels()``) and one with them switched off;
+losses, logits, every parameter and every optimizer slot must be bitwise equal. Skipped
+without numba (the ``numba`` extra).
+"""
+
+import contextlib
+
+import numpy as np
+import pytest
+
+from mlpx import MLP, Sequential, _fast
+from mlpx._fast import _numba, _policy
+from mlpx.layers import ActivationLayer, Dense, Dropout
+
+numba = pytest.importorskip("numba")
+
+OPTIMIZERS = {
+    "adam": {"name": "adam", "lr": 1e-2},
+    "adam_l2": {"name": "adam", "lr": 1e-2, "weight_decay": 1e-2},
+    "adamw": {"name": "adamw", "lr": 1e-2, "weight_decay": 0.05},
+    "momentum": {"name": "sgd", "lr": 0.05, "momentum": 0.9},
+    "nesterov_wd": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True,
+                    "weight_decay": 1e-3},
+    "adam_schedule": {"name": "adam", "lr": {"name": "step", "step_size": 2, "gamma": 0.5,
+                                             "lr": 0.01}},
+}
+
+
+@contextlib.contextmanager
+def numba_kernels(flag):
+    old = _policy.set_numba_enabled(flag)
+    try:
+        yield
+    finally:
+        _policy.set_numba_enabled(old)
+
+
+class CountingKernels:
+    """Wraps the kernels and counts calls, so a silent fall-back fails the test."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.calls = {}
+
+    def __getattr__(self, name):
+        fn = getattr(self.inner, name)
+
+        def wrapped(*args):
+            self.calls[name] = self.calls.get(name, 0) + 1
+            return fn(*args)
+        return wrapped
+
+
+@pytest.fixture
+def counting(monkeypatch):
+    k = CountingKernels(_numba.kernels())
+    real = _policy.fused_kernels
+    monkeypatch.setattr(_policy, "fused_kernels", lambda: None if real() is None else k)
+    return k
+
+
+def build(act, dtype, optimizer, alpha=0.0, dropout=0.0):
+    layers = []
+    for w in (17, 9):
+        layers.append(Dense(w, init="he_normal"))
+        layers.append(ActivationLayer(act))
+        if dropout:
+            layers.append(Dropout(dropout))
+    layers.append(Dense(4))
+    model = Sequential(layers, loss="cross_entropy", alpha=alpha, n_features=6,
+                       dtype=dtype, seed=3)
+    return model.compile(OPTIMIZERS[optimizer])
+
+
+def batches(dtype, sizes=(32, 32, 13, 32, 5, 32, 32)):
+    out = []
+    for i, n in enumerate(sizes):
+        rng = np.random.default_rng(i)
+        X = (rng.standard_normal((n, 6)) * 2.0).astype(dtype)
+        Y = np.eye(4, dtype=dtype)[rng.integers(0, 4, n)]
+        out.append((X, Y))
+    return out
+
+
+def run(model, data):
+    out = []
+    for X, Y in data:
+        loss, z = model.train_step(X, Y)
+        out.append((np.asarray(loss).copy(), z.copy()))
+    return out
+
+
+def assert_bitwise(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.dtype == b.dtype and a.shape == b.shape
+    assert a.tobytes() == b.tobytes(), f"max difference {np.max(np.abs(a - b))}"
+
+
+def assert_models_bitwise(m1, m2, out1, out2):
+    for (l1, z1), (l2, z2) in zip(out1, out2):
+        assert_bitwise(l1, l2)
+        assert_bitwise(z1, z2)
+    for p1, p2 in zip(m1.params, m2.params):
+        assert_bitwise(p1, p2)
+    s1, s2 = m1.optimizer_state_, m2.optimizer_state_
+    assert s1["step"] == s2["step"]
+    for name in s1["slots"]:
+        for a, b in zip(s1["slots"][name], s2["slots"][name]):
+            assert_bitwise(a, b)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
+@pytest.mark.parametrize("act", ["relu", "tanh"])
+@pytest.mark.parametrize("alpha", [0.0, 1e-3])
+def test_fused_step_is_bitwise_the_numpy_step(dtype, optimizer, act, alpha, counting):
+    data = batches(dtype)
+    fused = build(act, dtype, optimizer, alpha)
+    plain = build(act, dtype, optimizer, alpha)
+    assert fused._fast_step is not None
+    out_fused = run(fused, data)
+    n_calls = sum(counting.calls.values())
+    with numba_kernels(False):
+        out_plain = run(plain, data)
+    assert sum(counting.calls.values()) == n_calls  # switched off: not called
+    assert_models_bitwise(fused, plain, out_fused, out_plain)
+    # the kernels did run: one update per parameter and step, ReLU's backward per layer
+    name = "sgd" if OPTIMIZERS[optimizer]["name"] == "sgd" else "adam"
+    assert counting.calls.get(name) == 6 * len(data)
+    assert counting.calls.get("relu_backward", 0) == (2 * len(data) if act == "relu" else 0)
+
+
+def test_fused_step_with_dropout_is_bitwise(counting):
+    data = batches("float32")
+    fused = build("relu", "float32", "adamw", dropout=0.25)
+    plain = build("relu", "float32", "adamw", dropout=0.25)
+    out_fused = run(fused, data)
+    with numba_kernels(False):
+        out_plain = run(plain, data)
+    assert_models_bitwise(fused, plain, out_fused, out_plain)
+    assert counting.calls["adam"] == 6 * len(data)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fused_fit_is_bitwise(dtype, counting):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 8)).astype(dtype)
+    y = rng.integers(0, 3, 300)
+    runs = []
+    for flag in (True, False):
+        with numba_kernels(flag):
+            model = MLP([8, 16, 16, 3], dtype=dtype, seed=1)
+            hist = model.fit(X, y, epochs=3, batch_size=64, optimizer="adam", verbose=0)
+            runs.append((model, hist.history["loss"]))
+    (m1, h1), (m2, h2) = runs
+    assert h1 == h2
+    for p1, p2 in zip(m1.params, m2.params):
+        assert_bitwise(p1, p2)
+    assert counting.calls["adam"] > 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_sklearn_fit_is_bitwise(dtype, counting):
+    from mlpx.sklearn import MLPClassifier
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((400, 10)).astype(dtype)
+    y = rng.integers(0, 3, 400)
+    fits = []
+    for flag in (True, False):
+        with numba_kernels(flag):
+            fits.append(MLPClassifier((32, 16), max_iter=4, batch_size=50, alpha=1e-4,
+                                      random_state=0).fit(X, y))
+    a, b = fits
+    assert a.loss_curve_ == b.loss_curve_
+    for c1, c2 in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+        assert_bitwise(c1, c2)
+    assert counting.calls["adam"] > 0
+
+
+def test_numpy_float64_scalar_on_float32_keeps_numpy(counting):
+    """NumPy computes ``float32_array * np.float64(x)`` in float64; the kernels do not,
+    so such a call takes the NumPy update (and still gives its numbers)."""
+    data = batches("float32")
+    fused = build("relu", "float32", "adam")
+    plain = build("relu", "float32", "adam")
+    hyper = {"lr": np.float64(1e-2), "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
+             "weight_decay": 0.0}
+    out = []
+    for model, flag in ((fused, True), (plain, False)):
+        with numba_kernels(flag):
+            out.append([model._fast_step(model, X, Y, hyper=dict(hyper))
+                        for X, Y in data])
+    assert "adam" not in counting.calls
+    assert_models_bitwise(fused, plain, *out)
+
+
+def test_scalar_as():
+    f32, f64 = np.dtype(np.float32), np.dtype(np.float64)
+    assert _numba.scalar_as(0.1, f32) == np.float32(0.1)
+    assert type(_numba.scalar_as(0.1, f32)) is np.float32
+    assert type(_numba.scalar_as(1, f64)) is np.float64
+    assert _numba.scalar_as(np.float32(0.1), f32) == np.float32(0.1)
+    assert _numba.scalar_as(np.float64(0.1), f32) is None
+    assert _numba.scalar_as(np.float64(0.1), f64) == 0.1
+    assert _numba.scalar_as("0.1", f64) is None
+
+
+def test_switches():
+    if not _fast.enabled():
+        pytest.skip("MLPX_FAST=0")
+    with numba_kernels(True):
+        assert _policy.fused_kernels() is _numba.kernels() is not None
+        with _fast.disabled():
+            assert _policy.fused_kernels() is None
+    with numba_kernels(False):
+        assert _policy.fused_kernels() is None
+
+
+def test_relu_backward_special_values():
+    k = _numba.kernels()
+    for dt in (np.float32, np.float64):
+        g = np.array([1.0, -2.0, np.inf, np.nan, -0.0, 3.0, -np.inf, 5.0], dtype=dt)
+        y = np.array([1.0, 0.0, -1.0, 2.0, 1.0, np.nan, 0.5, -0.0], dtype=dt)
+        ref = g * (y > 0)
+        k.relu_backward(g, y, dt(1), dt(0))
+        assert_bitwise(g, ref)
