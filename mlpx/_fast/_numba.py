@@ -75,7 +75,7 @@ def scalar_as(value, dtype):
 def _build():
     import numba  # the optional extra; ImportError without it
 
-    njit = numba.njit(cache=True, nogil=True)
+    njit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
     @njit
     def adam(p, g1, m, v, b1, b2, c, eps_b, step, shrink, wd1, mode):  # pragma: no cover
