@@ -130,7 +130,10 @@ def test_fused_step_is_bitwise_the_numpy_step(dtype, optimizer, act, alpha, coun
     # the kernels did run: one update per parameter and step, ReLU's backward per layer
     name = "sgd" if OPTIMIZERS[optimizer]["name"] == "sgd" else "adam"
     assert counting.calls.get(name) == 6 * len(data)
-    assert counting.calls.get("relu_backward", 0) == (2 * len(data) if act == "relu" else 0)
+    # ReLU's backward (with the bias gradient's sums: a Dense with bias below each)
+    relu_calls = 2 * len(data) if act == "relu" else 0
+    assert counting.calls.get("relu_backward_sum", 0) == relu_calls
+    assert counting.calls.get("relu_forward", 0) == relu_calls
 
 
 def test_fused_step_with_dropout_is_bitwise(counting):
@@ -220,11 +223,44 @@ def test_switches():
         assert _policy.fused_kernels() is None
 
 
+def test_relu_backward_without_bias_below(counting):
+    """A bias-free Dense below a ReLU: the one-pass ReLU backward without the sums."""
+    def layers():
+        return [Dense(17, bias=False), ActivationLayer("relu"), Dense(9),
+                ActivationLayer("relu"), Dense(4)]
+    data = batches("float64")
+    models = [Sequential(layers(), loss="cross_entropy", n_features=6, dtype="float64",
+                         seed=3).compile("adam") for _ in range(2)]
+    out1 = run(models[0], data)
+    with numba_kernels(False):
+        out2 = run(models[1], data)
+    assert_models_bitwise(models[0], models[1], out1, out2)
+    assert counting.calls["relu_backward"] == len(data)
+    assert counting.calls["relu_backward_sum"] == len(data)
+
+
+def test_relu_forward_special_values():
+    k = _numba.kernels()
+    for dt in (np.float32, np.float64):
+        x = np.array([-0.0, 0.0, np.nan, -np.nan, -1.0, 1.0, np.inf, -np.inf] * 5, dtype=dt)
+        ref = np.maximum(x, np.zeros_like(x))
+        out = np.empty_like(x)
+        k.relu_forward(x, out, dt(0))
+        assert_bitwise(out, ref)
+        k.relu_forward(x, x, dt(0))  # in place, as the step runs it
+        assert_bitwise(x, ref)
+
+
 def test_relu_backward_special_values():
     k = _numba.kernels()
     for dt in (np.float32, np.float64):
         g = np.array([1.0, -2.0, np.inf, np.nan, -0.0, 3.0, -np.inf, 5.0], dtype=dt)
         y = np.array([1.0, 0.0, -1.0, 2.0, 1.0, np.nan, 0.5, -0.0], dtype=dt)
         ref = g * (y > 0)
+        g2 = g.copy().reshape(2, 4)
         k.relu_backward(g, y, dt(1), dt(0))
         assert_bitwise(g, ref)
+        sums = np.empty(4, dtype=dt)
+        k.relu_backward_sum(g2, y.reshape(2, 4), dt(1), dt(0), sums)
+        assert_bitwise(g2, ref.reshape(2, 4))
+        assert_bitwise(sums, np.sum(ref.reshape(2, 4), axis=0))

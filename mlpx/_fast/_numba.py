@@ -4,8 +4,9 @@ With the ``numba`` extra installed (``pip install mlpx[numba]``), the NumPy step
 (:mod:`mlpx._fast.numpy_step`) runs its element-wise work through the kernels of this
 module instead of chains of NumPy ufuncs: the Adam/AdamW update in one pass over the
 parameter, its gradient and both moments instead of 11; SGD with momentum (and
-Nesterov, weight decay) in one pass instead of up to six; ReLU's backward in one pass
-without a mask buffer. Parameters stay updated in place.
+Nesterov, weight decay) in one pass instead of up to six; ReLU's forward in place without reading a zero block; its backward in one pass
+without a mask buffer, together with the column sums that are the bias gradient of the
+Dense layer below it. Parameters stay updated in place.
 
 **The same numbers, bit for bit.** Every kernel evaluates, per element, exactly the
 operations of the NumPy code it replaces, in the same order and in the same float type:
@@ -126,9 +127,31 @@ def _build():
         for i in range(g.size):
             g[i] = g[i] * (one if y[i] > 0 else zero)
 
+    @njit
+    def relu_forward(x, out, zero):  # pragma: no cover
+        # numpy.maximum(x, zeros): NaN propagates (with its sign), -0.0 gives +0.0
+        for i in range(x.size):
+            v = x[i]
+            out[i] = v if (v > zero or v != v) else zero
+
+    @njit
+    def relu_backward_sum(g, y, one, zero, out):  # pragma: no cover
+        # relu_backward on 2-D g, y, and the column sums of the result into out: the
+        # sums of numpy.sum(g, axis=0) (row by row, in order), so the same numbers
+        n, w = g.shape
+        for i in range(n):
+            for j in range(w):
+                x = g[i, j] * (one if y[i, j] > 0 else zero)
+                g[i, j] = x
+                if i == 0:
+                    out[j] = x
+                else:
+                    out[j] = out[j] + x
+
     class _K:
         pass
 
     k = _K()
     k.adam, k.sgd, k.relu_backward = adam, sgd, relu_backward
+    k.relu_backward_sum, k.relu_forward = relu_backward_sum, relu_forward
     return k

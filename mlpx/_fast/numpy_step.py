@@ -94,6 +94,9 @@ class NumpyOps(StepOps):
         self._x_ok = False
         self._dz = None
         self._k = None          # numba's fused kernels (_policy.fused_kernels) or None
+        self._colsum = None     # (g, column sums of g) left by a fused ReLU backward
+        self._sums = {}         # width -> buffer for those sums
+        self._plan = ()
 
     def setup(self, model, plan, opt_name):
         self._grads = None      # per-model gradient buffers for the optimizer route
@@ -102,6 +105,8 @@ class NumpyOps(StepOps):
         self.opt_name = opt_name
         self.fast_adam = opt_name in ("adam", "adamw")
         self.decoupled = opt_name == "adamw"
+        self._plan = plan
+        self._sums = {}
 
     # ------------------------------------------------------------------ buffers
     def new_buffers(self, n, plan, dtype):
@@ -154,6 +159,7 @@ class NumpyOps(StepOps):
         self._x_ok = X.flags.c_contiguous
         self._dz = None
         self._k = _policy.fused_kernels()
+        self._colsum = None
 
     def dense_forward(self, i, op, x, W, b, buf, act):
         fn = self._fn
@@ -174,6 +180,10 @@ class NumpyOps(StepOps):
 
     def act_forward(self, i, op, x, buf):
         out = buf.act[i]
+        k = self._k
+        if k is not None and op.name == "relu" and x.flags.c_contiguous:
+            k.relu_forward(x.reshape(-1), out.reshape(-1), self.dtype.type(0))
+            return out
         _act_forward(op, x, out, buf.zeros.get(op.width))
         return out
 
@@ -203,8 +213,17 @@ class NumpyOps(StepOps):
         k = self._k
         if k is not None and op.name == "relu" and g.flags.c_contiguous:
             y = buf.act[i]
-            k.relu_backward(g.reshape(-1), y.reshape(-1), self.dtype.type(1),
-                            self.dtype.type(0))
+            one, zero = self.dtype.type(1), self.dtype.type(0)
+            below = self._plan[i - 1] if i > 0 else None
+            if below is not None and below.kind == "dense" and below.bias:
+                # the Dense below sums this g for its bias gradient: do it in this pass
+                sums = self._sums.get(g.shape[1])
+                if sums is None:
+                    sums = self._sums[g.shape[1]] = np.empty(g.shape[1], dtype=self.dtype)
+                k.relu_backward_sum(g, y, one, zero, sums)
+                self._colsum = (g, sums)
+            else:
+                k.relu_backward(g.reshape(-1), y.reshape(-1), one, zero)
             return
         _act_backward(op, g, buf.act[i], buf.masks[i])
 
@@ -235,7 +254,11 @@ class NumpyOps(StepOps):
 
     def bias_grad(self, g, b, gb, hyper, alpha, decay):
         scale = self._scale(hyper)
-        np.sum(g, axis=0, out=gb)
+        stash = self._colsum
+        if stash is not None and stash[0] is g:  # summed by the fused ReLU backward
+            np.copyto(gb, stash[1])
+        else:
+            np.sum(g, axis=0, out=gb)
         if scale != 1.0:
             gb *= scale
         if alpha > 0 and decay:  # pragma: no cover - biases never decay
