@@ -4,9 +4,9 @@ With the ``numba`` extra installed (``pip install mlpx[numba]``), the NumPy step
 (:mod:`mlpx._fast.numpy_step`) runs its element-wise work through the kernels of this
 module instead of chains of NumPy ufuncs: the Adam/AdamW update in one pass over the
 parameter, its gradient and both moments instead of 11; SGD with momentum (and
-Nesterov, weight decay) in one pass instead of up to six; ReLU's forward in place without reading a zero block; its backward in one pass
-without a mask buffer, together with the column sums that are the bias gradient of the
-Dense layer below it. Parameters stay updated in place.
+Nesterov, weight decay) in one pass instead of up to six; ReLU's forward in place
+without reading a zero block; its backward in one pass without a mask buffer, together
+with the column sums that are the bias gradient of the Dense layer below it.
 
 **The same numbers, bit for bit.** Every kernel evaluates, per element, exactly the
 operations of the NumPy code it replaces, in the same order and in the same float type:
