@@ -284,8 +284,14 @@ def environment(threads):
         info["versions"]["jax"] = jax.__version__
     except ImportError:
         info["versions"]["jax"] = None
+    from threadpoolctl import threadpool_info
+
     from mlpx._fast import _policy
 
+    info["blas_pools"] = [
+        f"{p.get('internal_api')} {p.get('version')} {Path(p.get('filepath', '')).name} "
+        f"({p.get('num_threads')} threads)"
+        for p in threadpool_info() if p.get("user_api") == "blas"]
     info["mlpx_fused_kernels"] = _policy.fused_kernels() is not None
     return info
 
@@ -307,9 +313,7 @@ def markdown(rows, info, command, load0, load1):
         f"Versions: Python {v.get('python')}, NumPy {v.get('numpy')}, torch "
         f"{v.get('torch')}, jax {v.get('jax')}, numba {v.get('numba')} (mlpx's fused "
         f"kernels {'on' if info['mlpx_fused_kernels'] else 'off'}). BLAS: "
-        + "; ".join(f"{p.get('internal_api')} ({p.get('num_threads')} threads)"
-                    for p in info["blas"].get("threadpools", [])
-                    if p.get("user_api") == "blas") + ".",
+        + "; ".join(info["blas_pools"]) + ".",
         "",
         "Ratios of samples/s, median over rounds of the per-round ratio (best-round "
         "ratio in brackets). *best peer*: the faster of PyTorch and JAX in that round.",
