@@ -54,11 +54,18 @@ class CountingKernels:
         return wrapped
 
 
+@pytest.fixture(autouse=True)
+def small_models_too(monkeypatch):
+    """The models here are small: let them use the kernels."""
+    monkeypatch.setattr(_policy, "FUSED_MIN_PARAMS", 0)
+
+
 @pytest.fixture
 def counting(monkeypatch):
     k = CountingKernels(_numba.kernels())
     real = _policy.fused_kernels
-    monkeypatch.setattr(_policy, "fused_kernels", lambda: None if real() is None else k)
+    monkeypatch.setattr(_policy, "fused_kernels",
+                        lambda n=None: None if real(n) is None else k)
     return k
 
 
@@ -221,6 +228,18 @@ def test_switches():
             assert _policy.fused_kernels() is None
     with numba_kernels(False):
         assert _policy.fused_kernels() is None
+
+
+def test_small_models_do_not_use_the_kernels(monkeypatch, counting):
+    monkeypatch.setattr(_policy, "FUSED_MIN_PARAMS", 1000)
+    assert _policy.fused_kernels(999) is None
+    assert _policy.fused_kernels(1000) is not None
+    small = build("relu", "float32", "adam")  # 6*17+17+17*9+9+9*4+4 = 321 parameters
+    run(small, batches("float32"))
+    assert counting.calls == {}
+    monkeypatch.setattr(_policy, "FUSED_MIN_PARAMS", 321)
+    run(small, batches("float32"))
+    assert counting.calls["adam"] == 6 * 7
 
 
 def test_relu_backward_without_bias_below(counting):

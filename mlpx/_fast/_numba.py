@@ -22,13 +22,13 @@ would promote instead (a NumPy float64 scalar against float32 arrays),
 these kernels to the step, or None when numba is not installed, when the environment
 variable ``MLPX_NUMBA=0`` is set (or after ``_policy.set_numba_enabled(False)``) or when
 ``MLPX_FAST=0`` switched off the whole fast step; the NumPy step then runs exactly as
-without this module. The kernels are compiled on
-first use and cached on disk by numba (``cache=True``); the first step of a new
-process pays the load (a fraction of a second), the first ever run the compilation
-(a few seconds).
+without this module. All kernels are compiled for float32 and float64 on the first
+call of :func:`kernels` (the first fast step of a process) and cached on disk by numba
+(``cache=True``): the first ever run pays the compilation (seconds), later processes
+the import of numba and the load (about a second).
 
-Threads: the kernels are compiled serial. A ``prange`` variant on numba's thread pool
-was measured against them; see ``docs/performance.md`` ("Fused element-wise kernels").
+Threads: the kernels are compiled serial (see ``docs/performance.md``, "Fused
+element-wise kernels").
 
 This module is the only one that imports numba, and it does so lazily: importing mlpx
 never imports numba.
@@ -36,6 +36,7 @@ never imports numba.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -47,14 +48,46 @@ _IMPORT_FAILED = False
 
 
 def kernels():
-    """The compiled kernels (a namespace), or None without numba; imports it once."""
+    """The compiled kernels (a namespace), or None without a working numba.
+
+    The first call imports numba and compiles (or loads from numba's cache) every kernel
+    for float32 and float64, so no step ever compiles half-way; a numba that fails to
+    import or to compile (one too old for this NumPy, say) means None, with a warning
+    when it is installed but broken.
+    """
     global _KERNELS, _IMPORT_FAILED
     if _KERNELS is None and not _IMPORT_FAILED:
         try:
-            _KERNELS = _build()
-        except ImportError:
+            k = _build()
+        except ImportError as exc:
             _IMPORT_FAILED = True
+            if getattr(exc, "name", None) != "numba":
+                warnings.warn(f"numba is installed but does not import ({exc}); the NumPy "
+                              "step runs without its fused kernels.", stacklevel=2)
+            return None
+        try:
+            _warm_up(k)
+        except Exception as exc:  # a numba/NumPy mismatch surfaces here
+            _IMPORT_FAILED = True
+            warnings.warn(f"numba could not compile mlpx's fused kernels "
+                          f"({type(exc).__name__}: {exc}); the NumPy step runs without "
+                          "them. MLPX_NUMBA=0 silences this.", stacklevel=2)
+            return None
+        _KERNELS = k
     return _KERNELS
+
+
+def _warm_up(k):
+    """Compile (or load) every kernel for both float types, with the argument types the
+    NumPy step passes."""
+    for dt in (np.float32, np.float64):
+        a, b, c, d = (np.ones(4, dtype=dt) for _ in range(4))
+        one, zero = dt(1), dt(0)
+        k.adam(a, b, c, d, *(dt(0.5),) * 7, 0)
+        k.sgd(a, b, c, dt(0.1), dt(0.0), dt(0.9), 0, False)
+        k.relu_forward(a, b, zero)
+        k.relu_backward(a, b, one, zero)
+        k.relu_backward_sum(a.reshape(2, 2), b.reshape(2, 2), one, zero, c[:2])
 
 
 def scalar_as(value, dtype):

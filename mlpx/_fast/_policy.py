@@ -18,7 +18,7 @@ from ._plan import build_plan
 
 __all__ = ["enabled", "set_enabled", "disabled", "structure_reason", "model_key",
            "NUMPY_ACTIVATIONS", "NUMPY_LOSSES", "FAST_OPTIMIZERS", "fused_kernels",
-           "set_numba_enabled"]
+           "set_numba_enabled", "FUSED_MIN_PARAMS"]
 
 _ENABLED = os.environ.get("MLPX_FAST", "1").strip().lower() not in ("0", "false", "no")
 _NUMBA = os.environ.get("MLPX_NUMBA", "1").strip().lower() not in ("0", "false", "no", "off")
@@ -53,11 +53,19 @@ def set_numba_enabled(flag: bool) -> bool:
     return old
 
 
-def fused_kernels():
+#: Models with fewer parameters than this never use (or import) numba: its import and
+#: the load of the cached kernels (about a second) would outweigh what they save.
+FUSED_MIN_PARAMS = 1 << 15
+
+
+def fused_kernels(n_params=None):
     """The fused element-wise kernels for the NumPy step (:mod:`mlpx._fast._numba`), or
-    None: without numba, with ``MLPX_NUMBA=0`` or with fast paths off. The kernels give
-    the NumPy step's numbers bit for bit, so this changes speed only."""
+    None: without numba, with ``MLPX_NUMBA=0``, with fast paths off, or for a model of
+    fewer than :data:`FUSED_MIN_PARAMS` parameters (``n_params``). The kernels give the
+    NumPy step's numbers bit for bit, so this changes speed only."""
     if not (_ENABLED and _NUMBA):
+        return None
+    if n_params is not None and n_params < FUSED_MIN_PARAMS:
         return None
     return _numba.kernels()
 

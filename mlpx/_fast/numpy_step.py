@@ -97,6 +97,7 @@ class NumpyOps(StepOps):
         self._colsum = None     # (g, column sums of g) left by a fused ReLU backward
         self._sums = {}         # width -> buffer for those sums
         self._plan = ()
+        self._n_params = 0
 
     def setup(self, model, plan, opt_name):
         self._grads = None      # per-model gradient buffers for the optimizer route
@@ -107,6 +108,7 @@ class NumpyOps(StepOps):
         self.decoupled = opt_name == "adamw"
         self._plan = plan
         self._sums = {}
+        self._n_params = sum(int(p.size) for p in model.params)
 
     # ------------------------------------------------------------------ buffers
     def new_buffers(self, n, plan, dtype):
@@ -158,7 +160,7 @@ class NumpyOps(StepOps):
         self._fn = _blas.raw(self.dtype) if self._use_blas else None
         self._x_ok = X.flags.c_contiguous
         self._dz = None
-        self._k = _policy.fused_kernels()
+        self._k = _policy.fused_kernels(self._n_params)
         self._colsum = None
 
     def dense_forward(self, i, op, x, W, b, buf, act):
