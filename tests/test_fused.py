@@ -283,3 +283,28 @@ def test_relu_backward_special_values():
         k.relu_backward_sum(g2, y.reshape(2, 4), dt(1), dt(0), sums)
         assert_bitwise(g2, ref.reshape(2, 4))
         assert_bitwise(sums, np.sum(ref.reshape(2, 4), axis=0))
+
+
+@pytest.mark.parametrize("case", ["sgd_momentum", "sgd_nesterov_wd", "adam", "adam_f64",
+                                  "adamw", "sched_exp", "tanh_l2", "dropout",
+                                  "early_stopping", "resume", "sk_adam",
+                                  "sk_sgd_momentum", "sk_sgd_nesterov_invscaling",
+                                  "sk_reg_adam", "sk_weighted_adam", "sk_weighted_sgd"])
+def test_golden_runs_with_the_kernels_on_every_model(case, counting):
+    """The golden runs (tests/test_golden.py) are small models, which do not use the
+    kernels by default (FUSED_MIN_PARAMS); here they do, and still give the recorded
+    bits."""
+    import os
+
+    from tests.golden_cases import CASES
+
+    pytest.importorskip("sklearn")
+    path = os.path.join(os.path.dirname(__file__), "data", "golden.npz")
+    with np.load(path) as data:
+        expected = {k.split("/", 1)[1]: data[k] for k in data.files
+                    if k.startswith(case + "/")}
+    got = CASES[case]()
+    assert sorted(got) == sorted(expected)
+    for key, value in expected.items():
+        assert_bitwise(np.asarray(got[key]), value)
+    assert counting.calls  # the kernels ran
