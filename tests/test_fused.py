@@ -308,3 +308,33 @@ def test_golden_runs_with_the_kernels_on_every_model(case, counting):
     for key, value in expected.items():
         assert_bitwise(np.asarray(got[key]), value)
     assert counting.calls  # the kernels ran
+
+
+def test_without_numba_the_step_is_the_numpy_step(monkeypatch, recwarn):
+    """numba missing (simulated): no kernels, no warning, the same training."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "numba", None)  # import numba -> ImportError
+    monkeypatch.setattr(_numba, "_KERNELS", None)
+    monkeypatch.setattr(_numba, "_IMPORT_FAILED", False)
+    assert _numba.kernels() is None
+    assert _policy.fused_kernels() is None
+    data = batches("float64")
+    a, b = build("relu", "float64", "adam"), build("relu", "float64", "adam")
+    out_a = run(a, data)
+    with numba_kernels(False):
+        out_b = run(b, data)
+    assert_models_bitwise(a, b, out_a, out_b)
+    assert not [w for w in recwarn if "numba" in str(w.message)]
+
+
+def test_broken_numba_warns_once_and_is_not_used(monkeypatch):
+    monkeypatch.setattr(_numba, "_KERNELS", None)
+    monkeypatch.setattr(_numba, "_IMPORT_FAILED", False)
+
+    def broken(k):
+        raise RuntimeError("no compiler")
+    monkeypatch.setattr(_numba, "_warm_up", broken)
+    with pytest.warns(UserWarning, match="could not compile"):
+        assert _numba.kernels() is None
+    assert _numba.kernels() is None  # not tried again
