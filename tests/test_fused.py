@@ -206,6 +206,14 @@ def test_numpy_float64_scalar_on_float32_keeps_numpy(counting):
                         for X, Y in data])
     assert "adam" not in counting.calls
     assert_models_bitwise(fused, plain, *out)
+    # the same value as a Python float next: the kernels again, still bit for bit
+    more = []
+    for model, flag in ((fused, True), (plain, False)):
+        with numba_kernels(flag):
+            more.append([model._fast_step(model, X, Y, hyper=dict(hyper, lr=1e-2))
+                         for X, Y in data])
+    assert counting.calls["adam"] == 6 * len(data)
+    assert_models_bitwise(fused, plain, *more)
 
 
 def test_scalar_as():

@@ -98,6 +98,7 @@ class NumpyOps(StepOps):
         self._sums = {}         # width -> buffer for those sums
         self._plan = ()
         self._n_params = 0
+        self.adam_scalars = None  # (key, scalars) of the last fused Adam update
 
     def setup(self, model, plan, opt_name):
         self._grads = None      # per-model gradient buffers for the optimizer route
@@ -109,6 +110,7 @@ class NumpyOps(StepOps):
         self._plan = plan
         self._sums = {}
         self._n_params = sum(int(p.size) for p in model.params)
+        self.adam_scalars = None
 
     # ------------------------------------------------------------------ buffers
     def new_buffers(self, n, plan, dtype):
@@ -428,20 +430,22 @@ def _fused_update(kern, ops, p, g, slots, hyper, lr, t, decay):
     if ops.fast_adam:
         b1, b2 = hyper["beta1"], hyper["beta2"]
         wd = hyper["weight_decay"]
-        mode, shrink, wd1 = 0, 0.0, 0.0
-        if decay and wd:
-            if ops.decoupled:
-                mode, shrink = 1, 1.0 - lr * wd
-            else:
-                mode, wd1 = 2, wd * (1.0 - b1)
-        step_size, bc2_sqrt = adam_corrections(hyper, lr, t)
-        c = (1.0 - b2) / ((1.0 - b1) * (1.0 - b1))
-        scalars = [_numba.scalar_as(x, dt) for x in (
-            b1, b2, c, hyper["eps"] * bc2_sqrt, step_size * bc2_sqrt, shrink, wd1)]
-        if any(x is None for x in scalars):
+        decayed = bool(decay and wd)
+        # the same scalars for every parameter of a step: worked out once per step
+        # (the types too: 1e-3 == np.float64(1e-3), but NumPy computes with them apart)
+        eps = hyper["eps"]
+        key = (t, lr, b1, b2, eps, wd, decayed,
+               type(lr), type(b1), type(b2), type(eps), type(wd))
+        cached = ops.adam_scalars
+        if cached is not None and cached[0] == key:
+            scalars = cached[1]
+        else:
+            scalars = _adam_scalars(hyper, ops.decoupled, dt, lr, t, decayed)
+            ops.adam_scalars = (key, scalars)
+        if scalars is None:
             return False
         kern.adam(p.reshape(-1), g.reshape(-1), slots["m"].reshape(-1),
-                  slots["v"].reshape(-1), *scalars, mode)
+                  slots["v"].reshape(-1), *scalars)
         return True
     if ops.opt_name != "sgd":
         return False
@@ -457,6 +461,27 @@ def _fused_update(kern, ops, p, g, slots, hyper, lr, t, decay):
     kern.sgd(p.reshape(-1), g.reshape(-1), vel.reshape(-1), *scalars, mode,
              bool(hyper["nesterov"]))
     return True
+
+
+def _adam_scalars(hyper, decoupled, dt, lr, t, decayed):
+    """The scalar arguments of the fused Adam kernel (the constants of _adam_update,
+    cast as NumPy casts them for arrays of ``dt``, and the mode), or None when NumPy
+    would compute in a wider type."""
+    b1, b2 = hyper["beta1"], hyper["beta2"]
+    wd = hyper["weight_decay"]
+    mode, shrink, wd1 = 0, 0.0, 0.0
+    if decayed:
+        if decoupled:
+            mode, shrink = 1, 1.0 - lr * wd
+        else:
+            mode, wd1 = 2, wd * (1.0 - b1)
+    step_size, bc2_sqrt = adam_corrections(hyper, lr, t)
+    c = (1.0 - b2) / ((1.0 - b1) * (1.0 - b1))
+    scalars = [_numba.scalar_as(x, dt) for x in (
+        b1, b2, c, hyper["eps"] * bc2_sqrt, step_size * bc2_sqrt, shrink, wd1)]
+    if any(x is None for x in scalars):
+        return None
+    return (*scalars, mode)
 
 
 def _blas_gemm(a, b, c, alpha, beta):
