@@ -62,7 +62,14 @@ def fused_kernels(n_params=None):
     """The fused element-wise kernels for the NumPy step (:mod:`mlpx._fast._numba`), or
     None: without numba, with ``MLPX_NUMBA=0``, with fast paths off, or for a model of
     fewer than :data:`FUSED_MIN_PARAMS` parameters (``n_params``). The kernels give the
-    NumPy step's numbers bit for bit, so this changes speed only."""
+    NumPy step's numbers bit for bit, so this changes speed only.
+
+    Examples
+    --------
+    >>> from mlpx._fast._policy import fused_kernels
+    >>> fused_kernels(n_params=100) is None  # too small to be worth numba's import
+    True
+    """
     if not (_ENABLED and _NUMBA):
         return None
     if n_params is not None and n_params < FUSED_MIN_PARAMS:
