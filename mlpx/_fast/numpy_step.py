@@ -185,7 +185,8 @@ class NumpyOps(StepOps):
     def act_forward(self, i, op, x, buf):
         out = buf.act[i]
         k = self._k
-        if k is not None and op.name == "relu" and x.flags.c_contiguous:
+        if k is not None and op.name == "relu" and x.flags.c_contiguous \
+                and out.flags.c_contiguous:
             k.relu_forward(x.reshape(-1), out.reshape(-1), self.dtype.type(0))
             return out
         _act_forward(op, x, out, buf.zeros.get(op.width))
@@ -215,8 +216,9 @@ class NumpyOps(StepOps):
     # ------------------------------------------------------------------ backward
     def act_backward(self, i, op, g, buf):
         k = self._k
-        if k is not None and op.name == "relu" and g.flags.c_contiguous:
-            y = buf.act[i]
+        y = buf.act[i]
+        if k is not None and op.name == "relu" and g.flags.c_contiguous \
+                and y.flags.c_contiguous:
             one, zero = self.dtype.type(1), self.dtype.type(0)
             below = self._plan[i - 1] if i > 0 else None
             if below is not None and below.kind == "dense" and below.bias:
@@ -229,7 +231,7 @@ class NumpyOps(StepOps):
             else:
                 k.relu_backward(g.reshape(-1), y.reshape(-1), one, zero)
             return
-        _act_backward(op, g, buf.act[i], buf.masks[i])
+        _act_backward(op, g, y, buf.masks[i])
 
     def dropout_backward(self, i, op, g, buf):
         g *= buf.masks[i][1]
