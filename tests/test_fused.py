@@ -121,7 +121,7 @@ def assert_models_bitwise(m1, m2, out1, out2):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
-@pytest.mark.parametrize("act", ["relu", "tanh"])
+@pytest.mark.parametrize("act", ["relu", "tanh", "sigmoid"])
 @pytest.mark.parametrize("alpha", [0.0, 1e-3])
 def test_fused_step_is_bitwise_the_numpy_step(dtype, optimizer, act, alpha, counting):
     data = batches(dtype)
@@ -141,6 +141,8 @@ def test_fused_step_is_bitwise_the_numpy_step(dtype, optimizer, act, alpha, coun
     relu_calls = 2 * len(data) if act == "relu" else 0
     assert counting.calls.get("relu_backward_sum", 0) == relu_calls
     assert counting.calls.get("relu_forward", 0) == relu_calls
+    assert counting.calls.get(f"{act}_backward", 0) == (0 if act == "relu"
+                                                        else 2 * len(data))
 
 
 def test_fused_step_with_dropout_is_bitwise(counting):

@@ -6,7 +6,8 @@ module instead of chains of NumPy ufuncs: the Adam/AdamW update in one pass over
 parameter, its gradient and both moments instead of 11; SGD with momentum (and
 Nesterov, weight decay) in one pass instead of up to six; ReLU's forward in place
 without reading a zero block; its backward in one pass without a mask buffer, together
-with the column sums that are the bias gradient of the Dense layer below it.
+with the column sums that are the bias gradient of the Dense layer below it; tanh's and
+the sigmoid's backward in one pass without scratch.
 
 **The same numbers, bit for bit.** Every kernel evaluates, per element, exactly the
 operations of the NumPy code it replaces, in the same order and in the same float type:
@@ -88,6 +89,8 @@ def _warm_up(k):
         k.relu_forward(a, b, zero)
         k.relu_backward(a, b, one, zero)
         k.relu_backward_sum(a.reshape(2, 2), b.reshape(2, 2), one, zero, c[:2])
+        k.tanh_backward(a, b, one)
+        k.sigmoid_backward(a, b, one)
 
 
 def scalar_as(value, dtype):
@@ -181,10 +184,27 @@ def _build():
                 else:
                     out[j] = out[j] + x
 
+    @njit
+    def tanh_backward(g, y, one):  # pragma: no cover
+        # g *= 1 - y*y, in _act_backward's order: s = y*y; s = 1 - s; g = g*s
+        for i in range(g.size):
+            s = y[i] * y[i]
+            s = one - s
+            g[i] = g[i] * s
+
+    @njit
+    def sigmoid_backward(g, y, one):  # pragma: no cover
+        # g *= y * (1 - y), in _act_backward's order: s = 1 - y; s = s*y; g = g*s
+        for i in range(g.size):
+            s = one - y[i]
+            s = s * y[i]
+            g[i] = g[i] * s
+
     class _K:
         pass
 
     k = _K()
     k.adam, k.sgd, k.relu_backward = adam, sgd, relu_backward
     k.relu_backward_sum, k.relu_forward = relu_backward_sum, relu_forward
+    k.tanh_backward, k.sigmoid_backward = tanh_backward, sigmoid_backward
     return k

@@ -231,6 +231,11 @@ class NumpyOps(StepOps):
             else:
                 k.relu_backward(g.reshape(-1), y.reshape(-1), one, zero)
             return
+        if k is not None and op.name in ("tanh", "sigmoid") and g.flags.c_contiguous \
+                and y.flags.c_contiguous:
+            fn = k.tanh_backward if op.name == "tanh" else k.sigmoid_backward
+            fn(g.reshape(-1), y.reshape(-1), self.dtype.type(1))
+            return
         _act_backward(op, g, y, buf.masks[i])
 
     def dropout_backward(self, i, op, g, buf):
