@@ -54,10 +54,17 @@ class CountingKernels:
         return wrapped
 
 
+if not _fast.enabled():
+    pytest.skip("fast paths are switched off (MLPX_FAST=0)", allow_module_level=True)
+
+
 @pytest.fixture(autouse=True)
 def small_models_too(monkeypatch):
-    """The models here are small: let them use the kernels."""
+    """The models here are small: let them use the kernels (whatever MLPX_NUMBA says)."""
     monkeypatch.setattr(_policy, "FUSED_MIN_PARAMS", 0)
+    old = _policy.set_numba_enabled(True)
+    yield
+    _policy.set_numba_enabled(old)
 
 
 @pytest.fixture
@@ -230,8 +237,6 @@ def test_scalar_as():
 
 
 def test_switches():
-    if not _fast.enabled():
-        pytest.skip("MLPX_FAST=0")
     with numba_kernels(True):
         assert _policy.fused_kernels() is _numba.kernels() is not None
         with _fast.disabled():
