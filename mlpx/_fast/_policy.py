@@ -13,12 +13,15 @@ from ..activations import ACTIVATIONS
 from ..layers import ActivationLayer, BatchNorm, Dense, Dropout, LayerNorm, Rescale, Standardize
 from ..losses import LOSSES
 from ..optimizers import OPTIMIZERS
+from . import _numba
 from ._plan import build_plan
 
 __all__ = ["enabled", "set_enabled", "disabled", "structure_reason", "model_key",
-           "NUMPY_ACTIVATIONS", "NUMPY_LOSSES", "FAST_OPTIMIZERS"]
+           "NUMPY_ACTIVATIONS", "NUMPY_LOSSES", "FAST_OPTIMIZERS", "fused_kernels",
+           "set_numba_enabled", "FUSED_MIN_PARAMS"]
 
 _ENABLED = os.environ.get("MLPX_FAST", "1").strip().lower() not in ("0", "false", "no")
+_NUMBA = os.environ.get("MLPX_NUMBA", "1").strip().lower() not in ("0", "false", "no", "off")
 
 #: Activations the NumPy step implements (forward and backward in place).
 NUMPY_ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "identity")
@@ -39,6 +42,39 @@ def set_enabled(flag: bool) -> bool:
     old = _ENABLED
     _ENABLED = bool(flag)
     return old
+
+
+def set_numba_enabled(flag: bool) -> bool:
+    """Let the NumPy step use numba's fused kernels (when installed) or not; return the
+    previous setting. The environment variable ``MLPX_NUMBA=0`` sets it off at import."""
+    global _NUMBA
+    old = _NUMBA
+    _NUMBA = bool(flag)
+    return old
+
+
+#: Models with fewer parameters than this never use (or import) numba: its import and
+#: the load of the cached kernels (about a second) would outweigh what they save.
+FUSED_MIN_PARAMS = 1 << 15
+
+
+def fused_kernels(n_params=None):
+    """The fused element-wise kernels for the NumPy step (:mod:`mlpx._fast._numba`), or
+    None: without numba, with ``MLPX_NUMBA=0``, with fast paths off, or for a model of
+    fewer than :data:`FUSED_MIN_PARAMS` parameters (``n_params``). The kernels give the
+    NumPy step's numbers bit for bit, so this changes speed only.
+
+    Examples
+    --------
+    >>> from mlpx._fast._policy import fused_kernels
+    >>> fused_kernels(n_params=100) is None  # too small to be worth numba's import
+    True
+    """
+    if not (_ENABLED and _NUMBA):
+        return None
+    if n_params is not None and n_params < FUSED_MIN_PARAMS:
+        return None
+    return _numba.kernels()
 
 
 @contextlib.contextmanager

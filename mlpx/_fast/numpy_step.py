@@ -37,7 +37,7 @@ import math
 
 import numpy as np
 
-from . import _blas
+from . import _blas, _numba, _policy
 from ._step import FastStep, StepOps
 
 __all__ = ["NumpyTrainStep", "NumpyOps", "adam_corrections"]
@@ -93,6 +93,12 @@ class NumpyOps(StepOps):
         self._use_blas = False
         self._x_ok = False
         self._dz = None
+        self._k = None          # numba's fused kernels (_policy.fused_kernels) or None
+        self._colsum = None     # (g, column sums of g) left by a fused ReLU backward
+        self._sums = {}         # width -> buffer for those sums
+        self._plan = ()
+        self._n_params = 0
+        self.adam_scalars = None  # (key, scalars) of the last fused Adam update
 
     def setup(self, model, plan, opt_name):
         self._grads = None      # per-model gradient buffers for the optimizer route
@@ -101,6 +107,10 @@ class NumpyOps(StepOps):
         self.opt_name = opt_name
         self.fast_adam = opt_name in ("adam", "adamw")
         self.decoupled = opt_name == "adamw"
+        self._plan = plan
+        self._sums = {}
+        self._n_params = sum(int(p.size) for p in model.params)
+        self.adam_scalars = None
 
     # ------------------------------------------------------------------ buffers
     def new_buffers(self, n, plan, dtype):
@@ -152,6 +162,8 @@ class NumpyOps(StepOps):
         self._fn = _blas.raw(self.dtype) if self._use_blas else None
         self._x_ok = X.flags.c_contiguous
         self._dz = None
+        self._k = _policy.fused_kernels(self._n_params)
+        self._colsum = None
 
     def dense_forward(self, i, op, x, W, b, buf, act):
         fn = self._fn
@@ -172,6 +184,11 @@ class NumpyOps(StepOps):
 
     def act_forward(self, i, op, x, buf):
         out = buf.act[i]
+        k = self._k
+        if k is not None and op.name == "relu" and x.flags.c_contiguous \
+                and out.flags.c_contiguous:
+            k.relu_forward(x.reshape(-1), out.reshape(-1), self.dtype.type(0))
+            return out
         _act_forward(op, x, out, buf.zeros.get(op.width))
         return out
 
@@ -198,7 +215,28 @@ class NumpyOps(StepOps):
 
     # ------------------------------------------------------------------ backward
     def act_backward(self, i, op, g, buf):
-        _act_backward(op, g, buf.act[i], buf.masks[i])
+        k = self._k
+        y = buf.act[i]
+        if k is not None and op.name == "relu" and g.flags.c_contiguous \
+                and y.flags.c_contiguous:
+            one, zero = self.dtype.type(1), self.dtype.type(0)
+            below = self._plan[i - 1] if i > 0 else None
+            if below is not None and below.kind == "dense" and below.bias:
+                # the Dense below sums this g for its bias gradient: do it in this pass
+                sums = self._sums.get(g.shape[1])
+                if sums is None:
+                    sums = self._sums[g.shape[1]] = np.empty(g.shape[1], dtype=self.dtype)
+                k.relu_backward_sum(g, y, one, zero, sums)
+                self._colsum = (g, sums)
+            else:
+                k.relu_backward(g.reshape(-1), y.reshape(-1), one, zero)
+            return
+        if k is not None and op.name in ("tanh", "sigmoid") and g.flags.c_contiguous \
+                and y.flags.c_contiguous:
+            fn = k.tanh_backward if op.name == "tanh" else k.sigmoid_backward
+            fn(g.reshape(-1), y.reshape(-1), self.dtype.type(1))
+            return
+        _act_backward(op, g, y, buf.masks[i])
 
     def dropout_backward(self, i, op, g, buf):
         g *= buf.masks[i][1]
@@ -227,7 +265,11 @@ class NumpyOps(StepOps):
 
     def bias_grad(self, g, b, gb, hyper, alpha, decay):
         scale = self._scale(hyper)
-        np.sum(g, axis=0, out=gb)
+        stash = self._colsum
+        if stash is not None and stash[0] is g:  # summed by the fused ReLU backward
+            np.copyto(gb, stash[1])
+        else:
+            np.sum(g, axis=0, out=gb)
         if scale != 1.0:
             gb *= scale
         if alpha > 0 and decay:  # pragma: no cover - biases never decay
@@ -247,6 +289,9 @@ class NumpyOps(StepOps):
 
     # ------------------------------------------------------------------ writes
     def update(self, k, p, g, slots, hyper, lr, t, decay, alpha):
+        kern = self._k
+        if kern is not None and _fused_update(kern, self, p, g, slots, hyper, lr, t, decay):
+            return
         tmp, tmp2 = self._scratch
         tmp = tmp[:p.size].reshape(p.shape)
         if self.fast_adam:
@@ -382,6 +427,68 @@ def _rmsprop_update(hyper, p, g, s, vel, tmp, tmp2, *, lr, decay):
     else:
         scaled *= lr
     p -= scaled
+
+
+def _fused_update(kern, ops, p, g, slots, hyper, lr, t, decay):
+    """The update of ``NumpyOps.update`` through numba's fused kernels, bit for bit the
+    NumPy code's numbers; False (nothing written) where there is no kernel for it or
+    NumPy would compute in a wider type than the arrays' (a NumPy float64 scalar)."""
+    dt = ops.dtype
+    if ops.fast_adam:
+        b1, b2 = hyper["beta1"], hyper["beta2"]
+        wd = hyper["weight_decay"]
+        decayed = bool(decay and wd)
+        # the same scalars for every parameter of a step: worked out once per step
+        # (the types too: 1e-3 == np.float64(1e-3), but NumPy computes with them apart)
+        eps = hyper["eps"]
+        key = (t, lr, b1, b2, eps, wd, decayed,
+               type(lr), type(b1), type(b2), type(eps), type(wd))
+        cached = ops.adam_scalars
+        if cached is not None and cached[0] == key:
+            scalars = cached[1]
+        else:
+            scalars = _adam_scalars(hyper, ops.decoupled, dt, lr, t, decayed)
+            ops.adam_scalars = (key, scalars)
+        if scalars is None:
+            return False
+        kern.adam(p.reshape(-1), g.reshape(-1), slots["m"].reshape(-1),
+                  slots["v"].reshape(-1), *scalars)
+        return True
+    if ops.opt_name != "sgd":
+        return False
+    vel = slots.get("velocity")
+    if vel is None:
+        return False
+    wd = hyper["weight_decay"]
+    mode = 1 if (decay and wd) else 0
+    scalars = [_numba.scalar_as(x, dt) for x in (lr, wd if mode else 0.0,
+                                                 hyper["momentum"])]
+    if any(x is None for x in scalars):
+        return False
+    kern.sgd(p.reshape(-1), g.reshape(-1), vel.reshape(-1), *scalars, mode,
+             bool(hyper["nesterov"]))
+    return True
+
+
+def _adam_scalars(hyper, decoupled, dt, lr, t, decayed):
+    """The scalar arguments of the fused Adam kernel (the constants of _adam_update,
+    cast as NumPy casts them for arrays of ``dt``, and the mode), or None when NumPy
+    would compute in a wider type."""
+    b1, b2 = hyper["beta1"], hyper["beta2"]
+    wd = hyper["weight_decay"]
+    mode, shrink, wd1 = 0, 0.0, 0.0
+    if decayed:
+        if decoupled:
+            mode, shrink = 1, 1.0 - lr * wd
+        else:
+            mode, wd1 = 2, wd * (1.0 - b1)
+    step_size, bc2_sqrt = adam_corrections(hyper, lr, t)
+    c = (1.0 - b2) / ((1.0 - b1) * (1.0 - b1))
+    scalars = [_numba.scalar_as(x, dt) for x in (
+        b1, b2, c, hyper["eps"] * bc2_sqrt, step_size * bc2_sqrt, shrink, wd1)]
+    if any(x is None for x in scalars):
+        return None
+    return (*scalars, mode)
 
 
 def _blas_gemm(a, b, c, alpha, beta):
