@@ -99,8 +99,8 @@ def unsupported_reason(model):
         return structure_reason(model, "cupy")
     if _backend.is_jax_namespace(xp):
         return structure_reason(model, "jax")
-    return (f"the backend is {model.backend.name!r}; fast steps exist for NumPy, CuPy "
-            "and JAX")
+    return (f"the backend is {model.backend.name!r}; fast steps exist for NumPy and CuPy "
+            "(and a compiled step for JAX)")
 
 
 def select_step(model):
