@@ -16,6 +16,10 @@ def _early_threads(argv):
             for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
                         "MLPX_FAST_THREADS"):
                 os.environ[var] = value
+            if value == "1":  # XLA's CPU client (JAX): one thread for its Eigen products
+                flags = os.environ.get("XLA_FLAGS", "")
+                os.environ["XLA_FLAGS"] = (flags + " --xla_cpu_multi_thread_eigen=false "
+                                           "intra_op_parallelism_threads=1").strip()
 
 
 if __name__ == "__main__":

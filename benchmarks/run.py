@@ -32,7 +32,7 @@ def _torch_device(backend):
 
 
 def build_impls(workload, n, *, backends, torch=True, sklearn=False, generic=False,
-                width=None):
+                width=None, torch_compile=False):
     """name -> callable for one workload and batch size."""
     spec = dict(W.WORKLOADS[workload])
     sizes = tuple(spec["sizes"])
@@ -41,6 +41,11 @@ def build_impls(workload, n, *, backends, torch=True, sklearn=False, generic=Fal
     kind, opt = spec["kind"], spec["optimizer"]
     impls = {}
     for b in backends:
+        if b in W.OTHER_BACKENDS:
+            if kind == "train":
+                impls.update(other_impls(b, sizes, n, opt or "sgd", torch=torch,
+                                         torch_compile=torch_compile))
+            continue
         impls[f"mlpx[{b}]"] = W.make_mlpx(b, sizes, n, optimizer=opt or "sgd", kind=kind)
         if generic and kind == "train":
             impls[f"mlpx-generic[{b}]"] = W.make_mlpx(b, sizes, n, optimizer=opt or "sgd",
@@ -53,6 +58,43 @@ def build_impls(workload, n, *, backends, torch=True, sklearn=False, generic=Fal
     if sklearn and "numpy" in backends:
         impls["sklearn[cpu]"] = W.make_sklearn(sizes, n, optimizer=opt, kind=kind)
     return impls, sizes
+
+
+def other_impls(b, sizes, n, opt, *, torch=True, torch_compile=False):
+    """mlpx on a namespace other than NumPy/CuPy, and that library's hand-written step."""
+    xp = W.namespace(b)
+    impls = {f"mlpx[{b}]": W.make_mlpx_on(xp, sizes, n, optimizer=opt)}
+    if b == "torch" and torch_compile:
+        from .torch_compile import make_compiled
+
+        impls["mlpx-compiled[torch]"] = make_compiled(sizes, n, optimizer=opt)
+    if b == "jax":
+        impls["mlpx-generic[jax]"] = W.make_mlpx_on(xp, sizes, n, optimizer=opt, fast=False)
+        impls["jax-jit[cpu]"] = W.make_jax_jit(sizes, n, optimizer=opt)
+    if b == "torch" and torch:
+        impls["torch[cpu]"] = W.make_torch("cpu", sizes, n, optimizer=opt)
+    return impls
+
+
+def missing_backends(backends):
+    """``{name: message}`` for the libraries of ``backends`` that are not installed."""
+    out = {}
+    for b in backends:
+        if b in W.OTHER_BACKENDS:
+            try:
+                W.namespace(b)
+            except ImportError as exc:
+                out[b] = str(exc)
+    return out
+
+
+#: (ratio name, numerator row, denominator row) across libraries
+CROSS_RATIOS = (("mlpx/jax-jit[jax]", "mlpx[jax]", "jax-jit[cpu]"),
+                ("eager/jax-jit[jax]", "mlpx-generic[jax]", "jax-jit[cpu]"),
+                ("mlpx/torch[torch]", "mlpx[torch]", "torch[cpu]"),
+                ("compiled/torch[torch]", "mlpx-compiled[torch]", "torch[cpu]"),
+                ("mlpx[jax]/mlpx[numpy]", "mlpx[jax]", "mlpx[numpy]"),
+                ("mlpx[torch]/mlpx[numpy]", "mlpx[torch]", "mlpx[numpy]"))
 
 
 def ratios_for(names, per_round, stat="best"):
@@ -82,11 +124,14 @@ def ratios_for(names, per_round, stat="best"):
                                                              per_round[floor])
         if "sklearn[cpu]" in per_round and b == "numpy" and floor in per_round:
             out["sklearn/floor"] = r(per_round["sklearn[cpu]"], per_round[floor])
+    for key, a, b in CROSS_RATIOS:
+        if a in per_round and b in per_round:
+            out[key] = r(per_round[a], per_round[b])
     return out
 
 
 def run(workloads, batch_sizes, *, backends, rounds, budget, torch=True, sklearn=False,
-        generic=False, width=None, stat="best", log=print):
+        generic=False, width=None, stat="best", log=print, torch_compile=False):
     """Time everything; return the JSON-ready result dict."""
     import statistics
 
@@ -94,7 +139,8 @@ def run(workloads, batch_sizes, *, backends, rounds, budget, torch=True, sklearn
     for wl in workloads:
         for n in batch_sizes:
             impls, sizes = build_impls(wl, n, backends=backends, torch=torch,
-                                       sklearn=sklearn, generic=generic, width=width)
+                                       sklearn=sklearn, generic=generic, width=width,
+                                       torch_compile=torch_compile)
             per_round = timing.interleaved(impls, rounds=rounds, budget=budget)
             row = {"workload": wl, "sizes": list(sizes), "batch_size": n, "stat": stat,
                    "samples_per_s": {k: n / timing.summary(v, stat)
@@ -195,10 +241,15 @@ def main(argv=None):
     p.add_argument("--budget", type=float, default=0.25,
                    help="seconds per implementation per round (default 0.25)")
     p.add_argument("--backends", default=None,
-                   help="comma-separated mlpx backends (default: numpy, and cupy when a "
-                        "CUDA device answers)")
+                   help="comma-separated mlpx backends: numpy, cupy, torch, jax, dask, "
+                        "array_api_strict (default: numpy, and cupy when a CUDA device "
+                        "answers); jax adds the hand-written jax-jit row, torch the "
+                        "hand-written torch row")
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     p.add_argument("--sklearn", action="store_true", help="add scikit-learn (CPU)")
+    p.add_argument("--torch-compile", action="store_true",
+                   help="with --backends torch: add mlpx's generic step under "
+                        "torch.compile (compiles per batch size: minutes on 2 cores)")
     p.add_argument("--generic", action="store_true",
                    help="add mlpx with fast paths switched off")
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"),
@@ -227,6 +278,10 @@ def main(argv=None):
         batches, rounds, budget = [64, 1024], 2, 0.1
     backends = ([b.strip() for b in args.backends.split(",") if b.strip()]
                 if args.backends else _available_backends())
+    absent = missing_backends(backends)
+    for b, why in absent.items():
+        print(f"{b}: left out: {why}", file=sys.stderr)
+    backends = [b for b in backends if b not in absent]
     missing = [b for b in backends if b == "cupy" and b not in _available_backends()]
     if missing:
         print("cupy: no CUDA device here; skipping it.", file=sys.stderr)
@@ -251,7 +306,7 @@ def main(argv=None):
           file=sys.stderr)
     results = run(workloads, batches, backends=backends, rounds=rounds, budget=budget,
                   torch=not args.no_torch, sklearn=args.sklearn, generic=args.generic,
-                  width=args.width, stat=args.stat,
+                  width=args.width, stat=args.stat, torch_compile=args.torch_compile,
                   log=lambda s: print(s, file=sys.stderr, flush=True))
     text = table(results)
     print(text)
@@ -268,6 +323,7 @@ def main(argv=None):
                      "threads": args.threads, "stat": args.stat,
                      "budget_s": budget, "backends": backends, "workloads": workloads,
                      "width": args.width, "lr": W.LR, "data": "uniform [0.01, 1.01)"},
+        "missing": absent,
         "results": results,
     }
     os.makedirs(args.out, exist_ok=True)

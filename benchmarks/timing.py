@@ -130,7 +130,8 @@ def versions() -> dict:
 
     out = {"python": sys.version.split()[0], "numpy": np.__version__,
            "mlpx": getattr(mlpx, "__version__", None)}
-    for mod in ("torch", "cupy", "sklearn", "array_api_strict", "array_api_compat"):
+    for mod in ("torch", "cupy", "sklearn", "array_api_strict", "array_api_compat", "jax",
+                "jaxlib", "dask"):
         try:
             m = __import__(mod)
             out[mod] = getattr(m, "__version__", None)

@@ -17,6 +17,16 @@ Implementations:
                    ``CrossEntropyLoss``, ``torch.optim.SGD`` / ``Adam``
                    (``zero_grad(set_to_none=True)``, forward, backward, step)
 ``sklearn``        scikit-learn's ``MLPClassifier.partial_fit`` on one batch (CPU extra)
+``jax-jit``        a hand-written JAX step: ``jax.value_and_grad`` of the same ReLU MLP
+                   and softmax cross-entropy, the SGD / Adam update written out, the
+                   whole step under one ``jax.jit`` (the reference for mlpx's jitted
+                   JAX step)
+
+mlpx on the other Array API libraries (``--backends torch,jax,dask,array_api_strict``,
+:func:`make_mlpx_on`): ``mlpx[torch]`` (eager, CPU), ``mlpx[jax]`` (the compiled step,
+:mod:`mlpx._fast.jax_step`) and ``mlpx-generic[jax]`` (eager), ``mlpx[dask]`` and
+``mlpx[array_api_strict]`` (the generic path). Every callable blocks until its step is
+computed: JAX on the new parameters, Dask by persisting parameters and optimizer slots.
 """
 
 from __future__ import annotations
@@ -46,6 +56,77 @@ def host_data(n, n_in, n_out, *, seed=0, dtype="float32"):
     Y = np.zeros((n, n_out), dtype=dtype)
     Y[np.arange(n), labels] = 1.0
     return X, Y, labels
+
+
+# ---------------------------------------------------------------------------- namespaces
+#: ``--backends`` names beyond numpy/cupy -> (importable module, install hint)
+OTHER_BACKENDS = {
+    "torch": ("array_api_compat.torch", "pip install torch==2.13.0 (the CPU wheel)"),
+    "jax": ("jax.numpy", "pip install jax jaxlib"),
+    "dask": ("array_api_compat.dask.array", "pip install 'dask[array]'"),
+    "array_api_strict": ("array_api_strict", "pip install array-api-strict"),
+}
+
+
+def namespace(name):
+    """The Array API namespace module mlpx is given for ``--backends`` name ``name``;
+    raises ImportError (with the install line) when the library is missing."""
+    import importlib
+
+    module, hint = OTHER_BACKENDS[name]
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(f"{name} is not installed ({exc}); {hint}") from exc
+
+
+def torch_namespace():
+    return namespace("torch")
+
+
+def mlpx_model(xp, sizes, n, *, optimizer="sgd", seed=0):
+    """A compiled float32 ReLU MLP on namespace ``xp`` and one batch on its device."""
+    b = _backend.resolve_backend(xp)
+    model = mlpx.MLP(list(sizes), activation="relu", backend=b, seed=seed)
+    model.compile(optimizer, lr=LR[optimizer])
+    X, Y, _ = host_data(n, sizes[0], sizes[-1], seed=seed + 1)
+    return model, _backend.to_device(X, backend=b), _backend.to_device(Y, backend=b)
+
+
+def make_mlpx_on(xp, sizes, n, *, optimizer="sgd", fast=True, seed=0):
+    """One ``model.train_step`` on any Array API namespace ``xp``, computed before it
+    returns (JAX: blocks on the new parameters; Dask: persists the training state)."""
+    model, Xd, Yd = mlpx_model(xp, sizes, n, optimizer=optimizer, seed=seed)
+    name = getattr(xp, "__name__", "")
+    finish = None
+    if name.startswith("jax"):
+        import jax
+
+        def finish():
+            jax.block_until_ready(model.params)
+    elif "dask" in name:
+        import dask
+
+        def finish():
+            state = model.optimizer_state_
+            names = list(state["slots"])
+            arrays = list(model.params) + [a for s in names for a in state["slots"][s]]
+            done = list(dask.persist(*arrays))
+            n_p = len(model.params)
+            model.assign_params(done[:n_p])
+            for i, s in enumerate(names, start=1):
+                state["slots"][s][:] = done[i * n_p:(i + 1) * n_p]
+
+    def run():
+        if fast:
+            model.train_step(Xd, Yd)
+        else:
+            with _fast.disabled():
+                model.train_step(Xd, Yd)
+        if finish is not None:
+            finish()
+    run.model = model
+    return run
 
 
 # ---------------------------------------------------------------------------- mlpx
@@ -194,4 +275,62 @@ def make_sklearn(sizes, n, *, optimizer="sgd", kind="train", seed=0):
 
     def run():
         clf.partial_fit(X, labels)
+    return run
+
+
+# ---------------------------------------------------------------------------- jax
+def make_jax_jit(sizes, n, *, optimizer="sgd", seed=0):
+    """A hand-written JAX training step (the same ReLU MLP, softmax cross-entropy and
+    SGD / Adam as the others), one ``jax.jit`` over the whole step."""
+    import jax
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(seed)
+    params = []
+    for a, c in zip(sizes[:-1], sizes[1:]):
+        limit = np.sqrt(6.0 / a)
+        params.append((jnp.asarray(rng.uniform(-limit, limit, (a, c)).astype(np.float32)),
+                       jnp.zeros((c,), dtype=jnp.float32)))
+    X, Y, _ = host_data(n, sizes[0], sizes[-1], seed=seed + 1)
+    Xd, Yd = jnp.asarray(X), jnp.asarray(Y)
+    lr = LR[optimizer]
+
+    def loss_fn(ps, x, y):
+        for W, b in ps[:-1]:
+            x = jax.nn.relu(x @ W + b)
+        W, b = ps[-1]
+        z = x @ W + b
+        return jnp.mean(jax.nn.logsumexp(z, axis=1) - jnp.sum(y * z, axis=1))
+
+    if optimizer == "sgd":
+        @jax.jit
+        def step(ps, opt_state, x, y):
+            loss, g = jax.value_and_grad(loss_fn)(ps, x, y)
+            return jax.tree_util.tree_map(lambda p, d: p - lr * d, ps, g), opt_state, loss
+
+        opt_state = None
+    else:
+        b1, b2, eps = 0.9, 0.999, 1e-8
+
+        @jax.jit
+        def step(ps, opt_state, x, y):
+            m, v, t = opt_state
+            loss, g = jax.value_and_grad(loss_fn)(ps, x, y)
+            t = t + 1
+            m = jax.tree_util.tree_map(lambda a, d: b1 * a + (1 - b1) * d, m, g)
+            v = jax.tree_util.tree_map(lambda a, d: b2 * a + (1 - b2) * d * d, v, g)
+            size = lr / (1 - b1 ** t)
+            c2 = jnp.sqrt(1 - b2 ** t)
+            ps = jax.tree_util.tree_map(
+                lambda p, a, s: p - size * (a / (jnp.sqrt(s) / c2 + eps)), ps, m, v)
+            return ps, (m, v, t), loss
+
+        zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+        opt_state = (zeros, zeros, jnp.zeros((), dtype=jnp.float32))
+    state = {"params": params, "opt": opt_state}
+
+    def run():
+        ps, opt, _ = step(state["params"], state["opt"], Xd, Yd)
+        jax.block_until_ready(ps)
+        state["params"], state["opt"] = ps, opt
     return run

@@ -25,6 +25,7 @@ __all__ = [
     "to_device",
     "is_numpy_namespace",
     "is_cupy_namespace",
+    "is_jax_namespace",
     "scatter_add_rows",
     "host_rng",
     "resolve_dtype",
@@ -319,6 +320,11 @@ def is_numpy_namespace(xp) -> bool:
 def is_cupy_namespace(xp) -> bool:
     """The predicate that guards every CuPy-specific fast path."""
     return array_api_compat.is_cupy_namespace(xp)
+
+
+def is_jax_namespace(xp) -> bool:
+    """The predicate that guards the compiled JAX step (:mod:`mlpx._fast.jax_step`)."""
+    return array_api_compat.is_jax_namespace(xp)
 
 
 def scatter_add_rows(target, ids, values) -> None:

@@ -27,6 +27,7 @@ maximisation) so results can be checked against PyTorch step by step.
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -838,8 +839,10 @@ class Adam(Optimizer):
         >>> Adam.bias_corrections({"lr": 0.1, "beta1": 0.5, "beta2": 0.75}, 1)
         (0.2, 0.5)
         """
+        c2 = 1.0 - hyper["beta2"] ** t
+        # math.sqrt for Python numbers; a traced 0-d array (t under jax.jit) takes **0.5
         return (hyper["lr"] / (1.0 - hyper["beta1"] ** t),
-                math.sqrt(1.0 - hyper["beta2"] ** t))
+                math.sqrt(c2) if isinstance(c2, numbers.Real) else c2 ** 0.5)
 
     def _corrections(self, lr, t):
         """Compatibility shim for ``mlpx._fast`` until it calls :meth:`bias_corrections`."""

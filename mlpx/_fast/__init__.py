@@ -23,9 +23,10 @@ API step, which is also the only path on array-api-strict or any other namespace
 step is all or nothing: every product, kernel and allocation comes before the first
 write to a parameter, an optimizer slot or ``state["step"]``.
 
-One predicate decides, :func:`unsupported_reason`: the model's namespace must be NumPy
-or CuPy (:func:`mlpx._backend.is_numpy_namespace`, :func:`mlpx._backend.is_cupy_namespace`)
-and its structure one the step implements (:func:`structure_reason`). It returns None
+One predicate decides, :func:`unsupported_reason`: the model's namespace must be NumPy,
+CuPy or JAX (:func:`mlpx._backend.is_numpy_namespace`,
+:func:`mlpx._backend.is_cupy_namespace`, :func:`mlpx._backend.is_jax_namespace`) and its
+structure one the step implements (:func:`structure_reason`). It returns None
 when a fast step applies and otherwise says why not, which is what tests and curious
 users look at.
 
@@ -38,6 +39,11 @@ SGD (any momentum, Nesterov, weight decay), Adam, AdamW and RMSProp with any sch
 On CuPy, additionally: every activation right after a Dense layer.
 Everything else (PReLU, Maxout, BatchNorm, LayerNorm, Standardize, Rescale, other
 activations or losses) trains on the generic path.
+
+On JAX the step is :class:`mlpx._fast.jax_step.JaxTrainStep`: the generic step itself
+(``loss_and_grads`` and the optimizer's update rule) compiled by ``jax.jit``, with
+dropout masks drawn on the device from a key carried from step to step; it takes every
+built-in layer, activation and loss and the four optimizers above.
 
 ``MLPX_FAST=0`` in the environment, or :func:`set_enabled` / :func:`disabled`, switches
 every fast path off (the benchmarks and tests compare both ways).
@@ -92,7 +98,10 @@ def unsupported_reason(model):
         return structure_reason(model, "numpy")
     if _backend.is_cupy_namespace(xp):
         return structure_reason(model, "cupy")
-    return f"the backend is {model.backend.name!r}; fast steps exist for NumPy and CuPy"
+    if _backend.is_jax_namespace(xp):
+        return structure_reason(model, "jax")
+    return (f"the backend is {model.backend.name!r}; fast steps exist for NumPy and CuPy "
+            "(and a compiled step for JAX)")
 
 
 def select_step(model):
@@ -113,6 +122,10 @@ def select_step(model):
     """
     if unsupported_reason(model) is not None:
         return None
+    if _backend.is_jax_namespace(model.backend.xp):
+        from .jax_step import select
+
+        return select(model)
     plan = build_plan(model)
     if _backend.is_numpy_namespace(model.backend.xp):
         from .numpy_step import NumpyTrainStep

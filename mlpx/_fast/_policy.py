@@ -10,14 +10,24 @@ import contextlib
 import os
 
 from ..activations import ACTIVATIONS
-from ..layers import ActivationLayer, BatchNorm, Dense, Dropout, LayerNorm, Rescale, Standardize
+from ..layers import (
+    ActivationLayer,
+    BatchNorm,
+    Dense,
+    Dropout,
+    LayerNorm,
+    Maxout,
+    PReLU,
+    Rescale,
+    Standardize,
+)
 from ..losses import LOSSES
 from ..optimizers import OPTIMIZERS
 from . import _numba
 from ._plan import build_plan
 
-__all__ = ["enabled", "set_enabled", "disabled", "structure_reason", "model_key",
-           "NUMPY_ACTIVATIONS", "NUMPY_LOSSES", "FAST_OPTIMIZERS", "fused_kernels",
+__all__ = ["enabled", "set_enabled", "disabled", "structure_reason", "jax_structure_reason",
+           "model_key", "NUMPY_ACTIVATIONS", "NUMPY_LOSSES", "FAST_OPTIMIZERS", "fused_kernels",
            "set_numba_enabled", "FUSED_MIN_PARAMS"]
 
 _ENABLED = os.environ.get("MLPX_FAST", "1").strip().lower() not in ("0", "false", "no")
@@ -90,10 +100,13 @@ def disabled():
 def structure_reason(model, kind):
     """The structural half of :func:`unsupported_reason` for the ``kind`` of step.
 
-    ``kind`` is ``"numpy"`` or ``"cupy"``. The CuPy step also needs every activation
-    layer to follow a Dense layer directly (it fuses bias and activation into one
-    kernel).
+    ``kind`` is ``"numpy"``, ``"cupy"`` or ``"jax"``. The CuPy step also needs every
+    activation layer to follow a Dense layer directly (it fuses bias and activation into
+    one kernel). The JAX step compiles the generic step itself, so it takes every
+    built-in layer, activation and loss (see :func:`jax_structure_reason`).
     """
+    if kind == "jax":
+        return jax_structure_reason(model)
     if not getattr(model, "built", False):
         return "the model is not built"
     if model.dtype not in ("float32", "float64"):
@@ -128,6 +141,36 @@ def structure_reason(model, kind):
     if kind == "cupy" and any(op.kind == "act" and not op.after_dense
                               for op in build_plan(model)):
         return "an activation layer that does not follow a Dense layer (CuPy step)"
+    return None
+
+
+def jax_structure_reason(model):
+    """The structural test of the compiled JAX step (:mod:`mlpx._fast.jax_step`).
+
+    It traces :meth:`mlpx.Sequential.loss_and_grads` and the optimizer's ``update``
+    under ``jax.jit``, so what it needs is code known to trace: the built-in layers
+    (Dense, ActivationLayer, Dropout, PReLU, Maxout), activations and losses of the
+    registries, and the optimizers SGD, Adam, AdamW and RMSProp.
+    """
+    if not getattr(model, "built", False):
+        return "the model is not built"
+    if model.dtype not in ("float32", "float64"):
+        return f"dtype {model.dtype!r}"
+    opt = getattr(model, "optimizer_", None)
+    if opt is None or getattr(model, "optimizer_state_", None) is None:
+        return "the model is not compiled"
+    if not any(type(opt) is OPTIMIZERS[name] for name in FAST_OPTIMIZERS):
+        return f"optimizer {type(opt).__name__} has no compiled update"
+    if model.loss.name not in LOSSES or type(model.loss) is not LOSSES[model.loss.name]:
+        return f"loss {type(model.loss).__name__}"
+    acts = [model.output] + [layer.activation for layer in model.layers
+                             if type(layer) is ActivationLayer]
+    for act in acts:
+        if act.name not in ACTIVATIONS or type(act) is not ACTIVATIONS[act.name]:
+            return f"activation {type(act).__name__}"
+    for layer in model.layers:
+        if type(layer) not in (Dense, ActivationLayer, Dropout, PReLU, Maxout):
+            return f"layer {type(layer).__name__}"
     return None
 
 
