@@ -130,6 +130,22 @@ def ratios_for(names, per_round, stat="best"):
     return out
 
 
+#: mlpx performs the floor's matrix products plus its own work, so a ratio mlpx/floor above
+#: this means the floor's rounds were slowed by something else (a disturbed run).
+DISTURBED_ABOVE = 1.02
+
+
+def disturbed(ratios):
+    """The mlpx/floor ratios of one row that only a disturbed run can give.
+
+    mlpx's step runs the same matrix products as the floor plus element-wise work, so it
+    cannot honestly be faster than the floor; a ratio above :data:`DISTURBED_ABOVE` says
+    the floor's rounds met a busier moment of the machine than mlpx's.
+    """
+    return {k: v for k, v in ratios.items()
+            if k.startswith("mlpx/floor") and v > DISTURBED_ABOVE}
+
+
 def run(workloads, batch_sizes, *, backends, rounds, budget, torch=True, sklearn=False,
         generic=False, width=None, stat="best", log=print, torch_compile=False):
     """Time everything; return the JSON-ready result dict."""
@@ -150,6 +166,7 @@ def run(workloads, batch_sizes, *, backends, rounds, budget, torch=True, sklearn
                    "seconds_per_round": per_round,
                    "ratios": ratios_for(list(impls), per_round, stat),
                    "ratios_median_of_rounds": ratios_for(list(impls), per_round, "median")}
+            row["disturbed"] = disturbed(row["ratios"])
             results.append(row)
             log(_row_text(row))
     return results
@@ -158,7 +175,18 @@ def run(workloads, batch_sizes, *, backends, rounds, budget, torch=True, sklearn
 def _row_text(row):
     sps = "  ".join(f"{k}={v:,.0f}/s" for k, v in row["samples_per_s"].items())
     rat = "  ".join(f"{k}={v:.2f}" for k, v in row["ratios"].items())
-    return f"  {row['workload']} batch {row['batch_size']}: {sps}  |  {rat}"
+    flag = "  DISTURBED (mlpx beat its floor)" if row.get("disturbed") else ""
+    return f"  {row['workload']} batch {row['batch_size']}: {sps}  |  {rat}{flag}"
+
+
+def disturbed_note(results):
+    """One warning line per row where mlpx beat the matrix-product floor, else ''."""
+    lines = [f"WARNING: {r['workload']} batch {r['batch_size']}: "
+             + ", ".join(f"{k}={v:.2f}" for k, v in r["disturbed"].items())
+             + " - mlpx cannot beat the bare products it runs; this run was disturbed by "
+             "other work on the machine. Measure again when `uptime` shows a low load."
+             for r in results if r.get("disturbed")]
+    return "\n".join(lines)
 
 
 def table(results, fmt="text"):
@@ -310,6 +338,9 @@ def main(argv=None):
                   log=lambda s: print(s, file=sys.stderr, flush=True))
     text = table(results)
     print(text)
+    note = disturbed_note(results)
+    if note:
+        print(note)
     if args.no_save:
         return 0
     after = timing.machine().get("load_average")
@@ -344,6 +375,8 @@ def main(argv=None):
                  f"summary: {args.stat} round; "
                  f"load average {info.get('load_average')} -> {after}\n\n")
         fh.write(table(results, fmt="markdown"))
+        if note:
+            fh.write("\n" + note.replace("\n", "  \n") + "\n")
     print(f"wrote {base}.json and {base}.md", file=sys.stderr)
     if args.plot:
         print(f"wrote {plot(results, base + '.png')}", file=sys.stderr)

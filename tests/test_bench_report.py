@@ -1,0 +1,23 @@
+"""The benchmark report flags a run where mlpx beat its matrix-product floor."""
+
+from benchmarks import run as bench_run
+
+
+def _row(ratios):
+    return {"workload": "mnist", "batch_size": 64, "ratios": ratios,
+            "disturbed": bench_run.disturbed(ratios)}
+
+
+def test_mlpx_faster_than_floor_is_flagged():
+    row = _row({"mlpx/floor": 1.10, "mlpx/floor[torch]": 0.90, "mlpx/torch": 1.5})
+    assert row["disturbed"] == {"mlpx/floor": 1.10}
+    note = bench_run.disturbed_note([row])
+    assert "mnist batch 64" in note and "disturbed" in note and "mlpx/floor=1.10" in note
+    assert "DISTURBED" in bench_run._row_text(dict(row, samples_per_s={"mlpx[numpy]": 1.0}))
+
+
+def test_honest_run_is_not_flagged():
+    row = _row({"mlpx/floor": 0.97, "mlpx/torch": 1.3, "torch/floor": 1.2})
+    assert row["disturbed"] == {}
+    assert bench_run.disturbed_note([row]) == ""
+    assert "DISTURBED" not in bench_run._row_text(dict(row, samples_per_s={"x": 1.0}))
