@@ -247,6 +247,16 @@ def _normal_cdf_generic(x, *, xp):
     return xp.where(x < 0, h, 1.0 - h)
 
 
+def _const(value, like, xp):
+    """``value`` as a 0-d array of ``like``'s dtype and device.
+
+    Functions such as ``maximum``, ``minimum`` and ``where`` accept Python scalars only
+    from the 2024.12 standard on; a 0-d array works with every version (2023.12
+    included) and broadcasts the same way.
+    """
+    return xp.asarray(value, dtype=like.dtype, device=_backend.device_of(like))
+
+
 _FAST_NDTR_CACHE: dict = {}
 
 
@@ -256,9 +266,10 @@ def _fast_ndtr(xp):
     NumPy: ``scipy.special.ndtr`` (SciPy is optional); CuPy: ``cupyx.scipy.special.ndtr``.
     Both keep float32 as float32. Tested equal to :func:`_normal_cdf_generic`.
     """
-    if _backend.is_numpy_namespace(xp):
+    kind = _backend.fast_path(xp)
+    if kind == "numpy":
         key, module = "numpy", "scipy.special"
-    elif _backend.is_cupy_namespace(xp):  # pragma: no cover - GPU only
+    elif kind == "cupy":  # pragma: no cover - GPU only
         key, module = "cupy", "cupyx.scipy.special"
     else:
         return None
@@ -474,11 +485,11 @@ class ReLU(Activation):
     name = "relu"
 
     def forward(self, x, *, xp):
-        return xp.maximum(x, 0.0)
+        return xp.maximum(x, _const(0.0, x, xp))
 
     def backward(self, dy, x, y, *, xp):
         ref = x if x is not None else self._output(x, y, xp)
-        return xp.where(ref > 0, dy, 0.0)
+        return xp.where(ref > 0, dy, _const(0.0, dy, xp))
 
 
 class LeakyReLU(Activation):
@@ -536,11 +547,12 @@ class ELU(Activation):
         self._set_params(alpha=alpha)
 
     def forward(self, x, *, xp):
-        return xp.where(x > 0, x, self.alpha * xp.expm1(xp.minimum(x, 0.0)))
+        return xp.where(x > 0, x, self.alpha * xp.expm1(xp.minimum(x, _const(0.0, x, xp))))
 
     def backward(self, dy, x, y, *, xp):
         x = self._input(x)
-        return xp.where(x > 0, dy, dy * (self.alpha * xp.exp(xp.minimum(x, 0.0))))
+        return xp.where(x > 0, dy,
+                        dy * (self.alpha * xp.exp(xp.minimum(x, _const(0.0, x, xp)))))
 
 
 class Softplus(Activation):
@@ -555,7 +567,7 @@ class Softplus(Activation):
     name = "softplus"
 
     def forward(self, x, *, xp):
-        return xp.maximum(x, 0.0) + xp.log1p(xp.exp(-xp.abs(x)))
+        return xp.maximum(x, _const(0.0, x, xp)) + xp.log1p(xp.exp(-xp.abs(x)))
 
     def backward(self, dy, x, y, *, xp):
         return dy * sigmoid(self._input(x), xp=xp)
@@ -692,7 +704,7 @@ class HardSigmoid(Activation):
 
     def backward(self, dy, x, y, *, xp):
         x = self._input(x)
-        return xp.where((x > -2.0) & (x < 2.0), 0.25 * dy, 0.0)
+        return xp.where((x > -2.0) & (x < 2.0), 0.25 * dy, _const(0.0, dy, xp))
 
 
 class HardTanh(Activation):
@@ -712,7 +724,7 @@ class HardTanh(Activation):
 
     def backward(self, dy, x, y, *, xp):
         x = self._input(x)
-        return xp.where((x > -1.0) & (x < 1.0), dy, 0.0)
+        return xp.where((x > -1.0) & (x < 1.0), dy, _const(0.0, dy, xp))
 
 
 class Exp(Activation):

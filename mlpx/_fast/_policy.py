@@ -7,8 +7,8 @@ Below :mod:`mlpx._fast._step` (which asks it on every call) and re-exported by
 from __future__ import annotations
 
 import contextlib
-import os
 
+from .. import _backend
 from ..activations import ACTIVATIONS
 from ..layers import ActivationLayer, Dense, Dropout
 from ..losses import LOSSES
@@ -18,7 +18,6 @@ from ._plan import build_plan
 __all__ = ["enabled", "set_enabled", "disabled", "structure_reason", "model_key",
            "NUMPY_ACTIVATIONS", "NUMPY_LOSSES", "FAST_OPTIMIZERS"]
 
-_ENABLED = os.environ.get("MLPX_FAST", "1").strip().lower() not in ("0", "false", "no")
 
 #: Activations the NumPy step implements (forward and backward in place).
 NUMPY_ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "identity")
@@ -29,16 +28,18 @@ FAST_OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 
 
 def enabled() -> bool:
-    """True unless fast paths were switched off (``MLPX_FAST=0`` or :func:`set_enabled`)."""
-    return _ENABLED
+    """True unless fast paths were switched off (``MLPX_FAST=0`` or :func:`set_enabled`).
+
+    The switch lives in :func:`mlpx._backend.fast_enabled`: it turns off every
+    backend-specific path (the training steps, the in-place optimizer update, SciPy's
+    normal CDF, the embedding scatter-add), not only the steps of this package.
+    """
+    return _backend.fast_enabled()
 
 
 def set_enabled(flag: bool) -> bool:
     """Switch every fast path on or off; return the previous setting."""
-    global _ENABLED
-    old = _ENABLED
-    _ENABLED = bool(flag)
-    return old
+    return _backend.set_fast_enabled(flag)
 
 
 @contextlib.contextmanager
