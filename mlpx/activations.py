@@ -287,15 +287,18 @@ def _normal_cdf(x, *, xp, generic=False):
     """Standard normal CDF Phi(x) of an array, dtype preserved.
 
     Uses, in order: a library ufunc fenced by the namespace predicates, the namespace's
-    own ``erf`` when it has one, and otherwise the generic expansion. ``generic=True``
-    forces the generic expansion (tests compare the paths).
+    own ``erfc`` in float64 when it has one (PyTorch; its float32 ``erfc`` is off by a
+    few 1e-6 in the far lower tail), and otherwise the generic expansion.
+    ``generic=True`` forces the generic expansion (tests compare the paths). ``erf``
+    alone is not used: ``1 + erf(x / sqrt(2))`` loses the lower tail (Phi(-10) ~ 8e-24
+    would come out as 0).
     """
     if not generic:
         fast = _fast_ndtr(xp)
         if fast is not None:
             return fast(x)
-        if hasattr(xp, "erf"):
-            return 0.5 * (1.0 + xp.erf(x * _INV_SQRT_2))
+        if hasattr(xp, "erfc") and x.dtype == xp.float64:
+            return 0.5 * xp.erfc(x * -_INV_SQRT_2)
     return _normal_cdf_generic(x, xp=xp)
 
 

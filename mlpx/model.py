@@ -843,7 +843,7 @@ class Sequential:
                 params=[], optimizer=ts.optimizer,
                 opt_state=map_arrays(ts.opt_state, _backend.to_numpy), rng=ts.rng,
                 init_rng=ts.init_rng, noise_rng=noise, epoch=ts.epoch, history=ts.history)
-        state["backend"] = self.backend.name
+        state["backend"] = self.backend  # pickles as its name (and a non-default device)
         state.pop("_fast_step", None)  # buffers are never pickled
         state["_busy"] = None       # locks neither
         state["_busy_owner"] = None
