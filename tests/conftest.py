@@ -36,7 +36,7 @@ def _selected():
     return names
 
 
-def _installed(module):
+def library_installed(module):
     try:
         return importlib.util.find_spec(module) is not None
     except ImportError:  # the parent package is missing
@@ -52,7 +52,7 @@ def _params():
                 pytest.mark.gpu,
                 pytest.mark.skipif(not _backend.cuda_available(), reason="no CUDA device"),
             ]
-        elif name in _NEEDS and not _installed(_NEEDS[name]):
+        elif name in _NEEDS and not library_installed(_NEEDS[name]):
             marks = [pytest.mark.skip(reason=f"{name} is not installed (pip install -e "
                                              "'.[test]' installs it)")]
         params.append(pytest.param(name, marks=marks, id=name))

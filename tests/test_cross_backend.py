@@ -18,7 +18,7 @@ from mlpx.activations import ACTIVATIONS, get_activation
 from mlpx.layers import LAYERS, get_layer
 from mlpx.losses import LOSSES, get_loss
 
-from .conftest import ALL_BACKENDS, _installed, enable_jax_x64
+from .conftest import ALL_BACKENDS, enable_jax_x64, library_installed
 from .helpers import assert_array
 
 TOL = 1e-12
@@ -207,7 +207,7 @@ def _installed_backends():
         if name == "cupy":
             if _backend.cuda_available():
                 names.append(name)
-        elif name == "numpy" or _installed({"dask": "dask.array"}.get(name, name)):
+        elif name == "numpy" or library_installed({"dask": "dask.array"}.get(name, name)):
             names.append(name)
     return names
 
