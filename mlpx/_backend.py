@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
+import warnings
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -26,6 +28,14 @@ __all__ = [
     "is_numpy_namespace",
     "is_cupy_namespace",
     "is_jax_namespace",
+
+
+    "fast_path",
+    "fast_enabled",
+    "set_fast_enabled",
+    "persist",
+    "check_dtype",
+    "device_of",
     "scatter_add_rows",
     "host_rng",
     "resolve_dtype",
@@ -45,8 +55,9 @@ __all__ = [
     "DeviceNoiseRng",
 ]
 
-#: Backend names accepted by ``backend=`` (a namespace module is accepted too).
-BACKENDS = ("numpy", "cupy", "array_api_strict")
+#: Backend names accepted by ``backend=`` (a namespace module is accepted too, and any
+#: other Array API namespace by its module name).
+BACKENDS = ("numpy", "cupy", "array_api_strict", "torch", "jax", "dask")
 
 _FLOAT_DTYPES = ("float32", "float64")
 
@@ -70,8 +81,12 @@ class Backend:
     device: Any
 
     def __reduce__(self):
-        # Namespaces are modules and cannot be pickled: rebuild from the name.
-        return (resolve_backend, (self.name,))
+        # Namespaces are modules and cannot be pickled: rebuild from the name (and the
+        # device, when it is not the library's default one).
+        spec = _device_spec(self)
+        if spec is None:
+            return (resolve_backend, (self.name,))
+        return (resolve_backend, (self.name, spec))
 
 
 # ---------------------------------------------------------------------- CUDA probe
@@ -210,14 +225,122 @@ def device_scope(backend: Backend) -> contextlib.AbstractContextManager:
     return _NO_SCOPE
 
 
-def resolve_backend(backend: Any = "numpy") -> Backend:
+# Every library mlpx knows by name: the canonical name, the module to import, what to
+# install when it is missing. Any other Array API namespace is accepted as a module and
+# stored by its module name (imported again by that name, e.g. when unpickling).
+_LIBRARIES = {
+    "numpy": ("numpy", "pip install numpy"),
+    "cupy": ("cupy", "pip install 'mlpx[cuda12]' or 'mlpx[cuda13]'"),
+    "array_api_strict": ("array_api_strict", "pip install array-api-strict"),
+    "torch": ("torch", "pip install torch (the CPU-only wheel: pip install torch "
+                       "--index-url https://download.pytorch.org/whl/cpu)"),
+    "jax": ("jax.numpy", "pip install jax (CPU; see the JAX documentation for GPU wheels)"),
+    "dask": ("dask.array", "pip install 'dask[array]'"),
+}
+
+# Names users (and older pickles) spell a known library by, including the module names of
+# the namespaces themselves.
+_ALIASES = {
+    "np": "numpy", "array_api_compat.numpy": "numpy",
+    "array_api_compat.cupy": "cupy",
+    "strict": "array_api_strict",
+    "pytorch": "torch", "array_api_compat.torch": "torch",
+    "jax.numpy": "jax", "jax.experimental.array_api": "jax",
+    "dask.array": "dask", "array_api_compat.dask.array": "dask",
+}
+
+
+def _canonical(name: str) -> str | None:
+    """The canonical name of a library mlpx knows, or None."""
+    key = name.strip().lower().replace("-", "_")
+    if key in _LIBRARIES:
+        return key
+    return _ALIASES.get(name.strip(), _ALIASES.get(key))
+
+
+def _import_library(name: str) -> ModuleType:
+    module, install = _LIBRARIES[name]
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(
+            f"backend={name!r} needs the {module.split('.')[0]} package, which is not "
+            f"installed ({exc}). Install it: {install}."
+        ) from exc
+
+
+def _probe_array(lib: ModuleType, name: str, device: Any = None):
+    """A 0-d float array of library ``lib`` (on ``device`` when given)."""
+    if name == "torch":
+        return lib.zeros((), device=device)
+    if device is None:
+        return lib.asarray(0.0)
+    return lib.asarray(0.0, device=device)
+
+
+def _parse_device(name: str, lib: ModuleType, device: Any) -> Any:
+    """Turn a user's device (a string, an int or the library's own object) into the
+    library's device object; strings are ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``
+    (PyTorch), ``"gpu:0"`` (JAX), ``"device1"`` (array-api-strict)."""
+    if name == "torch":
+        return lib.device(device) if isinstance(device, (str, int)) else device
+    if name == "jax" and isinstance(device, (str, int)):
+        jax = importlib.import_module("jax")
+        if isinstance(device, int):
+            return jax.devices()[device]
+        platform, _, index = device.partition(":")
+        platform = {"cuda": "gpu", "rocm": "gpu"}.get(platform.lower(), platform.lower())
+        found = jax.devices(platform)
+        if index:
+            by_id = [d for d in found if d.id == int(index)]
+            return by_id[0] if by_id else found[int(index)]
+        return found[0]
+    if name == "array_api_strict" and isinstance(device, str):
+        return lib.Device("CPU_DEVICE" if device.lower() == "cpu" else device)
+    return device
+
+
+def _device_spec(backend: Backend) -> Any:
+    """What :meth:`Backend.__reduce__` stores for the device: None for the library's
+    default device, else a string :func:`_parse_device` reads back."""
+    if backend.device == _default_device(backend.name, backend.xp):
+        return None
+    if backend.name == "array_api_strict":
+        for spec in ("CPU_DEVICE", "device1", "device2"):
+            if backend.device == backend.xp.Device(spec):
+                return spec
+    if backend.name == "cupy":  # pragma: no cover - GPU only
+        return int(backend.device.id)
+    if backend.name == "jax":
+        return f"{backend.device.platform}:{backend.device.id}"
+    return str(backend.device)
+
+
+def _default_device(name: str, xp: Any) -> Any:
+    if name == "numpy":
+        return "cpu"
+    if name == "cupy":  # pragma: no cover - GPU only
+        return importlib.import_module("cupy").cuda.Device()
+    return array_api_compat.device(xp.asarray(0.0))
+
+
+def resolve_backend(backend: Any = "numpy", device: Any = None) -> Backend:
     """Resolve a backend name or namespace module into a :class:`Backend`.
 
     Parameters
     ----------
-    backend : {"numpy", "cupy", "array_api_strict"}, module or Backend, default="numpy"
-        The array library to compute with. A module must be an Array API namespace
-        (anything :func:`array_api_compat.array_namespace` recognises).
+    backend : str, module or Backend, default="numpy"
+        The array library to compute with: ``"numpy"``, ``"cupy"``,
+        ``"array_api_strict"``, ``"torch"``, ``"jax"`` or ``"dask"``; or a module: the
+        library (``torch``, ``jax.numpy``, ``dask.array``), its array-api-compat
+        namespace (``array_api_compat.torch``) or any other Array API namespace, which is
+        stored by its module name. A Backend is returned as it is (``device`` must be
+        None then).
+    device : object, optional
+        The device arrays live on, in the library's spelling: its device object, or a
+        string such as ``"cpu"``, ``"cuda:1"``, ``"mps"`` (PyTorch), ``"gpu:0"`` (JAX),
+        ``"device1"`` (array-api-strict), or an int (a GPU number for CuPy, PyTorch and
+        JAX). None: the library's default device.
 
     Returns
     -------
@@ -226,10 +349,13 @@ def resolve_backend(backend: Any = "numpy") -> Backend:
     Raises
     ------
     ValueError
-        For an unknown name (the message lists the valid ones).
+        For an unknown name (the message lists the valid ones), a module that is not an
+        Array API namespace, or a device the library does not have.
+    ImportError
+        When the library is not installed (the message says what to install).
     CudaUnavailableError
         ``"cupy"`` where CuPy cannot compute (not installed, no driver or GPU, no cuBLAS,
-        NVRTC or CUDA headers): one message that names what to install. It is a
+        NVRTC or the CUDA headers): one message that names what to install. It is a
         RuntimeError and an ImportError.
 
     Examples
@@ -237,52 +363,137 @@ def resolve_backend(backend: Any = "numpy") -> Backend:
     >>> from mlpx._backend import resolve_backend
     >>> resolve_backend("numpy").name
     'numpy'
+    >>> import numpy
+    >>> resolve_backend(numpy).name
+    'numpy'
     """
     if isinstance(backend, Backend):
+        if device is not None:
+            return resolve_backend(backend.name, device)
         return backend
     if backend is None:
         backend = "numpy"
     if isinstance(backend, str):
-        key = backend.lower().replace("-", "_")
-        if key in ("numpy", "np"):
-            xp = array_api_compat.array_namespace(np.empty(0))
-            return Backend("numpy", xp, "cpu")
-        if key == "cupy":
-            cupy = require_cuda()
-            xp = array_api_compat.array_namespace(cupy.empty(0))
-            return Backend("cupy", xp, cupy.cuda.Device())
-        if key in ("array_api_strict", "strict"):
-            try:
-                strict = importlib.import_module("array_api_strict")
-            except ImportError as exc:
-                raise ImportError(
-                    "backend='array_api_strict' needs the array-api-strict package: "
-                    "pip install 'mlpx[test]'."
-                ) from exc
-            x = strict.asarray(0.0)
-            return Backend("array_api_strict", strict, x.device)
-        raise ValueError(
-            f"The 'backend' parameter must be one of {list(BACKENDS)} or an Array API "
-            f"namespace module. Got {backend!r} instead."
-        )
+        name = _canonical(backend)
+        if name is None:
+            return _resolve_module_name(backend, device)
+        return _resolve_known(name, device)
     if isinstance(backend, ModuleType):
-        name = backend.__name__
-        if name in ("numpy", "array_api_compat.numpy"):
-            return resolve_backend("numpy")
-        if name in ("cupy", "array_api_compat.cupy"):
-            return resolve_backend("cupy")
-        if name == "array_api_strict":
-            return resolve_backend("array_api_strict")
-        if not hasattr(backend, "asarray") or not hasattr(backend, "matmul"):
-            raise ValueError(
-                f"The 'backend' parameter must be an Array API namespace; module {name!r} "
-                "has no asarray/matmul."
-            )
-        x = backend.asarray(0.0)
-        return Backend(name, array_api_compat.array_namespace(x), array_api_compat.device(x))
+        name = _canonical(backend.__name__)
+        if name is not None:
+            return _resolve_known(name, device)
+        return _resolve_module(backend, device)
     raise ValueError(
         f"The 'backend' parameter must be one of {list(BACKENDS)} or an Array API namespace "
         f"module. Got {backend!r} of type {type(backend).__name__} instead."
+    )
+
+
+def _resolve_module_name(name: str, device: Any) -> Backend:
+    """A namespace stored by its module name (one mlpx does not know by name)."""
+    if not name or not all(part.isidentifier() for part in name.split(".")):
+        raise ValueError(
+            f"The 'backend' parameter must be one of {list(BACKENDS)} or an Array API "
+            f"namespace module. Got {name!r} instead."
+        )
+    try:
+        module = importlib.import_module(name)
+    except ImportError as exc:
+        raise ValueError(
+            f"The 'backend' parameter must be one of {list(BACKENDS)} or an Array API "
+            f"namespace module. Got {name!r} instead, which is not an importable module "
+            f"({exc})."
+        ) from exc
+    return _resolve_module(module, device)
+
+
+def _resolve_module(module: ModuleType, device: Any) -> Backend:
+    name = module.__name__
+    if not hasattr(module, "asarray") or not hasattr(module, "matmul"):
+        raise ValueError(
+            f"The 'backend' parameter must be an Array API namespace; module {name!r} "
+            "has no asarray/matmul."
+        )
+    try:
+        x = _probe_array(module, name, device)
+    except Exception as exc:
+        raise ValueError(f"The 'device' parameter: the {name!r} namespace cannot create an "
+                         f"array on {device!r} ({type(exc).__name__}: {exc}).") from exc
+    return Backend(name, array_api_compat.array_namespace(x), array_api_compat.device(x))
+
+
+def _resolve_known(name: str, device: Any) -> Backend:
+    if name == "cupy":
+        cupy = require_cuda()
+        xp = array_api_compat.array_namespace(cupy.empty(0))
+        if device is None:
+            return Backend("cupy", xp, cupy.cuda.Device())
+        number = device if isinstance(device, int) else getattr(device, "id", None)
+        if isinstance(device, str):
+            number = int(device.rpartition(":")[2] or 0)
+        if not isinstance(number, int) or not 0 <= number < \
+                int(cupy.cuda.runtime.getDeviceCount()):  # pragma: no cover - GPU only
+            raise ValueError(f"The 'device' parameter must name a CUDA device for "
+                             f"backend='cupy'. Got {device!r} instead.")
+        return Backend("cupy", xp, cupy.cuda.Device(number))  # pragma: no cover
+    if name == "numpy":
+        if device is not None and str(device).lower() != "cpu":
+            raise ValueError(f"The 'device' parameter must be 'cpu' or None for "
+                             f"backend='numpy'. Got {device!r} instead.")
+        return Backend("numpy", array_api_compat.array_namespace(np.empty(0)), "cpu")
+    lib = _import_library(name)
+    try:
+        dev = None if device is None else _parse_device(name, lib, device)
+        x = _probe_array(lib, name, dev)
+    except Exception as exc:
+        raise ValueError(f"The 'device' parameter: backend={name!r} cannot create an array "
+                         f"on {device!r} ({type(exc).__name__}: {exc}).") from exc
+    xp = lib if name == "array_api_strict" else array_api_compat.array_namespace(x)
+    return Backend(name, xp, array_api_compat.device(x))
+
+
+def check_dtype(backend: Backend, dtype) -> str:
+    """Return the dtype name after checking that ``backend`` really creates arrays of it.
+
+    JAX without ``jax_enable_x64`` turns a float64 request into float32 (with a
+    warning); PyTorch on an Apple GPU (MPS) has no float64. Either would train in
+    another precision than ``model.dtype`` says, so it is an error here.
+
+    Raises
+    ------
+    ValueError
+        For a dtype that is not float32/float64, or one the backend does not keep.
+
+    Examples
+    --------
+    >>> from mlpx._backend import check_dtype, resolve_backend
+    >>> check_dtype(resolve_backend("numpy"), "float64")
+    'float64'
+    """
+    name = dtype_name(dtype)
+    if backend.name == "numpy":
+        return name
+    xp = backend.xp
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            got = xp.asarray(0.0, dtype=getattr(xp, name), device=backend.device).dtype
+        ok = got == getattr(xp, name)
+    except Exception as exc:  # e.g. PyTorch on MPS: "Cannot convert a MPS Tensor to float64"
+        got, ok = f"an error ({type(exc).__name__}: {exc})", False
+    if ok:
+        return name
+    if backend.name == "jax":
+        raise ValueError(
+            f"dtype={name!r} on backend 'jax' needs 64-bit floats, which JAX switches off "
+            "by default (it made float32 arrays instead). Enable them before building the "
+            "model: jax.config.update('jax_enable_x64', True) or the environment variable "
+            "JAX_ENABLE_X64=1; or use dtype='float32'."
+        )
+    raise ValueError(
+        f"The 'dtype' parameter: backend {backend.name!r} on device {backend.device!r} "
+        f"does not keep {name} (asking for it gave {got}). Use dtype='float32' or "
+        "another device."
     )
 
 
@@ -299,6 +510,12 @@ def _namespace_name(xp) -> str:
         return "cupy"
     if array_api_compat.is_array_api_strict_namespace(xp):
         return "array_api_strict"
+    if array_api_compat.is_torch_namespace(xp):
+        return "torch"
+    if array_api_compat.is_jax_namespace(xp):
+        return "jax"
+    if array_api_compat.is_dask_namespace(xp):
+        return "dask"
     return getattr(xp, "__name__", repr(xp))
 
 
@@ -313,18 +530,90 @@ def device_of(x):
 
 
 def is_numpy_namespace(xp) -> bool:
-    """The predicate that guards every NumPy-specific fast path."""
+    """True for NumPy's namespace (whether or not fast paths are on: see
+    :func:`fast_path`)."""
     return array_api_compat.is_numpy_namespace(xp)
 
 
 def is_cupy_namespace(xp) -> bool:
-    """The predicate that guards every CuPy-specific fast path."""
+    """True for CuPy's namespace (whether or not fast paths are on: see
+    :func:`fast_path`)."""
     return array_api_compat.is_cupy_namespace(xp)
 
 
 def is_jax_namespace(xp) -> bool:
     """The predicate that guards the compiled JAX step (:mod:`mlpx._fast.jax_step`)."""
     return array_api_compat.is_jax_namespace(xp)
+
+
+# The one switch of every backend-specific path: MLPX_FAST=0 in the environment, or
+# set_fast_enabled(False) (mlpx._fast.set_enabled / disabled forward here).
+_FAST = [os.environ.get("MLPX_FAST", "1").strip().lower() not in ("0", "false", "no")]
+
+
+def fast_enabled() -> bool:
+    """True unless backend-specific paths were switched off (``MLPX_FAST=0`` or
+    :func:`set_fast_enabled`)."""
+    return _FAST[0]
+
+
+def set_fast_enabled(flag: bool) -> bool:
+    """Switch every backend-specific path on or off; return the previous setting."""
+    old = _FAST[0]
+    _FAST[0] = bool(flag)
+    return old
+
+
+def fast_path(xp) -> str | None:
+    """The one predicate of every backend-specific path: ``"numpy"``, ``"cupy"`` or None.
+
+    None (take the generic Array API path) for every other namespace, and for every
+    namespace while fast paths are switched off (``MLPX_FAST=0``): the NumPy training
+    step, the in-place optimizer update, SciPy's normal CDF in GELU and the
+    scatter-add of an embedding's gradient all ask this.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mlpx._backend import fast_path, set_fast_enabled
+    >>> fast_path(np)
+    'numpy'
+    >>> old = set_fast_enabled(False); fast_path(np) is None
+    True
+    >>> _ = set_fast_enabled(old)
+    """
+    if not _FAST[0]:
+        return None
+    if array_api_compat.is_numpy_namespace(xp):
+        return "numpy"
+    if array_api_compat.is_cupy_namespace(xp):
+        return "cupy"
+    return None
+
+
+def persist(backend: Backend, tree):
+    """Compute a lazy backend's arrays now and keep the results; return the same nest.
+
+    On Dask every training step would otherwise add its operations to the graph of the
+    parameters, so that each step (and each epoch) is slower than the one before: the
+    model persists its parameters, optimizer state and the step's loss and logits
+    together, once per step (one ``dask.persist`` call). Eager backends return ``tree``
+    unchanged.
+
+    Parameters
+    ----------
+    backend : Backend
+    tree : nest of dicts, lists and tuples of arrays (and Python scalars)
+
+    Returns
+    -------
+    The same nest, with Dask arrays replaced by persisted ones.
+    """
+    if backend.name != "dask":
+        return tree
+    dask = importlib.import_module("dask")
+    (out,) = dask.persist(tree)
+    return out
 
 
 def scatter_add_rows(target, ids, values) -> None:
@@ -384,6 +673,9 @@ def to_numpy(x) -> np.ndarray:
         return x
     if array_api_compat.is_cupy_array(x):
         return x.get()
+    if array_api_compat.is_torch_array(x):
+        # Also on a CUDA or MPS device (DLPack would refuse it); detach drops autograd.
+        return x.detach().cpu().numpy()
     if array_api_compat.is_array_api_obj(x) and not isinstance(x, np.generic):
         if array_api_compat.is_array_api_strict_namespace(array_namespace(x)):
             # array-api-strict exposes the buffer protocol through DLPack / __array__.

@@ -257,6 +257,16 @@ def _normal_cdf_generic(x, *, xp):
     return xp.where(x < 0, h, 1.0 - h)
 
 
+def _const(value, like, xp):
+    """``value`` as a 0-d array of ``like``'s dtype and device.
+
+    Functions such as ``maximum``, ``minimum`` and ``where`` accept Python scalars only
+    from the 2024.12 standard on; a 0-d array works with every version (2023.12
+    included) and broadcasts the same way.
+    """
+    return xp.asarray(value, dtype=like.dtype, device=_backend.device_of(like))
+
+
 _FAST_NDTR_CACHE: dict = {}
 
 
@@ -266,9 +276,10 @@ def _fast_ndtr(xp):
     NumPy: ``scipy.special.ndtr`` (SciPy is optional); CuPy: ``cupyx.scipy.special.ndtr``.
     Both keep float32 as float32. Tested equal to :func:`_normal_cdf_generic`.
     """
-    if _backend.is_numpy_namespace(xp):
+    kind = _backend.fast_path(xp)
+    if kind == "numpy":
         key, module = "numpy", "scipy.special"
-    elif _backend.is_cupy_namespace(xp):  # pragma: no cover - GPU only
+    elif kind == "cupy":  # pragma: no cover - GPU only
         key, module = "cupy", "cupyx.scipy.special"
     else:
         return None
@@ -286,15 +297,18 @@ def _normal_cdf(x, *, xp, generic=False):
     """Standard normal CDF Phi(x) of an array, dtype preserved.
 
     Uses, in order: a library ufunc fenced by the namespace predicates, the namespace's
-    own ``erf`` when it has one, and otherwise the generic expansion. ``generic=True``
-    forces the generic expansion (tests compare the paths).
+    own ``erfc`` in float64 when it has one (PyTorch; its float32 ``erfc`` is off by a
+    few 1e-6 in the far lower tail), and otherwise the generic expansion.
+    ``generic=True`` forces the generic expansion (tests compare the paths). ``erf``
+    alone is not used: ``1 + erf(x / sqrt(2))`` loses the lower tail (Phi(-10) ~ 8e-24
+    would come out as 0).
     """
     if not generic:
         fast = _fast_ndtr(xp)
         if fast is not None:
             return fast(x)
-        if hasattr(xp, "erf"):
-            return 0.5 * (1.0 + xp.erf(x * _INV_SQRT_2))
+        if hasattr(xp, "erfc") and x.dtype == xp.float64:
+            return 0.5 * xp.erfc(x * -_INV_SQRT_2)
     return _normal_cdf_generic(x, xp=xp)
 
 
@@ -484,11 +498,11 @@ class ReLU(Activation):
     name = "relu"
 
     def forward(self, x, *, xp):
-        return xp.maximum(x, 0.0)
+        return xp.maximum(x, _const(0.0, x, xp))
 
     def backward(self, dy, x, y, *, xp):
         ref = x if x is not None else self._output(x, y, xp)
-        return xp.where(ref > 0, dy, 0.0)
+        return xp.where(ref > 0, dy, _const(0.0, dy, xp))
 
 
 class LeakyReLU(Activation):
@@ -546,11 +560,12 @@ class ELU(Activation):
         self._set_params(alpha=alpha)
 
     def forward(self, x, *, xp):
-        return xp.where(x > 0, x, self.alpha * xp.expm1(xp.minimum(x, 0.0)))
+        return xp.where(x > 0, x, self.alpha * xp.expm1(xp.minimum(x, _const(0.0, x, xp))))
 
     def backward(self, dy, x, y, *, xp):
         x = self._input(x)
-        return xp.where(x > 0, dy, dy * (self.alpha * xp.exp(xp.minimum(x, 0.0))))
+        return xp.where(x > 0, dy,
+                        dy * (self.alpha * xp.exp(xp.minimum(x, _const(0.0, x, xp)))))
 
 
 class Softplus(Activation):
@@ -565,7 +580,7 @@ class Softplus(Activation):
     name = "softplus"
 
     def forward(self, x, *, xp):
-        return xp.maximum(x, 0.0) + xp.log1p(xp.exp(-xp.abs(x)))
+        return xp.maximum(x, _const(0.0, x, xp)) + xp.log1p(xp.exp(-xp.abs(x)))
 
     def backward(self, dy, x, y, *, xp):
         return dy * sigmoid(self._input(x), xp=xp)
@@ -702,7 +717,7 @@ class HardSigmoid(Activation):
 
     def backward(self, dy, x, y, *, xp):
         x = self._input(x)
-        return xp.where((x > -2.0) & (x < 2.0), 0.25 * dy, 0.0)
+        return xp.where((x > -2.0) & (x < 2.0), 0.25 * dy, _const(0.0, dy, xp))
 
 
 class HardTanh(Activation):
@@ -722,7 +737,7 @@ class HardTanh(Activation):
 
     def backward(self, dy, x, y, *, xp):
         x = self._input(x)
-        return xp.where((x > -1.0) & (x < 1.0), dy, 0.0)
+        return xp.where((x > -1.0) & (x < 1.0), dy, _const(0.0, dy, xp))
 
 
 class Exp(Activation):

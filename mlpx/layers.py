@@ -404,7 +404,7 @@ def embedding_grad(ids, dy, vocab_size, *, xp, fast=True):
     """
     dim = int(dy.shape[1])
     device = _backend.device_of(dy)
-    if fast and (_backend.is_numpy_namespace(xp) or _backend.is_cupy_namespace(xp)):
+    if fast and _backend.fast_path(xp) is not None:
         grad = xp.zeros((vocab_size, dim), dtype=dy.dtype, device=device)
         _backend.scatter_add_rows(grad, ids, dy)
         return grad

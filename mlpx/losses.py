@@ -300,7 +300,8 @@ class BinaryCrossEntropy(Loss):
 
     def _per_sample(self, z, y, output, xp, *, need_grad):
         e = xp.exp(-xp.abs(z))
-        per_sample = xp.sum(xp.maximum(z, 0.0) - z * y + xp.log1p(e), axis=1)
+        zero = xp.asarray(0.0, dtype=z.dtype, device=_backend.device_of(z))
+        per_sample = xp.sum(xp.maximum(z, zero) - z * y + xp.log1p(e), axis=1)
         if not need_grad:
             return per_sample, None
         r = 1.0 / (1.0 + e)

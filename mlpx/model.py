@@ -82,10 +82,20 @@ class Sequential:
         L2 penalty ``alpha / 2 * sum ||W||^2`` over weights (never biases).
     n_features : int or None, default=None
         Input width; None builds the model on the first call to ``fit``.
-    backend : {"numpy", "cupy", "array_api_strict"} or namespace, default="numpy"
+    backend : str or namespace, default="numpy"
+        ``"numpy"``, ``"cupy"``, ``"array_api_strict"``, ``"torch"``, ``"jax"``,
+        ``"dask"``, or a namespace module (``torch``, ``jax.numpy``, ``dask.array``,
+        ``array_api_compat.torch`` or any other Array API namespace); see
+        :func:`mlpx.resolve_backend`.
     dtype : {"float32", "float64"}, default="float32"
+        Checked against what the backend really creates (JAX needs
+        ``jax_enable_x64`` for float64).
     seed : int, numpy.random.Generator or None, default=None
         Seeds weight initialisation, shuffling and dropout. Same seed, same result.
+    device : object, optional
+        The device of the backend every parameter and every batch lives on (``"cuda:1"``,
+        ``"mps"``, a JAX or array-api-strict device object, ...); None: the library's
+        default device.
 
     Attributes
     ----------
@@ -104,12 +114,13 @@ class Sequential:
     }
 
     def __init__(self, layers, *, loss="cross_entropy", output=None, alpha=0.0,
-                 n_features=None, backend="numpy", dtype="float32", seed=None):
+                 n_features=None, backend="numpy", dtype="float32", seed=None,
+                 device=None):
         checked = validate_params(
             type(self).__name__, {"layers": layers, "alpha": alpha, "n_features": n_features},
             Sequential.parameter_constraints)
-        self.backend = _backend.resolve_backend(backend)
-        self.dtype = _backend.dtype_name(dtype)
+        self.backend = _backend.resolve_backend(backend, device)
+        self.dtype = _backend.check_dtype(self.backend, dtype)
         self.loss = get_loss(loss)
         self.output = get_activation(output if output is not None else self.loss.default_output)
         self.alpha = checked["alpha"]
@@ -634,6 +645,12 @@ class Sequential:
         ``hyper`` overrides the optimizer's hyper-parameters for this step (see
         :meth:`mlpx.optimizers.Optimizer.hyper`).
         """
+        self._update(grads, hyper)
+
+    def _update(self, grads, hyper, also=()):
+        """The update; on a lazy backend (Dask) the new parameters, the optimizer state
+        and ``also`` are computed together once (:func:`mlpx._backend.persist`), so that
+        the task graph does not grow step after step. Returns ``also``."""
         state = self._require_state("apply_gradients")
         params = self.params
         mask = self.trainable_mask
@@ -645,7 +662,10 @@ class Sequential:
                                    decay_mask=self.decay_mask, hyper=hyper)
         if frozen:
             new = self._with_statistics(new)
+        new, state.opt_state, also = _backend.persist(self.backend,
+                                                      (new, state.opt_state, also))
         self.assign_params(new)
+        return also
 
     def _with_statistics(self, new):
         """``new`` with every statistic put back: the value the last training forward
@@ -685,8 +705,7 @@ class Sequential:
             if done is not None:
                 return done
         loss, grads, z = self.loss_and_grads(X, Y, sample_weight, alpha=alpha)
-        self.apply_gradients(grads, hyper=hyper)
-        return loss, z
+        return self._update(grads, hyper, (loss, z))
 
     def _require_state(self, what):
         if self.state_ is None:
@@ -1136,7 +1155,7 @@ class Sequential:
                 params=[], optimizer=ts.optimizer,
                 opt_state=map_arrays(ts.opt_state, _backend.to_numpy), rng=ts.rng,
                 init_rng=ts.init_rng, noise_rng=noise, epoch=ts.epoch, history=ts.history)
-        state["backend"] = self.backend.name
+        state["backend"] = self.backend  # pickles as its name (and a non-default device)
         state.pop("_fast_step", None)  # buffers are never pickled
         state["_pending_stats"] = None  # a step's statistics not installed yet
         state["_busy"] = None       # locks neither
@@ -1199,7 +1218,7 @@ default=None
         ``model.adapt_inputs(X, force=True)``); ``Rescale(1 / 255)`` scales raw pixels. Either
         takes ``uint8`` inputs and converts them one batch at a time. A layer given here
         is used through its config (a fresh copy is built).
-    backend, dtype, seed
+    backend, dtype, seed, device
         As for :class:`Sequential`.
 
     Notes
@@ -1250,7 +1269,7 @@ default=None
 
     def __init__(self, layer_sizes, activation="relu", loss="cross_entropy", output=None, *,
                  init=None, dropout=0.0, alpha=0.0, maxout_k=2, norm=None, preprocess=None,
-                 backend="numpy", dtype="float32", seed=None):
+                 backend="numpy", dtype="float32", seed=None, device=None):
         checked = validate_params(
             "MLP", {"layer_sizes": layer_sizes, "dropout": dropout, "maxout_k": maxout_k,
                     "norm": norm, "preprocess": preprocess},
@@ -1290,7 +1309,7 @@ default=None
         layers.append(Dense(self.layer_sizes[-1], init=init or default_initializer(out.name)))
         super().__init__(layers, loss=loss_obj, output=out, alpha=alpha,
                          n_features=self.layer_sizes[0], backend=backend, dtype=dtype,
-                         seed=seed)
+                         seed=seed, device=device)
 
     def get_config(self) -> dict:
         act = self.activation
@@ -1337,7 +1356,7 @@ class LanguageModel(Sequential):
         Hidden weight initializer; None picks He for the ReLU family, Glorot otherwise.
     dropout : float in [0, 1), default=0.0
         Dropout after every hidden activation.
-    backend, dtype, seed
+    backend, dtype, seed, device
         As for :class:`Sequential`.
 
     Notes
@@ -1374,7 +1393,8 @@ class LanguageModel(Sequential):
     }
 
     def __init__(self, vocab_size, window, dim=16, hidden_sizes=(128,), activation="tanh", *,
-                 init=None, dropout=0.0, backend="numpy", dtype="float32", seed=None):
+                 init=None, dropout=0.0, backend="numpy", dtype="float32", seed=None,
+                 device=None):
         c = validate_params(
             "LanguageModel", {"vocab_size": vocab_size, "window": window, "dim": dim,
                               "hidden_sizes": list(hidden_sizes)
@@ -1396,7 +1416,7 @@ class LanguageModel(Sequential):
                 layers.append(Dropout(self.dropout))
         layers.append(Dense(self.vocab_size, init=init or default_initializer("softmax")))
         super().__init__(layers, loss="cross_entropy", n_features=self.window,
-                         backend=backend, dtype=dtype, seed=seed)
+                         backend=backend, dtype=dtype, seed=seed, device=device)
 
     @property
     def reports_perplexity(self) -> bool:

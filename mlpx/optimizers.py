@@ -568,7 +568,7 @@ class Optimizer:
         if in_place is None:
             in_place = fast
         if in_place is None:
-            in_place = _backend.is_numpy_namespace(xp) and _writable_ndarrays(params) and all(
+            in_place = _backend.fast_path(xp) == "numpy" and _writable_ndarrays(params) and all(
                 _writable_ndarrays(slots[s]) for s in names)
         t = state["step"] + 1
         out = []

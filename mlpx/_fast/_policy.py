@@ -7,8 +7,8 @@ Below :mod:`mlpx._fast._step` (which asks it on every call) and re-exported by
 from __future__ import annotations
 
 import contextlib
-import os
 
+from .. import _backend
 from ..activations import ACTIVATIONS
 from ..layers import (
     ActivationLayer,
@@ -30,7 +30,6 @@ __all__ = ["enabled", "set_enabled", "disabled", "structure_reason", "jax_struct
            "model_key", "NUMPY_ACTIVATIONS", "NUMPY_LOSSES", "FAST_OPTIMIZERS", "fused_kernels",
            "set_numba_enabled", "FUSED_MIN_PARAMS"]
 
-_ENABLED = os.environ.get("MLPX_FAST", "1").strip().lower() not in ("0", "false", "no")
 _NUMBA = os.environ.get("MLPX_NUMBA", "1").strip().lower() not in ("0", "false", "no", "off")
 
 #: Activations the NumPy step implements (forward and backward in place).
@@ -42,16 +41,18 @@ FAST_OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 
 
 def enabled() -> bool:
-    """True unless fast paths were switched off (``MLPX_FAST=0`` or :func:`set_enabled`)."""
-    return _ENABLED
+    """True unless fast paths were switched off (``MLPX_FAST=0`` or :func:`set_enabled`).
+
+    The switch lives in :func:`mlpx._backend.fast_enabled`: it turns off every
+    backend-specific path (the training steps, the in-place optimizer update, SciPy's
+    normal CDF, the embedding scatter-add), not only the steps of this package.
+    """
+    return _backend.fast_enabled()
 
 
 def set_enabled(flag: bool) -> bool:
     """Switch every fast path on or off; return the previous setting."""
-    global _ENABLED
-    old = _ENABLED
-    _ENABLED = bool(flag)
-    return old
+    return _backend.set_fast_enabled(flag)
 
 
 def set_numba_enabled(flag: bool) -> bool:
@@ -80,7 +81,7 @@ def fused_kernels(n_params=None):
     >>> fused_kernels(n_params=100) is None  # too small to be worth numba's import
     True
     """
-    if not (_ENABLED and _NUMBA):
+    if not (_backend.fast_enabled() and _NUMBA):
         return None
     if n_params is not None and n_params < FUSED_MIN_PARAMS:
         return None
