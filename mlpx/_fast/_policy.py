@@ -7,6 +7,7 @@ Below :mod:`mlpx._fast._step` (which asks it on every call) and re-exported by
 from __future__ import annotations
 
 import contextlib
+import os
 
 from .. import _backend
 from ..activations import ACTIVATIONS
