@@ -419,8 +419,12 @@ def test_save_load_round_trip_keeps_statistics(backend, rng, tmp_path, kwargs):
         assert loaded.get_config() == model.get_config()
         for a, b in zip(loaded.params, model.params):
             assert np.array_equal(_backend.to_numpy(a), _backend.to_numpy(b))
-        assert np.array_equal(_backend.to_numpy(loaded.predict_proba(X)),
-                              _backend.to_numpy(model.predict_proba(X)))
+        got = _backend.to_numpy(loaded.predict_proba(X))
+        want = _backend.to_numpy(model.predict_proba(X))
+        if target == backend.name:  # the same library computes the same bits
+            assert np.array_equal(got, want)
+        else:  # another library's float32 kernels may round differently (1 ulp)
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
     clone = pickle.loads(pickle.dumps(model))
     assert np.array_equal(_backend.to_numpy(clone.predict_proba(X)),
                           _backend.to_numpy(model.predict_proba(X)))
