@@ -17,6 +17,12 @@ from mlpx import _backend
 
 ALL_BACKENDS = ("numpy", "array_api_strict", "torch", "jax", "dask", "cupy")
 
+#: What a plain ``python -m pytest`` runs. JAX (compiles every new shape) and Dask (builds
+#: a task graph per operation) take 17 and 28 minutes for the backend-parametrised tests
+#: on the 2-core CI machine, so they run when named: ``MLPX_BACKENDS=jax,dask``.
+#: ``.ci/run`` runs the cross-backend files on them (see CONTRIBUTING.md).
+DEFAULT_BACKENDS = ("numpy", "array_api_strict", "torch", "cupy")
+
 #: The module each backend needs (skip with a reason when it is not importable).
 _NEEDS = {"array_api_strict": "array_api_strict", "torch": "torch", "jax": "jax",
           "dask": "dask.array"}
@@ -25,7 +31,7 @@ _NEEDS = {"array_api_strict": "array_api_strict", "torch": "torch", "jax": "jax"
 def _selected():
     env = os.environ.get("MLPX_BACKENDS")
     if not env:
-        return ALL_BACKENDS
+        return DEFAULT_BACKENDS
     names = tuple(n.strip() for n in env.split(",") if n.strip())
     unknown = set(names) - set(ALL_BACKENDS)
     if unknown or not names:
