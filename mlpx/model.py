@@ -407,19 +407,8 @@ class Sequential:
         For a model whose first layer is an Embedding, ``X`` holds integer token ids,
         checked to lie in ``[0, vocab_size)`` and returned as int64.
         """
-        X = _as_numeric(X, what, self.backend)
+        X = self._checked_matrix(X, what)
         xp = self.backend.xp
-        if X.ndim != 2:
-            hint = " Reshape a single feature with X.reshape(-1, 1) or a single sample " \
-                   "with X.reshape(1, -1)." if X.ndim == 1 else ""
-            raise ValueError(f"{what} must be a 2-D array of shape (n_samples, n_features); "
-                             f"got an array of shape {tuple(X.shape)}.{hint}")
-        if X.shape[0] == 0 or X.shape[1] == 0:
-            raise ValueError(f"{what} is empty (shape {tuple(X.shape)}); it needs at least one "
-                             "sample and one feature.")
-        if self.built and X.shape[1] != self.n_features:
-            raise ValueError(f"{what} has {X.shape[1]} features, but this model expects "
-                             f"{self.n_features}.")
         if self.takes_ids:
             return self._ids_to_device(X, what)
         if self.takes_raw and _is_integral(X, xp):
@@ -431,6 +420,23 @@ class Sequential:
             raise ValueError(f"{what} contains NaN or infinity; clean or impute it first.")
         return X
 
+    def _checked_matrix(self, X, what):
+        """``X`` as a numeric array, refused unless 2-D, non-empty and as wide as the
+        model (shared by in-memory and memory-mapped inputs)."""
+        X = _as_numeric(X, what, self.backend)
+        if X.ndim != 2:
+            hint = " Reshape a single feature with X.reshape(-1, 1) or a single sample " \
+                   "with X.reshape(1, -1)." if X.ndim == 1 else ""
+            raise ValueError(f"{what} must be a 2-D array of shape (n_samples, n_features); "
+                             f"got an array of shape {tuple(X.shape)}.{hint}")
+        if X.shape[0] == 0 or X.shape[1] == 0:
+            raise ValueError(f"{what} is empty (shape {tuple(X.shape)}); it needs at least one "
+                             "sample and one feature.")
+        if self.built and X.shape[1] != self.n_features:
+            raise ValueError(f"{what} has {X.shape[1]} features, but this model expects "
+                             f"{self.n_features}.")
+        return X
+
     def to_host_rows(self, X, what="X") -> HostRows:
         """Check a memory-mapped feature matrix and wrap it for batch-by-batch use.
 
@@ -438,16 +444,7 @@ class Sequential:
         over blocks of bounded size; nothing is copied or converted whole. Each batch
         is later converted by :meth:`to_device_X`.
         """
-        X = _as_numeric(X, what, self.backend)
-        if X.ndim != 2:
-            raise ValueError(f"{what} must be a 2-D array of shape (n_samples, n_features); "
-                             f"got an array of shape {tuple(X.shape)}.")
-        if X.shape[0] == 0 or X.shape[1] == 0:
-            raise ValueError(f"{what} is empty (shape {tuple(X.shape)}); it needs at least one "
-                             "sample and one feature.")
-        if self.built and X.shape[1] != self.n_features:
-            raise ValueError(f"{what} has {X.shape[1]} features, but this model expects "
-                             f"{self.n_features}.")
+        X = self._checked_matrix(X, what)
         rows = HostRows(X, lambda block: self.to_device_X(np.asarray(block), what))
         if self.takes_ids:
             for a, b in rows.blocks():

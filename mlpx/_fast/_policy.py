@@ -99,6 +99,21 @@ def disabled():
         set_enabled(old)
 
 
+def _state_reason(model, update_kind):
+    """What every fast step needs of the model's state (built, a float dtype, compiled
+    with a built-in optimizer), or None."""
+    if not getattr(model, "built", False):
+        return "the model is not built"
+    if model.dtype not in ("float32", "float64"):
+        return f"dtype {model.dtype!r}"
+    opt = getattr(model, "optimizer_", None)
+    if opt is None or getattr(model, "optimizer_state_", None) is None:
+        return "the model is not compiled"
+    if not any(type(opt) is OPTIMIZERS[name] for name in FAST_OPTIMIZERS):
+        return f"optimizer {type(opt).__name__} has no {update_kind} update"
+    return None
+
+
 def structure_reason(model, kind):
     """The structural half of :func:`unsupported_reason` for the ``kind`` of step.
 
@@ -109,15 +124,9 @@ def structure_reason(model, kind):
     """
     if kind == "jax":
         return jax_structure_reason(model)
-    if not getattr(model, "built", False):
-        return "the model is not built"
-    if model.dtype not in ("float32", "float64"):
-        return f"dtype {model.dtype!r}"
-    opt = getattr(model, "optimizer_", None)
-    if opt is None or getattr(model, "optimizer_state_", None) is None:
-        return "the model is not compiled"
-    if not any(type(opt) is OPTIMIZERS[name] for name in FAST_OPTIMIZERS):
-        return f"optimizer {type(opt).__name__} has no fast update"
+    reason = _state_reason(model, "fast")
+    if reason:
+        return reason
     pair = (model.loss.name, model.output.name)
     if pair not in NUMPY_LOSSES or type(model.loss) is not LOSSES[pair[0]] \
             or type(model.output) is not ACTIVATIONS[pair[1]]:
@@ -154,15 +163,9 @@ def jax_structure_reason(model):
     (Dense, ActivationLayer, Dropout, PReLU, Maxout), activations and losses of the
     registries, and the optimizers SGD, Adam, AdamW and RMSProp.
     """
-    if not getattr(model, "built", False):
-        return "the model is not built"
-    if model.dtype not in ("float32", "float64"):
-        return f"dtype {model.dtype!r}"
-    opt = getattr(model, "optimizer_", None)
-    if opt is None or getattr(model, "optimizer_state_", None) is None:
-        return "the model is not compiled"
-    if not any(type(opt) is OPTIMIZERS[name] for name in FAST_OPTIMIZERS):
-        return f"optimizer {type(opt).__name__} has no compiled update"
+    reason = _state_reason(model, "compiled")
+    if reason:
+        return reason
     if model.loss.name not in LOSSES or type(model.loss) is not LOSSES[model.loss.name]:
         return f"loss {type(model.loss).__name__}"
     acts = [model.output] + [layer.activation for layer in model.layers
