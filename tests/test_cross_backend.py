@@ -144,7 +144,8 @@ def test_loss_gradient_equals_torch_autograd(torch_xp, name, weighted):
 def _layer_cases():
     return [("Dense", {"units": 4}), ("ActivationLayer", {"activation": "gelu"}),
             ("Dropout", {"p": 0.3}), ("PReLU", {}), ("Maxout", {"units": 3, "k": 3}),
-            ("Embedding", {"vocab_size": 6, "dim": 3})]
+            ("Embedding", {"vocab_size": 6, "dim": 3}), ("BatchNorm", {}),
+            ("LayerNorm", {}), ("Standardize", {}), ("Rescale", {"scale": 0.5, "offset": 0.1})]
 
 
 def test_every_layer_is_covered():
@@ -161,9 +162,13 @@ def test_layer_backward_equals_torch_autograd(torch_xp, name, params):
     embedding = name == "Embedding"
     n_in = 2 if embedding else 5
     layer.build(n_in, backend=backend, dtype="float64", rng=np.random.default_rng(0))
-    # parameters away from zero, so PReLU's slopes and Maxout's pieces are generic
+    if name == "Standardize":  # statistics from data (mean, std, count), never trained
+        layer.adapt(rng.normal(loc=2.0, scale=3.0, size=(20, n_in)))
+    trainable = layer.trainable
+    # trainable parameters away from zero, so PReLU's slopes and Maxout's pieces are
+    # generic; statistics stay as they are (their gradient is zero by contract)
     layer.params = [_leaf(mlpx.to_numpy(p) + rng.normal(scale=0.1, size=tuple(p.shape)))
-                    for p in layer.params]
+                    if t else p for p, t in zip(layer.params, trainable)]
     if embedding:
         x = torch.tensor(rng.integers(0, 6, size=(8, n_in)))
     else:
@@ -171,11 +176,14 @@ def test_layer_backward_equals_torch_autograd(torch_xp, name, params):
     out, cache = layer.forward(x, xp=torch_xp, training=True,
                                rng=np.random.default_rng(4))
     dout = torch.tensor(rng.normal(size=tuple(out.shape)))
-    wrt = list(layer.params) + ([] if embedding else [x])
+    wrt = [p for p, t in zip(layer.params, trainable) if t] + ([] if embedding else [x])
     want = _grad(out, wrt, dout)
     with torch.no_grad():
         dx, grads = layer.backward(dout, cache, xp=torch_xp, need_dx=not embedding)
-    got = list(grads) + ([] if embedding else [dx])
+    for g, t in zip(grads, trainable):
+        if not t:  # statistics: exactly zero
+            assert not bool(torch.any(g != 0))
+    got = [g for g, t in zip(grads, trainable) if t] + ([] if embedding else [dx])
     assert len(got) == len(want)
     for g, w in zip(got, want):
         assert_array(g, w, dtype="float64", rtol=TOL, atol=TOL)
