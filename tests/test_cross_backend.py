@@ -68,7 +68,12 @@ class _nullcontext:
 def test_training_gives_the_same_float64_parameters_on_every_backend(backend, kwargs,
                                                                      optimizer):
     ref = _train("numpy", kwargs, optimizer, fast=False)
-    model = _train(backend, kwargs, optimizer)
+    # JAX's compiled step draws dropout masks on the device from a key it carries (not
+    # frozen into the compiled code), so with dropout only its generic path can draw the
+    # same masks as the others; tests/test_jax_step.py holds the compiled step to the
+    # generic path. Every other case runs JAX's compiled step here.
+    jax_dropout = backend.name == "jax" and kwargs.get("dropout", 0.0) > 0
+    model = _train(backend, kwargs, optimizer, fast=not jax_dropout)
     assert model.state_.step == ref.state_.step == 10
     for got, want in zip(model.params, ref.params):
         assert_array(got, want, backend=backend, dtype="float64", rtol=TOL, atol=TOL)
