@@ -269,3 +269,74 @@ def test_write_scope_wraps_only_the_writes():
 
     step(model, X, Y, write_scope=scope())
     assert seen == [0, 1]
+
+
+def test_no_host_transfers_while_the_rate_is_constant():
+    # The learning rate and the other scalars are copied to the device once; the
+    # update number is the one the previous step returned, already on the device.
+    model = _model("adam")
+    step = _fast.select_step(model)
+    X, Y, _ = _data(model)
+    step(model, X, Y)
+    with jax.transfer_guard_host_to_device("disallow_explicit"):
+        for _ in range(3):
+            assert step(model, X, Y) is not None
+    assert model.optimizer_state_["step"] == 4
+    # a new rate is copied again (and compiles nothing new)
+    hyper = model.optimizer_.hyper(4) | {"lr": 0.5}
+    with jax.transfer_guard_host_to_device("disallow_explicit"), \
+            pytest.raises(RuntimeError, match="host-to-device"):
+        step(model, X, Y, hyper=hyper)
+    assert model.optimizer_state_["step"] == 4
+    step(model, X, Y, hyper=hyper)
+    assert step.traces == 1
+
+
+def test_an_update_number_set_by_hand_is_the_one_used():
+    fast, slow = _model("adam"), _model("adam")
+    step = _fast.select_step(fast)
+    X, Y, _ = _data(fast)
+    for jump in (None, 41, 3):
+        if jump is not None:  # e.g. a checkpoint restored into the same model
+            fast.optimizer_state_["step"] = slow.optimizer_state_["step"] = jump
+        step(fast, X, Y)
+        with _fast.disabled():
+            slow.train_step(X, Y)
+        _assert_same(fast, slow)
+    assert fast.optimizer_state_["step"] == 4
+
+
+def test_update_numbers_beyond_the_limit_take_the_generic_path():
+    model = _model("sgd")
+    step = _fast.select_step(model)
+    X, Y, _ = _data(model)
+    model.optimizer_state_["step"] = jax_step.MAX_STEP
+    assert step(model, X, Y) is None
+    model.optimizer_state_["step"] = jax_step.MAX_STEP - 1
+    assert step(model, X, Y) is not None
+    assert model.optimizer_state_["step"] == jax_step.MAX_STEP
+
+
+def test_a_step_that_fails_leaves_the_model_unchanged(monkeypatch):
+    model = _model("adam")
+    step = _fast.select_step(model)
+    X, Y, _ = _data(model)
+    step(model, X, Y)
+    params = [np.asarray(p) for p in model.params]
+    slots = {s: [np.asarray(a) for a in v] for s, v in model.optimizer_state_["slots"].items()}
+
+    def broken(*args, **kwargs):
+        raise FloatingPointError("broken rule")
+
+    with monkeypatch.context() as m:
+        m.setattr(model.optimizer_, "update", broken)
+        with pytest.raises(FloatingPointError):
+            step(model, X[:7], Y[:7])  # a new shape: traced again, and fails
+    assert model.optimizer_state_["step"] == 1
+    for p, q in zip(model.params, params):
+        np.testing.assert_array_equal(np.asarray(p), q)
+    for s, v in model.optimizer_state_["slots"].items():
+        for a, b in zip(v, slots[s]):
+            np.testing.assert_array_equal(np.asarray(a), b)
+    assert step(model, X[:7], Y[:7]) is not None  # usable: the next call compiles
+    assert model.optimizer_state_["step"] == 2
