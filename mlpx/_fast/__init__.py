@@ -98,10 +98,12 @@ def unsupported_reason(model):
         return structure_reason(model, "numpy")
     if _backend.is_cupy_namespace(xp):
         return structure_reason(model, "cupy")
+    if _backend.is_torch_namespace(xp):
+        return structure_reason(model, "torch")
     if _backend.is_jax_namespace(xp):
         return structure_reason(model, "jax")
-    return (f"the backend is {model.backend.name!r}; fast steps exist for NumPy and CuPy "
-            "(and a compiled step for JAX)")
+    return (f"the backend is {model.backend.name!r}; fast steps exist for NumPy, CuPy and "
+            "PyTorch (and a compiled step for JAX)")
 
 
 def select_step(model):
@@ -131,6 +133,10 @@ def select_step(model):
         from .numpy_step import NumpyTrainStep
 
         return NumpyTrainStep(model, plan, model_key(model))
+    if _backend.is_torch_namespace(model.backend.xp):
+        from .torch_step import TorchTrainStep
+
+        return TorchTrainStep(model, plan, model_key(model))
     from .cupy_step import CupyTrainStep
 
     with _backend.device_scope(model.backend):  # kernels are loaded for this device
