@@ -232,7 +232,7 @@ def test_fit_uses_the_step_and_equals_generic():
         if fast:
             step = model._fast_step
             assert type(step) is torch_step.TorchTrainStep
-            model._fast_step = lambda *a, _s=step, **k: calls.append(1) or _s(*a, **k)
+            model._fast_step = lambda *a, _s=step, _c=calls, **k: _c.append(1) or _s(*a, **k)
         ctx = contextlib.nullcontext() if fast else _fast.disabled()
         with ctx:
             hist = model.fit(X, y, epochs=3, batch_size=32, verbose=0)

@@ -1,7 +1,8 @@
 """The one fast training step: a skeleton over a small interface of device operations.
 
-A fast step (:class:`FastStep`; :class:`mlpx._fast.numpy_step.NumpyTrainStep` and
-:class:`mlpx._fast.cupy_step.CupyTrainStep` only choose its operations) is built by
+A fast step (:class:`FastStep`; :class:`mlpx._fast.numpy_step.NumpyTrainStep`,
+:class:`mlpx._fast.cupy_step.CupyTrainStep` and
+:class:`mlpx._fast.torch_step.TorchTrainStep` only choose its operations) is built by
 :func:`mlpx._fast.select_step` for one model and called as::
 
     step(model, X, Y, sample_weight=None, *, alpha=None, hyper=None, noise_rng=None,
@@ -28,8 +29,11 @@ allocates nothing and runs inside the caller's ``write_scope`` (a context manage
 defers SIGINT, say), which makes a step all or nothing.
 
 The operations are one object (:class:`StepOps`): :class:`mlpx._fast.numpy_step.NumpyOps`
-(in-place NumPy and BLAS) and :class:`mlpx._fast.cupy_step.CupyOps` (cuBLAS and the
-kernels of ``kernels.cu``).
+(in-place NumPy and BLAS), :class:`mlpx._fast.cupy_step.CupyOps` (cuBLAS and the
+kernels of ``kernels.cu``) and :class:`mlpx._fast.torch_step.TorchOps` (in-place torch
+calls and PyTorch's fused optimizer kernels). Which arrays a step takes is asked of the
+operations too (:meth:`StepOps.is_array`, :meth:`StepOps.usable`): NumPy and CuPy
+arrays of the array module's own type, torch tensors on the model's device.
 """
 
 from __future__ import annotations
@@ -206,7 +210,7 @@ class FastStep:
         The device operations.
     """
 
-    kind: str | None = None  # "numpy" | "cupy": the rules of _fast.structure_reason
+    kind: str | None = None  # "numpy" | "cupy" | "torch": the rules of structure_reason
 
     def __init__(self, model, plan, key, ops):
         self.key = key
@@ -239,7 +243,7 @@ class FastStep:
         return buf
 
     def _usable(self, params, slots):
-        """Params and optimizer slots must be writable C-contiguous arrays of our dtype."""
+        """Params and optimizer slots must be usable in place (:meth:`StepOps.usable`)."""
         arrays = tuple(params) + tuple(a for s in slots for a in s)
         last = self._checked
         if last is not None and len(last) == len(arrays) and all(

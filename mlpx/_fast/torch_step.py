@@ -174,8 +174,8 @@ class TorchOps(StepOps):
                 torch.clamp_min(x, 0.0, out=out)
         elif name == "tanh":
             torch.tanh(x, out=out)
-        elif name == "sigmoid":
-            torch.sigmoid(x, out=out)
+        elif name == "sigmoid":  # the generic formula (exactly), then into the buffer
+            out.copy_(op.activation.forward(x, xp=self.backend.xp))
         elif name == "leaky_relu":  # where(x > 0, x, alpha * x), as the generic code
             torch.where(x > 0, x, op.activation.alpha * x, out=out)
         elif out is not x:  # identity
@@ -200,11 +200,15 @@ class TorchOps(StepOps):
 
     def loss_and_grad(self, model, z, Y, w, buf):
         if model.loss.name == "cross_entropy" and w is None:
-            # the generic softmax cross-entropy, without its temporaries
+            # The generic softmax cross-entropy: the same operations in the same order
+            # (so the same bits: a weighted batch, which takes the generic loss, trains
+            # as the unweighted one when the weights are equal), fewer temporaries.
             n = z.shape[0]
-            logp = torch.log_softmax(z, 1)
-            prod = torch.mul(Y, logp, out=buf.prod)
-            loss = torch.sum(prod).neg_().div_(n)
+            s = torch.sub(z, torch.amax(z, 1, keepdim=True))
+            e = torch.exp(s, out=buf.dz)
+            logp = s.sub_(torch.log(torch.sum(e, 1, keepdim=True)))
+            rows = torch.sum(torch.mul(Y, logp, out=buf.prod), 1)
+            loss = torch.sum(rows).div_(-n)  # sum(-rows) / n, exactly
             dz = torch.exp(logp, out=buf.dz)
             dz.sub_(Y)
             dz.mul_(1.0 / n)
