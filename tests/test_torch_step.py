@@ -161,6 +161,23 @@ def test_torch_models_select_the_torch_step():
     assert type(model._fast_step) is torch_step.TorchTrainStep
 
 
+def test_fused_kernels_are_tried_once_per_device_and_dtype(monkeypatch):
+    """The fused optimizer kernels are used only where they ran on a probe; a torch
+    without them for a device takes the in-place chains (same numbers)."""
+    cpu = torch.device("cpu")
+    assert torch_step._fused_kernels_run(cpu, torch.float64) == torch_step._HAS_FUSED
+    monkeypatch.setattr(torch_step, "_PROBED", {(str(cpu), torch.float32): False})
+    fast, _ = check_equal(mlp_layers("relu"), optimizer="adam_wd", alpha=0.01)
+    assert fast._fast_step.ops.fused_kernels is False
+
+    def missing(*a, **k):
+        raise RuntimeError("Could not run 'aten::_fused_adam_' with arguments from the "
+                           "'CPU' backend")
+    monkeypatch.setattr(torch_step, "_PROBED", {})
+    monkeypatch.setattr(torch, "_fused_adam_", missing)
+    assert torch_step._fused_kernels_run(cpu, torch.float32) is False
+
+
 # ---------------------------------------------------------------------------- equality
 @pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
 @pytest.mark.parametrize("alpha", [0.0, 0.01])

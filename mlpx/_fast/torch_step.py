@@ -20,9 +20,10 @@ step, per Dense layer and training step:
 - the other updates (SGD with momentum / Nesterov / weight decay, Adam, AdamW, RMSProp)
   run in place on preallocated gradients, allocating nothing: by default through
   PyTorch's own fused single-pass kernels (``torch._fused_sgd_``, ``torch._fused_adam_``,
-  ``torch._fused_adamw_``: what ``torch.optim`` uses with ``fused=True``), otherwise
-  (:func:`set_fused_updates`, or a torch without them) as chains of in-place tensor
-  operations in the order of the generic update rules. RMSProp has no fused kernel.
+  ``torch._fused_adamw_``: what ``torch.optim`` uses with ``fused=True``; tried once per
+  device and dtype when the step is made), otherwise (:func:`set_fused_updates`, or a
+  torch without them for that device) as chains of in-place tensor operations in the
+  order of the generic update rules. RMSProp has no fused kernel.
   Multi-tensor ``torch._foreach_*`` calls were not used: on the CPU they are loops over
   the same per-tensor kernels, and with six parameters the Python calls they would save
   are a fraction of a percent of a step.
@@ -66,6 +67,33 @@ def set_fused_updates(flag: bool) -> bool:
 
 
 _threshold_backward = torch.ops.aten.threshold_backward.grad_input
+_PROBED: dict = {}
+
+
+def _fused_kernels_run(device, dtype) -> bool:
+    """Whether PyTorch's fused optimizer kernels run for tensors of ``device`` and
+    ``dtype`` (older releases have them for CUDA only): tried once on one-element
+    tensors, so that the write phase never meets an unimplemented kernel."""
+    key = (str(device), dtype)
+    if key not in _PROBED:
+        ok = _HAS_FUSED
+        if ok:
+            def one():
+                return [torch.zeros(1, dtype=dtype, device=device)]
+            try:
+                with torch.no_grad():
+                    torch._fused_sgd_(one(), one(), one(), weight_decay=0.1, momentum=0.5,
+                                      lr=0.1, dampening=0.0, nesterov=True, maximize=False,
+                                      is_first_step=False)
+                    for kernel in (torch._fused_adam_, torch._fused_adamw_):
+                        kernel(one(), one(), one(), one(), [],
+                               [torch.ones((), dtype=torch.float32, device=device)], lr=0.1,
+                               beta1=0.9, beta2=0.99, weight_decay=0.1, eps=1e-8,
+                               amsgrad=False, maximize=False)
+            except (RuntimeError, NotImplementedError, TypeError):
+                ok = False
+        _PROBED[key] = ok
+    return _PROBED[key]
 
 
 class _Buffers:
@@ -121,6 +149,7 @@ class TorchOps(StepOps):
         self.opt_name = opt_name
         self.decoupled = opt_name == "adamw"
         self.backend = model.backend
+        self.fused_kernels = _fused_kernels_run(self.device, self.dtype)
 
     # ------------------------------------------------------------------ checks
     def resolve_dtype(self, name):
@@ -276,7 +305,7 @@ class TorchOps(StepOps):
     def update(self, k, p, g, slots, hyper, lr, t, decay, alpha):
         wd = hyper["weight_decay"] if decay else 0.0
         name = self.opt_name
-        fused = _FUSED[0]
+        fused = _FUSED[0] and self.fused_kernels
         if name == "sgd":
             vel = slots.get("velocity")
             if vel is not None and fused:
