@@ -388,13 +388,39 @@ def test_interrupted_step_changes_nothing(optimizer, fused):
     X, Y = on_device(make_model(), X, Y)
     calls = interrupt_every_op(make_model, (X, Y), exc=KeyboardInterrupt)
     assert calls.count("dense_forward") == 3
-    assert calls.count("weight_grad" if optimizer != "sgd_wd" else "sgd_fused_weight") == 3
+    assert calls.count("weight_grad") == 3
 
 
-def test_write_phase_is_only_updates():
-    """Every product is made before the first write: the write phase runs the folded SGD
-    products and the optimizer updates only (SGD: 3 products into W, 3 bias updates)."""
+def fold_sgd(model):
+    """Switch the model's step to folding plain SGD into the weight products."""
+    step = model._fast_step
+    step.ops.fuses_sgd = True
+    step._setup(model)
+    assert step.fused_sgd
+    return model
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "sgd_wd", "sgd_schedule"])
+def test_sgd_folded_into_the_products_equals_generic(optimizer):
+    fast = fold_sgd(make(mlp_layers("relu", dropout=0.2), optimizer=optimizer, alpha=0.01))
+    ref = make(mlp_layers("relu", dropout=0.2), optimizer=optimizer, alpha=0.01)
+    batches = batches_for("cross_entropy", "float32")
+    assert_same(fast, ref, run_steps(fast, batches, fast=True),
+                run_steps(ref, batches, fast=False), "float32")
+    calls = interrupt_every_op(
+        lambda: fold_sgd(make(mlp_layers("tanh"), alpha=1e-3, optimizer=optimizer)),
+        on_device(fast, *batches[0]), exc=MemoryError)
+    assert calls.count("sgd_fused_weight") == 3 and "weight_grad" not in calls
+
+
+@pytest.mark.parametrize("fold", [False, True])
+def test_write_phase_is_only_updates(fold):
+    """Every product is made before the first write: the write phase runs the optimizer
+    updates only (3 weights, 3 biases), or with SGD folded into the products those 3
+    products into W and the 3 bias updates."""
     model = make(mlp_layers("relu", dropout=0.2), optimizer="sgd_wd", alpha=1e-3)
+    if fold:
+        fold_sgd(model)
     ops = model._fast_step.ops
     log = []
     for name in ("dense_forward", "input_grad", "weight_grad", "sgd_fused_weight",
@@ -424,7 +450,8 @@ def test_write_phase_is_only_updates():
     enter = log.index(("enter", 0))
     assert log[-1] == ("exit", 1)
     assert "update" not in log[:enter] and "addmm_into" not in log[:enter]
-    assert sorted(log[enter + 1:-1]) == ["addmm_into"] * 3 + ["update"] * 3
+    assert sorted(log[enter + 1:-1]) == (["addmm_into"] * 3 + ["update"] * 3 if fold
+                                         else ["update"] * 6)
     assert snapshot(model)[2] == 1
 
 

@@ -7,8 +7,8 @@ implementations: :class:`mlpx._fast.numpy_step.NumpyOps` (in-place NumPy with BL
 products that fuse the bias and the SGD update),
 :class:`mlpx._fast.cupy_step.CupyOps` (cuBLAS products and fused CUDA kernels from
 ``kernels.cu``) and :class:`mlpx._fast.torch_step.TorchOps` (preallocated tensors,
-``torch.addmm`` with the bias and the SGD update folded in, in-place activations and
-PyTorch's fused optimizer kernels, on whatever device the parameters live);
+``torch.addmm`` with the bias folded in, in-place activations and PyTorch's fused
+optimizer kernels, on whatever device the parameters live);
 :class:`~mlpx._fast.numpy_step.NumpyTrainStep`,
 :class:`~mlpx._fast.cupy_step.CupyTrainStep` and
 :class:`~mlpx._fast.torch_step.TorchTrainStep` are the step with each. The model asks

@@ -9,21 +9,26 @@ step, per Dense layer and training step:
 
 - forward: one ``torch.addmm(b, x, W, out=buf)`` (the bias broadcast into the output and
   the product accumulated on top) into a tensor allocated once per batch size, then the
-  activation in place on it (``relu_``, ``tanh`` / ``sigmoid`` with ``out=``);
+  activation in place on it (``relu_``, ``tanh`` with ``out=``; sigmoid and leaky ReLU
+  with the generic formula);
 - backward: the activation's gradient in place (ReLU: one
   ``threshold_backward`` into the incoming gradient), the input gradient
   ``torch.mm(g, W.T, out=)`` (never for the first layer), the weight gradient
   ``torch.mm(x.T, g, out=)`` and the bias gradient ``torch.sum(g, 0, out=)``;
-- plain SGD (no momentum) folds the learning rate, the L2 term and weight decay into the
-  weight-gradient product: ``W.addmm_(x.T, g, beta=1 - lr*lambda, alpha=-lr)`` is one
-  BLAS call, so the weight gradient is never written to memory;
-- the other updates (SGD with momentum / Nesterov / weight decay, Adam, AdamW, RMSProp)
-  run in place on preallocated gradients, allocating nothing: by default through
+- plain SGD can fold the learning rate, the L2 term and weight decay into the
+  weight-gradient product (``W.addmm_(x.T, g, beta=1 - lr*lambda, alpha=-lr)``, one
+  BLAS call, the weight gradient never written to memory), but that product would run
+  in the write phase, after the whole backward pass, when its operands have left the
+  cache; it is off (:attr:`TorchOps.fuses_sgd`): the weight gradient is made during the
+  backward pass, like every other optimizer's, and added to ``W`` in the write phase;
+- the updates (SGD with or without momentum / Nesterov / weight decay, Adam, AdamW,
+  RMSProp) run in place on preallocated gradients, allocating nothing: by default through
   PyTorch's own fused single-pass kernels (``torch._fused_sgd_``, ``torch._fused_adam_``,
   ``torch._fused_adamw_``: what ``torch.optim`` uses with ``fused=True``; tried once per
   device and dtype when the step is made), otherwise (:func:`set_fused_updates`, or a
   torch without them for that device) as chains of in-place tensor operations in the
-  order of the generic update rules. RMSProp has no fused kernel.
+  order of the generic update rules. RMSProp has no fused kernel, and plain SGD (no
+  momentum) needs none: one ``add_`` per parameter.
   Multi-tensor ``torch._foreach_*`` calls were not used: on the CPU they are loops over
   the same per-tensor kernels, and with six parameters the Python calls they would save
   are a fraction of a percent of a step.
@@ -130,7 +135,12 @@ class TorchOps(StepOps):
 
     xp = torch
     fuses_activation = False
-    fuses_sgd = True
+    #: Fold plain SGD into the weight product in the write phase (``W.addmm_``). Off:
+    #: the product made there, after the whole backward pass, reads activations and
+    #: gradients that have left the cache; made during the backward pass into a buffer
+    #: (as for the other optimizers) and added in the write phase, the step measured
+    #: 3-10 % faster from batch 256 up and the same at 64 (docs/performance.md).
+    fuses_sgd = False
 
     def __init__(self, device):
         self.device = device
@@ -169,7 +179,8 @@ class TorchOps(StepOps):
         return _Buffers(n, plan, dtype, self.device)
 
     def grad_buffers(self, params, fused):
-        """Per-param gradients (fused SGD: biases only) and one scratch tensor."""
+        """Per-param gradients (SGD folded into the products: biases only) and one
+        scratch tensor."""
         grads = self._grads
         if grads is None or len(grads) != len(params) or any(
                 g is not None and g.shape != p.shape for g, p in zip(grads, params)):
