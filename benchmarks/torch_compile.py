@@ -7,7 +7,8 @@ The step compiled is the generic one, written functionally over the training sta
 model's own ``loss_and_grads`` on a stand-in holding the given parameters, then the
 optimizer's ``update`` rule per parameter; :func:`mlpx._fast.jax_step.model_with_params`
 builds the stand-in), so nothing in mlpx is rewritten for PyTorch. Timed against
-``model.train_step`` eagerly, and against the hand-written PyTorch loop of
+``model.train_step`` eagerly with fast paths off (the generic step, not
+:mod:`mlpx._fast.torch_step`), and against the hand-written PyTorch loop of
 :func:`benchmarks.workloads.make_torch`, in interleaved rounds (:mod:`benchmarks.timing`);
 the compile time (first call) is reported separately. Prints one line per batch size
 and the JSON of the whole run.
@@ -91,8 +92,9 @@ def main(argv=None):
         compiled()
         first = time.perf_counter() - t0
         impls = {"mlpx-compiled[torch]": compiled,
+                 # the generic step eagerly (not mlpx's PyTorch fast step)
                  "mlpx[torch]": W.make_mlpx_on(W.torch_namespace(), sizes, n,
-                                               optimizer=opt),
+                                               optimizer=opt, fast=False),
                  "torch[cpu]": W.make_torch("cpu", sizes, n, optimizer=opt)}
         per_round = timing.interleaved(impls, rounds=args.rounds, budget=args.budget)
         med = {k: statistics.median(v) for k, v in per_round.items()}

@@ -23,7 +23,8 @@ Implementations:
                    JAX step)
 
 mlpx on the other Array API libraries (``--backends torch,jax,dask,array_api_strict``,
-:func:`make_mlpx_on`): ``mlpx[torch]`` (eager, CPU), ``mlpx[jax]`` (the compiled step,
+:func:`make_mlpx_on`): ``mlpx[torch]`` (the PyTorch fast step,
+:mod:`mlpx._fast.torch_step`), ``mlpx[jax]`` (the compiled step,
 :mod:`mlpx._fast.jax_step`) and ``mlpx-generic[jax]`` (eager), ``mlpx[dask]`` and
 ``mlpx[array_api_strict]`` (the generic path). Every callable blocks until its step is
 computed: JAX on the new parameters, Dask by persisting parameters and optimizer slots.

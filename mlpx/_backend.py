@@ -541,6 +541,13 @@ def is_cupy_namespace(xp) -> bool:
     return array_api_compat.is_cupy_namespace(xp)
 
 
+def is_torch_namespace(xp) -> bool:
+    """True for PyTorch's namespace (``torch`` or ``array_api_compat.torch``), whether
+    or not fast paths are on (see :func:`fast_path`): the predicate that guards the
+    PyTorch training step (:mod:`mlpx._fast.torch_step`)."""
+    return array_api_compat.is_torch_namespace(xp)
+
+
 def is_jax_namespace(xp) -> bool:
     """The predicate that guards the compiled JAX step (:mod:`mlpx._fast.jax_step`)."""
     return array_api_compat.is_jax_namespace(xp)
@@ -565,12 +572,13 @@ def set_fast_enabled(flag: bool) -> bool:
 
 
 def fast_path(xp) -> str | None:
-    """The one predicate of every backend-specific path: ``"numpy"``, ``"cupy"`` or None.
+    """The one predicate of every backend-specific path: ``"numpy"``, ``"cupy"``,
+    ``"torch"`` or None.
 
     None (take the generic Array API path) for every other namespace, and for every
-    namespace while fast paths are switched off (``MLPX_FAST=0``): the NumPy training
-    step, the in-place optimizer update, SciPy's normal CDF in GELU and the
-    scatter-add of an embedding's gradient all ask this.
+    namespace while fast paths are switched off (``MLPX_FAST=0``): the NumPy and PyTorch
+    training steps, the in-place optimizer update (NumPy), SciPy's normal CDF in GELU
+    (NumPy, CuPy) and the scatter-add of an embedding's gradient all ask this.
 
     Examples
     --------
@@ -588,6 +596,8 @@ def fast_path(xp) -> str | None:
         return "numpy"
     if array_api_compat.is_cupy_namespace(xp):
         return "cupy"
+    if array_api_compat.is_torch_namespace(xp):
+        return "torch"
     return None
 
 
@@ -620,8 +630,8 @@ def scatter_add_rows(target, ids, values) -> None:
     """Add ``values[i]`` to row ``ids[i]`` of ``target`` in place, repeated ids summed.
 
     The backend fast path of an embedding's gradient (the Array API has no scatter-add):
-    ``numpy.add.at`` on NumPy, ``cupyx.scatter_add`` on CuPy. Guard a call with
-    :func:`is_numpy_namespace` / :func:`is_cupy_namespace`.
+    ``numpy.add.at`` on NumPy, ``cupyx.scatter_add`` on CuPy, ``Tensor.index_add_`` on
+    PyTorch. Guard a call with :func:`fast_path`.
 
     Parameters
     ----------
@@ -642,8 +652,11 @@ def scatter_add_rows(target, ids, values) -> None:
     elif is_cupy_namespace(xp):
         cupyx = importlib.import_module("cupyx")
         cupyx.scatter_add(target, ids, values)
+    elif is_torch_namespace(xp):
+        target.index_add_(0, ids, values)
     else:
-        raise TypeError("scatter_add_rows has fast paths for NumPy and CuPy arrays only; "
+        raise TypeError("scatter_add_rows has fast paths for NumPy, CuPy and PyTorch "
+                        "arrays only; "
                         f"got an array of {_namespace_name(xp)}.")
 
 

@@ -307,7 +307,8 @@ def test_unsupported_configs_use_generic_path(case):
 
 def test_other_namespaces_never_select_fast_step(backend):
     model = MLP([4, 5, 3], backend=backend, seed=0).compile("sgd")
-    if backend.name in ("numpy", "jax"):  # jax: the compiled step (tests/test_jax_step.py)
+    # jax: the compiled step (tests/test_jax_step.py); torch: tests/test_torch_step.py
+    if backend.name in ("numpy", "jax", "torch"):
         assert model._fast_step is not None and _fast.unsupported_reason(model) is None
     else:
         assert model._fast_step is None

@@ -257,7 +257,7 @@ def test_embedding_gradient_through_the_model_matches_central_differences(backen
 
 
 def test_embedding_fast_path_equals_generic(backend, rng):
-    """NumPy's add.at and CuPy's scatter_add give the portable one-hot product."""
+    """NumPy's add.at, CuPy's scatter_add and torch's index_add_ give the one-hot product."""
     xp = backend.xp
     ids = rng.integers(0, 7, 500)  # many repeats
     dy = rng.standard_normal((500, 3))
@@ -285,7 +285,7 @@ def test_embedding_generic_gradient_in_blocks(monkeypatch, rng):
 def test_scatter_add_rows_refuses_other_namespaces():
     strict = _backend.resolve_backend("array_api_strict")
     target = _backend.to_device(np.zeros((2, 2)), backend=strict)
-    with pytest.raises(TypeError, match="NumPy and CuPy arrays only"):
+    with pytest.raises(TypeError, match="NumPy, CuPy and PyTorch arrays only"):
         _backend.scatter_add_rows(target, _ids([0], strict), target[:1, ...])
 
 

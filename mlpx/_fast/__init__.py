@@ -2,13 +2,17 @@
 
 There is one training step for plain MLPs, :class:`mlpx._fast._step.FastStep`: a
 skeleton (forward, loss, backward down to every gradient, then all the writes) over a
-small interface of device operations, :class:`mlpx._fast._step.StepOps`, with two
+small interface of device operations, :class:`mlpx._fast._step.StepOps`, with three
 implementations: :class:`mlpx._fast.numpy_step.NumpyOps` (in-place NumPy with BLAS
-products that fuse the bias and the SGD update) and
+products that fuse the bias and the SGD update),
 :class:`mlpx._fast.cupy_step.CupyOps` (cuBLAS products and fused CUDA kernels from
-``kernels.cu``); :class:`~mlpx._fast.numpy_step.NumpyTrainStep` and
-:class:`~mlpx._fast.cupy_step.CupyTrainStep` are the step with each. The model asks for
-one once, in :meth:`mlpx.Sequential.compile`::
+``kernels.cu``) and :class:`mlpx._fast.torch_step.TorchOps` (preallocated tensors,
+``torch.addmm`` with the bias folded in, in-place activations and PyTorch's fused
+optimizer kernels, on whatever device the parameters live);
+:class:`~mlpx._fast.numpy_step.NumpyTrainStep`,
+:class:`~mlpx._fast.cupy_step.CupyTrainStep` and
+:class:`~mlpx._fast.torch_step.TorchTrainStep` are the step with each. The model asks
+for one once, in :meth:`mlpx.Sequential.compile`::
 
     self._fast_step = _fast.select_step(self)      # a callable, or None
 
@@ -19,16 +23,16 @@ and calls it for each step when there is one::
 
 (see :meth:`mlpx._fast._step.FastStep.__call__`); a call that returns None (inputs the
 fast step does not take, fast paths switched off) falls through to the generic Array
-API step, which is also the only path on array-api-strict or any other namespace. A
-step is all or nothing: every product, kernel and allocation comes before the first
-write to a parameter, an optimizer slot or ``state["step"]``.
+API step, which is also the only path on array-api-strict, Dask or any other
+namespace. A step is all or nothing: every product, kernel and allocation comes before
+the first write to a parameter, an optimizer slot or ``state["step"]``.
 
 One predicate decides, :func:`unsupported_reason`: the model's namespace must be NumPy,
-CuPy or JAX (:func:`mlpx._backend.is_numpy_namespace`,
-:func:`mlpx._backend.is_cupy_namespace`, :func:`mlpx._backend.is_jax_namespace`) and its
-structure one the step implements (:func:`structure_reason`). It returns None
-when a fast step applies and otherwise says why not, which is what tests and curious
-users look at.
+CuPy, PyTorch or JAX (:func:`mlpx._backend.is_numpy_namespace`,
+:func:`mlpx._backend.is_cupy_namespace`, :func:`mlpx._backend.is_torch_namespace`,
+:func:`mlpx._backend.is_jax_namespace`) and its structure one the step implements
+(:func:`structure_reason`). It returns None when a fast step applies and otherwise says
+why not, which is what tests and curious users look at.
 
 Supported: a stack whose first and last layers are :class:`~mlpx.layers.Dense` (with or
 without bias), with :class:`~mlpx.layers.ActivationLayer` (``relu``, ``leaky_relu``,
@@ -36,7 +40,8 @@ without bias), with :class:`~mlpx.layers.ActivationLayer` (``relu``, ``leaky_rel
 them; the loss/output pairs softmax + cross-entropy, sigmoid + binary cross-entropy and
 identity + MSE; float32 or float64; L2 (``alpha``) and sample weights; the optimizers
 SGD (any momentum, Nesterov, weight decay), Adam, AdamW and RMSProp with any schedule.
-On CuPy, additionally: every activation right after a Dense layer.
+On PyTorch the same as on NumPy. On CuPy, additionally: every activation right after a
+Dense layer.
 Everything else (PReLU, Maxout, BatchNorm, LayerNorm, Standardize, Rescale, other
 activations or losses) trains on the generic path.
 
@@ -71,8 +76,9 @@ __all__ = ["select_step", "unsupported_reason", "structure_reason", "enabled", "
 def unsupported_reason(model):
     """Why ``model`` cannot use a fast step, or None when it can.
 
-    This is the one predicate: the namespace test (NumPy or CuPy, through
-    :func:`mlpx._backend.is_numpy_namespace` / :func:`mlpx._backend.is_cupy_namespace`)
+    This is the one predicate: the namespace test (NumPy, CuPy, PyTorch or JAX, through
+    :func:`mlpx._backend.is_numpy_namespace`, :func:`mlpx._backend.is_cupy_namespace`,
+    :func:`mlpx._backend.is_torch_namespace`, :func:`mlpx._backend.is_jax_namespace`)
     plus the structural test of :func:`structure_reason` for that namespace.
 
     Parameters
@@ -98,10 +104,12 @@ def unsupported_reason(model):
         return structure_reason(model, "numpy")
     if _backend.is_cupy_namespace(xp):
         return structure_reason(model, "cupy")
+    if _backend.is_torch_namespace(xp):
+        return structure_reason(model, "torch")
     if _backend.is_jax_namespace(xp):
         return structure_reason(model, "jax")
-    return (f"the backend is {model.backend.name!r}; fast steps exist for NumPy and CuPy "
-            "(and a compiled step for JAX)")
+    return (f"the backend is {model.backend.name!r}; fast steps exist for NumPy, CuPy and "
+            "PyTorch (and a compiled step for JAX)")
 
 
 def select_step(model):
@@ -131,6 +139,10 @@ def select_step(model):
         from .numpy_step import NumpyTrainStep
 
         return NumpyTrainStep(model, plan, model_key(model))
+    if _backend.is_torch_namespace(model.backend.xp):
+        from .torch_step import TorchTrainStep
+
+        return TorchTrainStep(model, plan, model_key(model))
     from .cupy_step import CupyTrainStep
 
     with _backend.device_scope(model.backend):  # kernels are loaded for this device

@@ -117,7 +117,8 @@ def _state_reason(model, update_kind):
 def structure_reason(model, kind):
     """The structural half of :func:`unsupported_reason` for the ``kind`` of step.
 
-    ``kind`` is ``"numpy"``, ``"cupy"`` or ``"jax"``. The CuPy step also needs every
+    ``kind`` is ``"numpy"``, ``"cupy"``, ``"torch"`` or ``"jax"``. The PyTorch step
+    takes what the NumPy step takes (the same rules). The CuPy step also needs every
     activation layer to follow a Dense layer directly (it fuses bias and activation into
     one kernel). The JAX step compiles the generic step itself, so it takes every
     built-in layer, activation and loss (see :func:`jax_structure_reason`).

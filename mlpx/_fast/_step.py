@@ -1,7 +1,8 @@
 """The one fast training step: a skeleton over a small interface of device operations.
 
-A fast step (:class:`FastStep`; :class:`mlpx._fast.numpy_step.NumpyTrainStep` and
-:class:`mlpx._fast.cupy_step.CupyTrainStep` only choose its operations) is built by
+A fast step (:class:`FastStep`; :class:`mlpx._fast.numpy_step.NumpyTrainStep`,
+:class:`mlpx._fast.cupy_step.CupyTrainStep` and
+:class:`mlpx._fast.torch_step.TorchTrainStep` only choose its operations) is built by
 :func:`mlpx._fast.select_step` for one model and called as::
 
     step(model, X, Y, sample_weight=None, *, alpha=None, hyper=None, noise_rng=None,
@@ -28,8 +29,11 @@ allocates nothing and runs inside the caller's ``write_scope`` (a context manage
 defers SIGINT, say), which makes a step all or nothing.
 
 The operations are one object (:class:`StepOps`): :class:`mlpx._fast.numpy_step.NumpyOps`
-(in-place NumPy and BLAS) and :class:`mlpx._fast.cupy_step.CupyOps` (cuBLAS and the
-kernels of ``kernels.cu``).
+(in-place NumPy and BLAS), :class:`mlpx._fast.cupy_step.CupyOps` (cuBLAS and the
+kernels of ``kernels.cu``) and :class:`mlpx._fast.torch_step.TorchOps` (in-place torch
+calls and PyTorch's fused optimizer kernels). Which arrays a step takes is asked of the
+operations too (:meth:`StepOps.is_array`, :meth:`StepOps.usable`): NumPy and CuPy
+arrays of the array module's own type, torch tensors on the model's device.
 """
 
 from __future__ import annotations
@@ -104,6 +108,20 @@ class StepOps:
 
     def setup(self, model, plan, opt_name):
         """Per-model state; called when the step is made and on a re-plan."""
+
+    def resolve_dtype(self, name):
+        """The array module's dtype object for the model's dtype name."""
+        return self.xp.dtype(name)
+
+    def is_array(self, a):
+        """Whether ``a`` is an array of this step's kind (inputs, targets, weights)."""
+        return type(a) is self.xp.ndarray
+
+    def usable(self, a, dtype):
+        """Whether a parameter or optimizer slot can be updated in place: an array of
+        this step's kind, of ``dtype``, C-contiguous and writable."""
+        return type(a) is self.xp.ndarray and a.dtype == dtype \
+            and a.flags.c_contiguous and getattr(a.flags, "writeable", True)
 
     def new_buffers(self, n, plan, dtype):  # pragma: no cover - abstract
         """The buffers for batch size ``n`` (an object with a list ``act``)."""
@@ -192,14 +210,14 @@ class FastStep:
         The device operations.
     """
 
-    kind: str | None = None  # "numpy" | "cupy": the rules of _fast.structure_reason
+    kind: str | None = None  # "numpy" | "cupy" | "torch": the rules of structure_reason
 
     def __init__(self, model, plan, key, ops):
         self.key = key
         self.plan = plan
         self.ops = ops
         self.xp = ops.xp
-        self.dtype = self.xp.dtype(model.dtype)
+        self.dtype = ops.resolve_dtype(model.dtype)
         self._buffers = OrderedDict()
         self._checked = None    # params/slots last seen usable (held, compared by identity)
         self._setup(model)
@@ -225,28 +243,28 @@ class FastStep:
         return buf
 
     def _usable(self, params, slots):
-        """Params and optimizer slots must be writable C-contiguous arrays of our dtype."""
+        """Params and optimizer slots must be usable in place (:meth:`StepOps.usable`)."""
         arrays = tuple(params) + tuple(a for s in slots for a in s)
         last = self._checked
         if last is not None and len(last) == len(arrays) and all(
                 a is b for a, b in zip(arrays, last)):
             return True
+        usable, dtype = self.ops.usable, self.dtype
         for a in arrays:
-            if type(a) is not self.xp.ndarray or a.dtype != self.dtype \
-                    or not a.flags.c_contiguous or not getattr(a.flags, "writeable", True):
+            if not usable(a, dtype):
                 return False
         self._checked = arrays  # held, so their ids cannot be reused while cached
         self.ops.evicted()
         return True
 
     def _inputs_ok(self, X, Y, sample_weight):
-        nd = self.xp.ndarray
-        if type(X) is not nd or type(Y) is not nd or X.ndim != 2 or Y.ndim != 2 \
+        is_array = self.ops.is_array
+        if not is_array(X) or not is_array(Y) or X.ndim != 2 or Y.ndim != 2 \
                 or X.dtype != self.dtype or Y.dtype != self.dtype \
                 or X.shape[0] != Y.shape[0] or X.shape[0] == 0 \
                 or X.shape[1] != self.plan[0].n_in or Y.shape[1] != self.plan[-1].width:
             return False
-        return sample_weight is None or (type(sample_weight) is nd
+        return sample_weight is None or (is_array(sample_weight)
                                          and sample_weight.shape == (X.shape[0],))
 
     def __call__(self, model, X, Y, sample_weight=None, *, alpha=None, hyper=None,
