@@ -416,7 +416,7 @@ class Sequential:
             # (uint8 pixels) stays as it is, never converted whole.
             return _backend.to_device(X, backend=self.backend)
         X = _backend.to_device(X, backend=self.backend, dtype=self.dtype)
-        if not bool(xp.all(xp.isfinite(X))):
+        if not _all_finite(X, xp):
             raise ValueError(f"{what} contains NaN or infinity; clean or impute it first.")
         return X
 
@@ -1539,6 +1539,17 @@ def _preprocess_layer(spec):
                          f"Rescale or Standardize layer or its config dict. Got a "
                          f"{type(layer).__name__} config instead.")
     return layer
+
+
+def _all_finite(X, xp) -> bool:
+    """Whether every entry of the float array ``X`` is finite, in one pass without a
+    temporary: NaN and infinity propagate into a sum (inf - inf is NaN), so a finite
+    sum means finite entries. Only a sum that is not finite (a NaN or an infinity in
+    ``X``, or finite values whose sum overflows) takes the element-wise test, so the
+    answer is always that of ``all(isfinite(X))``."""
+    if math.isfinite(float(xp.sum(X))):
+        return True
+    return bool(xp.all(xp.isfinite(X)))
 
 
 def _is_integral(X, xp) -> bool:

@@ -547,3 +547,22 @@ def test_forward_with_checks_the_parameter_count():
         model.forward_with(model.params[:3], np.ones((2, 4), np.float32), xp=xp)
     with pytest.raises(RuntimeError, match="not built"):
         Sequential([Dense(2)]).forward_with([], np.ones((2, 4), np.float32), xp=xp)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_to_device_x_finds_every_non_finite_value(bad):
+    # The check sums X first (NaN and inf propagate) and tests element-wise only when the
+    # sum is not finite; finite values whose sum overflows pass.
+    model = MLP([3, 4, 2], seed=0)
+    big = np.full((5, 3), 3e38, dtype=np.float32)
+    assert np.isinf(np.sum(big))
+    assert model.to_device_X(big) is not None
+    for i in range(big.size):
+        X = big.copy()
+        X.reshape(-1)[i] = bad
+        with pytest.raises(ValueError, match="NaN or infinity"):
+            model.to_device_X(X)
+    X = np.zeros((4, 3), dtype=np.float32)
+    X[1, 2], X[3, 0] = np.inf, -np.inf  # inf - inf: the sum is NaN
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        model.to_device_X(X)
