@@ -18,6 +18,7 @@ import threading
 import numpy as np
 
 from . import _backend, _fast
+from ._fast import numpy_forward
 from . import io as mio
 from ._registry import normalize_name
 from ._validation import (
@@ -949,12 +950,20 @@ class Sequential:
         return xp.sum(xp.astype(hit, z.dtype))
 
     # ------------------------------------------------------------------ inference
-    def _logits(self, X, batch_size=None):
-        xp = self.backend.xp
+    def _chunk(self, batch_size):
+        """Rows per forward pass of the inference methods."""
         if batch_size is not None:
             batch_size = check_int(batch_size, "batch_size", f"{type(self).__name__}.predict")
+        return batch_size or _PREDICT_BATCH
+
+    def _logits(self, X, batch_size=None):
+        xp = self.backend.xp
         n = int(X.shape[0])
-        step = batch_size or _PREDICT_BATCH
+        step = self._chunk(batch_size)
+        if not isinstance(X, HostRows):  # NumPy: the same numbers, without temporaries
+            fast = numpy_forward.logits(self, X, step)
+            if fast is not None:
+                return fast
         if isinstance(X, HostRows):  # converted block by block, of bounded size
             if batch_size is None:
                 step = min(step, max(1, HostRows.block_bytes // (8 * max(1, X.shape[1]))))
@@ -988,9 +997,14 @@ class Sequential:
 
         Class probabilities for softmax / sigmoid outputs; predictions for regression.
         """
-        z = self.decision_function(X, batch_size=batch_size)
+        self._check_ready()
         with _backend.device_scope(self.backend):
-            return self.output.forward(z, xp=self.backend.xp)
+            X = self.features(X)
+            if not isinstance(X, HostRows):  # NumPy: the softmax in place, no temporaries
+                fast = numpy_forward.proba(self, X, self._chunk(batch_size))
+                if fast is not None:
+                    return fast
+            return self.output.forward(self._logits(X, batch_size), xp=self.backend.xp)
 
     def predict(self, X, *, batch_size=None):
         """Predictions in the model's namespace.
