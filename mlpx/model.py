@@ -945,6 +945,8 @@ class Sequential:
             if labels is None:
                 labels = xp.argmax(Y, axis=1)
             hit = xp.argmax(z, axis=1) == labels
+            if _backend.fast_path(xp) == "numpy":  # the same count, two calls fewer
+                return z.dtype.type(np.count_nonzero(hit))
         else:  # sigmoid: a row counts when every output is right
             hit = xp.all((z > 0) == (Y > 0.5), axis=1)
         return xp.sum(xp.astype(hit, z.dtype))

@@ -566,3 +566,21 @@ def test_to_device_x_finds_every_non_finite_value(bad):
     X[1, 2], X[3, 0] = np.inf, -np.inf  # inf - inf: the sum is NaN
     with pytest.raises(ValueError, match="NaN or infinity"):
         model.to_device_X(X)
+
+
+def test_count_correct_fast_equals_generic():
+    from mlpx import _fast
+
+    rng = np.random.default_rng(0)
+    for dtype in ("float32", "float64"):
+        model = MLP([3, 4, 6], dtype=dtype, seed=0)
+        z = rng.standard_normal((50, 6)).astype(dtype)
+        labels = rng.integers(0, 6, 50)
+        labels[:20] = np.argmax(z[:20], axis=1)
+        Y = np.eye(6, dtype=dtype)[labels]
+        for lab in (labels, None):
+            fast = model.count_correct(z, Y, lab)
+            with _fast.disabled():
+                slow = model.count_correct(z, Y, lab)
+            assert type(fast) is type(slow) and fast.dtype == slow.dtype == np.dtype(dtype)
+            assert fast == slow >= 20
