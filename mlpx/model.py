@@ -18,8 +18,8 @@ import threading
 import numpy as np
 
 from . import _backend, _fast
-from ._fast import numpy_forward
 from . import io as mio
+from ._fast import numpy_forward
 from ._registry import normalize_name
 from ._validation import (
     Boolean,

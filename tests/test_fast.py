@@ -685,3 +685,15 @@ def mlpx_activation(name):
     from mlpx.activations import get_activation
 
     return get_activation(name)
+
+
+def test_inference_buffers_over_the_limit_are_not_kept(monkeypatch):
+    from mlpx._fast import numpy_forward
+
+    monkeypatch.setattr(numpy_forward, "KEEP_BYTES", 0)
+    model = MLP([4, 6, 6, 3], seed=0)
+    X = np.random.default_rng(0).standard_normal((9, 4)).astype(np.float32)
+    first = model.predict_proba(X, batch_size=4)
+    assert numpy_forward.proba(model, X, 4).tobytes() == first.tobytes()
+    with _fast.disabled():
+        assert model.predict_proba(X, batch_size=4).tobytes() == first.tobytes()

@@ -15,7 +15,7 @@ the same order, only written into buffers instead of new arrays.
 - the softmax output: ``z - max``, ``exp``, ``/ sum`` in place in the logits array;
 - the logits are written straight into the rows of the returned array, a chunk of
   at most ``chunk`` rows at a time (no concatenation), with the hidden activations in
-  buffers kept per chunk size (two sizes at most).
+  buffers kept per chunk size (two sizes at most, each of at most :data:`KEEP_BYTES`).
 
 A model holds no reference to this module's state (a weak dictionary keyed by the model
 holds the buffers), so pickling and ``copy.deepcopy`` are unaffected; two threads
@@ -37,11 +37,14 @@ from ..activations import ACTIVATIONS
 from . import _policy
 from ._plan import build_plan
 
-__all__ = ["forward_reason", "logits", "proba"]
+__all__ = ["forward_reason", "logits", "proba", "KEEP_BYTES"]
 
 _INPLACE = ("relu", "tanh", "identity")
 _FORMULA = ("sigmoid", "leaky_relu")
 _MAX_SHAPES = 2
+#: Hidden-activation buffers larger than this (bytes, per chunk size) are not kept
+#: between calls: a large ``predict`` leaves no memory held behind.
+KEEP_BYTES = 1 << 25
 
 _FORWARDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _FORWARDS_LOCK = threading.Lock()
@@ -94,16 +97,17 @@ class _Forward:
 
     def hidden(self, n):
         """The hidden activations' buffers for ``n`` rows (one per Dense but the last)
-        and a zero block per ReLU width."""
+        and room for a zero block per ReLU width (made when first needed). Kept for the
+        next call unless they exceed :data:`KEEP_BYTES`."""
         buf = self.buffers.get(n)
         if buf is None:
             outs = {i: np.empty((n, op.width), dtype=self.dtype)
                     for i, op in enumerate(self.plan) if op.kind == "dense" and not op.last}
-            zeros = {op.width: np.zeros((n, op.width), dtype=self.dtype)
-                     for op in self.plan if op.kind == "act" and op.name == "relu"}
-            buf = self.buffers[n] = (outs, zeros)
-            while len(self.buffers) > _MAX_SHAPES:
-                self.buffers.popitem(last=False)
+            buf = (outs, {})
+            if sum(a.nbytes for a in outs.values()) <= KEEP_BYTES:
+                self.buffers[n] = buf
+                while len(self.buffers) > _MAX_SHAPES:
+                    self.buffers.popitem(last=False)
         else:
             self.buffers.move_to_end(n)
         return buf
@@ -132,7 +136,10 @@ class _Forward:
             elif op.kind == "act" and i != done:
                 name = op.name
                 if name == "relu":
-                    np.maximum(x, zeros[op.width], out=x)
+                    zero = zeros.get(op.width)
+                    if zero is None:
+                        zero = zeros[op.width] = np.zeros(x.shape, dtype=self.dtype)
+                    np.maximum(x, zero, out=x)
                 elif name == "tanh":
                     np.tanh(x, out=x)
                 elif name != "identity":  # sigmoid, leaky_relu: the generic formula
