@@ -1562,8 +1562,11 @@ def _all_finite(X, xp) -> bool:
     temporary: NaN and infinity propagate into a sum (inf - inf is NaN), so a finite
     sum means finite entries. Only a sum that is not finite (a NaN or an infinity in
     ``X``, or finite values whose sum overflows) takes the element-wise test, so the
-    answer is always that of ``all(isfinite(X))``."""
-    if math.isfinite(float(xp.sum(X))):
+    answer is always that of ``all(isfinite(X))``, without NumPy's overflow or
+    invalid-value warnings from the sum."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = float(xp.sum(X))
+    if math.isfinite(total):
         return True
     return bool(xp.all(xp.isfinite(X)))
 

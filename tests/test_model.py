@@ -553,10 +553,15 @@ def test_forward_with_checks_the_parameter_count():
 def test_to_device_x_finds_every_non_finite_value(bad):
     # The check sums X first (NaN and inf propagate) and tests element-wise only when the
     # sum is not finite; finite values whose sum overflows pass.
+    import warnings
+
     model = MLP([3, 4, 2], seed=0)
     big = np.full((5, 3), 3e38, dtype=np.float32)
-    assert np.isinf(np.sum(big))
-    assert model.to_device_X(big) is not None
+    with np.errstate(over="ignore"):
+        assert np.isinf(np.sum(big))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warning from the sum either
+        assert model.to_device_X(big) is not None
     for i in range(big.size):
         X = big.copy()
         X.reshape(-1)[i] = bad
@@ -564,8 +569,10 @@ def test_to_device_x_finds_every_non_finite_value(bad):
             model.to_device_X(X)
     X = np.zeros((4, 3), dtype=np.float32)
     X[1, 2], X[3, 0] = np.inf, -np.inf  # inf - inf: the sum is NaN
-    with pytest.raises(ValueError, match="NaN or infinity"):
-        model.to_device_X(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="NaN or infinity"):
+            model.to_device_X(X)
 
 
 def test_count_correct_fast_equals_generic():
