@@ -1,7 +1,7 @@
 """What a ``fit`` pays outside the step, and inference against its floor (issue 17).
 
 Small interleaved measurements behind ``docs/performance.md`` ("The last tenth"): each
-candidate runs once per round, in the same process, and the best round of each is
+candidate runs once per round (the order rotating), in one process, and the best round of each is
 reported with its ratio to the first candidate, so that a loaded machine moves all of
 them alike.
 
@@ -37,8 +37,10 @@ SIZES = (784, 512, 512, 10)
 def bench(cands, rounds, number, label, log):
     """Best per-call seconds of each candidate over interleaved rounds (wall, CPU)."""
     best = {k: (float("inf"), float("inf")) for k in cands}
-    for _ in range(rounds):
-        for k, f in cands.items():
+    names = list(cands)
+    for r in range(rounds):  # the order rotates every round
+        for k in names[r % len(names):] + names[:r % len(names)]:
+            f = cands[k]
             c0, t0 = time.process_time(), time.perf_counter()
             for _ in range(number):
                 f()

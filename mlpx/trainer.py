@@ -237,6 +237,7 @@ class DeviceData:
         #: Host copy of the weights, for the per-batch checks (None without weights).
         self.host_weights = None if W is None else _backend.to_numpy(W)
         self._gathered: dict = {}  # NumPy: one reused buffer per gathered array
+        self._checked_order: tuple | None = None  # (order, gathers_in_place(order))
 
     def spans(self, batch_size):
         """Yield the epoch's batches as ``(start, stop)`` positions in its order."""
@@ -261,7 +262,7 @@ class DeviceData:
                     None if labels is None else labels[start:stop, ...])
         xp = self.xp
         idx = perm[start:stop]
-        if _backend.fast_path(xp) == "numpy" and self.gathers_in_place(idx):
+        if _backend.fast_path(xp) == "numpy" and self.gathers_in_place(perm):
             take = self.gather
             return (take(X, idx, 0), take(Y, idx, 1), None if W is None else take(W, idx, 2),
                     None if labels is None else take(labels, idx, 3))
@@ -269,14 +270,21 @@ class DeviceData:
                 None if W is None else xp.take(W, idx, axis=0),
                 None if labels is None else xp.take(labels, idx, axis=0))
 
-    def gathers_in_place(self, idx) -> bool:
-        """Whether :meth:`gather` takes the rows ``idx`` (NumPy arrays throughout, every
-        index in range: anything else goes to ``xp.take``, which raises as before)."""
+    def gathers_in_place(self, perm) -> bool:
+        """Whether :meth:`gather` takes the rows of the epoch's order ``perm`` (NumPy
+        arrays throughout, every index in range: anything else goes to ``xp.take``,
+        which raises as before). Checked once per order: the answer for the last order
+        checked is kept with it."""
+        last = self._checked_order
+        if last is not None and last[0] is perm:
+            return last[1]
         n = int(self.Y.shape[0])
-        return (type(idx) is np.ndarray and idx.ndim == 1 and idx.dtype.kind in "iu"
-                and idx.shape[0] > 0 and int(idx.max()) < n and int(idx.min()) >= -n
-                and all(type(a) is np.ndarray for a in (self.X, self.Y, self.W, self.labels)
-                        if a is not None))
+        ok = (type(perm) is np.ndarray and perm.ndim == 1 and perm.dtype.kind in "iu"
+              and perm.shape[0] > 0 and int(perm.max()) < n and int(perm.min()) >= -n
+              and all(type(a) is np.ndarray for a in (self.X, self.Y, self.W, self.labels)
+                      if a is not None))
+        self._checked_order = (perm, ok)
+        return ok
 
     def gather(self, A, idx, slot):
         """``numpy.take(A, idx, axis=0)`` written into the buffer ``slot`` (one per array

@@ -381,9 +381,13 @@ def test_numpy_gather_refuses_out_of_range_rows_as_take_does():
     X = np.arange(12, dtype=np.float32).reshape(6, 2)
     xp = _backend.resolve_backend("numpy").xp
     data = DeviceData(X, X.copy(), None, xp=xp)
-    for bad in ([0, 6], [-7, 1]):
+    for bad in ([0, 6], [-7, 1], [0, 1, 2, 3, 4, 6]):
         idx = np.array(bad)
         assert not data.gathers_in_place(idx)
         with pytest.raises(IndexError):
-            data.batch(idx, idx, 0, 2)
+            data.batch(idx, idx[-2:], len(bad) - 2, len(bad))
+    order = np.array([0, 1, 2, 3, 4, 6])  # checked whole: every batch takes xp.take
+    first = data.batch(order, order[:2], 0, 2)
+    np.testing.assert_array_equal(first[0], X[:2])
+    assert not np.shares_memory(first[0], data.batch(order, order[2:4], 2, 4)[0])
     assert data.gathers_in_place(np.array([5, -6]))
