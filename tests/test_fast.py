@@ -697,3 +697,15 @@ def test_inference_buffers_over_the_limit_are_not_kept(monkeypatch):
     assert numpy_forward.proba(model, X, 4).tobytes() == first.tobytes()
     with _fast.disabled():
         assert model.predict_proba(X, batch_size=4).tobytes() == first.tobytes()
+
+
+def test_inference_buffers_do_not_keep_a_model_alive():
+    import gc
+    import weakref
+
+    model = MLP([4, 5, 3], seed=0)
+    model.predict_proba(np.ones((2, 4), dtype=np.float32))
+    ref = weakref.ref(model)
+    del model
+    gc.collect()
+    assert ref() is None
