@@ -29,8 +29,9 @@ call of :func:`kernels` (the first fast step of a process) and cached on disk by
 (``cache=True``): the first ever run pays the compilation (seconds), later processes
 the import of numba and the load (about a second).
 
-Threads: the kernels are compiled serial (see ``docs/performance.md``, "Fused
-element-wise kernels").
+Threads: the kernels are compiled serial. ``parallel=True`` variants (bit for bit the
+same) made the whole step 3-5x slower on two cores, numba's pool and OpenBLAS's
+spinning for each other's core (``docs/performance.md``, "The last tenth").
 
 This module is the only one that imports numba, and it does so lazily: importing mlpx
 never imports numba.
