@@ -354,6 +354,8 @@ def test_the_replay_uses_the_epochs_own_order_from_a_callable_shuffle():
 def test_numpy_gather_equals_generic_and_reuses_its_buffers():
     # DeviceData.batch on NumPy gathers into buffers kept from batch to batch; with fast
     # paths off it takes xp.take: the same rows, and a step's batch never aliases X.
+    if not _fast.enabled():
+        pytest.skip("fast paths are switched off (MLPX_FAST=0)")
     rng = np.random.default_rng(3)
     X = rng.normal(size=(50, 4)).astype(np.float32)
     Y = rng.random((50, 3)).astype(np.float32)
