@@ -236,6 +236,8 @@ class DeviceData:
         self.n = int(Y.shape[0])
         #: Host copy of the weights, for the per-batch checks (None without weights).
         self.host_weights = None if W is None else _backend.to_numpy(W)
+        self._gathered: dict = {}  # NumPy: one reused buffer per gathered array
+        self._checked_order: tuple | None = None  # (order, gathers_in_place(order))
 
     def spans(self, batch_size):
         """Yield the epoch's batches as ``(start, stop)`` positions in its order."""
@@ -260,9 +262,48 @@ class DeviceData:
                     None if labels is None else labels[start:stop, ...])
         xp = self.xp
         idx = perm[start:stop]
+        if _backend.fast_path(xp) == "numpy" and self.gathers_in_place(perm):
+            take = self.gather
+            return (take(X, idx, 0), take(Y, idx, 1), None if W is None else take(W, idx, 2),
+                    None if labels is None else take(labels, idx, 3))
         return (xp.take(X, idx, axis=0), xp.take(Y, idx, axis=0),
                 None if W is None else xp.take(W, idx, axis=0),
                 None if labels is None else xp.take(labels, idx, axis=0))
+
+    def gathers_in_place(self, perm) -> bool:
+        """Whether :meth:`gather` takes the rows of the epoch's order ``perm`` (NumPy
+        arrays throughout, every index in range: anything else goes to ``xp.take``,
+        which raises as before). Checked once per order: the answer for the last order
+        checked is kept with it."""
+        last = self._checked_order
+        if last is not None and last[0] is perm:
+            return last[1]
+        n = int(self.Y.shape[0])
+        ok = (type(perm) is np.ndarray and perm.ndim == 1 and perm.dtype.kind in "iu"
+              and perm.shape[0] > 0 and int(perm.max()) < n and int(perm.min()) >= -n
+              and all(type(a) is np.ndarray for a in (self.X, self.Y, self.W, self.labels)
+                      if a is not None))
+        self._checked_order = (perm, ok)
+        return ok
+
+    def gather(self, A, idx, slot):
+        """``numpy.take(A, idx, axis=0)`` written into the buffer ``slot`` (one per array
+        of the batch), which the next batch reuses.
+
+        The NumPy fast path of :meth:`batch` (``_backend.fast_path``): no allocation per
+        batch, and ``mode="wrap"``, which is not buffered the way ``"raise"`` is (the
+        indices were checked to lie in range, where every mode takes the same rows). A
+        batch is consumed before the next one is taken: the step, the accuracy count and
+        the metrics read it and keep none of it.
+        """
+        m = int(idx.shape[0])
+        buf = self._gathered.get(slot)
+        if buf is None or buf.shape[0] < m or buf.shape[1:] != A.shape[1:] \
+                or buf.dtype != A.dtype:
+            buf = self._gathered[slot] = np.empty((m,) + A.shape[1:], dtype=A.dtype)
+        out = buf[:m]
+        np.take(A, idx, axis=0, out=out, mode="wrap")
+        return out
 
 
 def is_streamed(X) -> bool:
@@ -659,6 +700,10 @@ class Trainer:
         bs = min(self.batch_size, data.n)
         extra = 0.0
         guard = self._guard
+        model = self.model
+        # self.step's own test, once per epoch rather than per batch
+        fused = type(self).step is Trainer.step and not any(
+            h.needs_gradients for h in self.hooks)
         for j, (start, stop) in enumerate(data.spans(self.batch_size)):
             where = slice(start, stop) if rows is None else rows[start:stop]
             ctx = self.context(j, where, stop - start)
@@ -666,7 +711,11 @@ class Trainer:
                 continue
             batch = data.batch(perm, where, start, stop)
             try:
-                loss, z = self.step(batch[0], batch[1], batch[2], ctx)
+                if fused:
+                    loss, z = model.train_step(batch[0], batch[1], batch[2], alpha=ctx.alpha,
+                                               hyper=ctx.hyper)
+                else:
+                    loss, z = self.step(batch[0], batch[1], batch[2], ctx)
             except Exception as exc:
                 if _backend.is_out_of_memory(exc):
                     raise memory_error(self.model, exc, bs) from exc

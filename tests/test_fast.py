@@ -603,3 +603,110 @@ def test_write_scope_wraps_exactly_the_writes():
     assert log[-1] == ("exit", 1)
     assert all(e in FALLIBLE_OPS for e in log[:enter])
     assert log[enter + 1:-1] == ["update"] * 6  # 3 weights, 3 biases
+
+
+# ---------------------------------------------------------------- inference in place
+def _inference_model(act, dtype, output=None, dropout=False, bias=True):
+    layers = []
+    for w in (9, 7):
+        layers.append(Dense(w, bias=bias))
+        if dropout:
+            layers.append(Dropout(0.3))
+        layers.append(ActivationLayer(act))
+    layers.append(Dense(4))
+    kw = {} if output is None else {"output": output, "loss": {
+        "sigmoid": "binary_cross_entropy", "identity": "mse"}[output]}
+    return Sequential(layers, n_features=6, dtype=dtype, seed=2, **kw)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("act", ["relu", "tanh", "sigmoid", "leaky_relu", "identity"])
+@pytest.mark.parametrize("output", [None, "sigmoid", "identity"])
+def test_inference_in_place_is_bitwise_generic(dtype, act, output):
+    # numpy_forward computes decision_function / predict_proba / predict in buffers: the
+    # generic operations in the generic order, so bit for bit (chunks included).
+    from mlpx._fast import numpy_forward
+
+    model = _inference_model(act, dtype, output, dropout=act == "relu",
+                             bias=act != "identity")
+    assert numpy_forward.forward_reason(model) is None
+    rng = np.random.default_rng(5)
+    X = (rng.standard_normal((70, 6)) * 20).astype(dtype)
+    X[0, :] = 0.0
+    for batch_size in (None, 16, 70, 128):
+        fast = [model.predict_proba(X, batch_size=batch_size),
+                model.decision_function(X, batch_size=batch_size),
+                model.predict(X, batch_size=batch_size)]
+        assert numpy_forward.logits(model, X, batch_size or 8192) is not None
+        with _fast.disabled():
+            assert numpy_forward.proba(model, X, 16) is None
+            slow = [model.predict_proba(X, batch_size=batch_size),
+                    model.decision_function(X, batch_size=batch_size),
+                    model.predict(X, batch_size=batch_size)]
+        for a, b in zip(fast, slow):
+            assert a.dtype == b.dtype and a.shape == b.shape
+            assert a.tobytes() == b.tobytes()
+    probs = model.predict_proba(X[:3])
+    assert not np.shares_memory(probs, model.predict_proba(X[:3]))  # fresh results
+
+
+def test_inference_in_place_takes_only_what_it_implements():
+    from mlpx._fast import numpy_forward
+
+    assert numpy_forward.forward_reason(MLP([4, 5, 3], activation="gelu", seed=0)) \
+        == "activation 'gelu'"
+    prelu = Sequential([Dense(5), PReLU(), Dense(3)], n_features=4, seed=0)
+    assert numpy_forward.forward_reason(prelu) is not None
+    model = MLP([4, 5, 3], seed=0)
+    X = np.ones((3, 4), dtype=np.float32)
+    assert numpy_forward.logits(model, X.astype(np.float64), 8) is None  # other dtype
+    assert numpy_forward.logits(model, X[:, :3], 8) is None  # other width
+    assert numpy_forward.logits(model, [[1.0] * 4], 8) is None  # not an array
+    model.layers[0].params[0] = model.layers[0].params[0].astype(np.float64)
+    assert numpy_forward.logits(model, X, 8) is None  # a parameter of another dtype
+
+
+def test_inference_in_place_follows_a_changed_model_and_pickles():
+    from mlpx._fast import numpy_forward
+
+    model = MLP([4, 6, 3], seed=0)
+    X = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+    before = model.predict_proba(X)
+    model.layers[1].activation = mlpx_activation("tanh")
+    after = model.predict_proba(X)
+    with _fast.disabled():
+        assert after.tobytes() == model.predict_proba(X).tobytes()
+    assert not np.array_equal(before, after)
+    twin = pickle.loads(pickle.dumps(model))
+    assert twin.predict_proba(X).tobytes() == after.tobytes()
+    assert numpy_forward.forward_reason(twin) is None
+
+
+def mlpx_activation(name):
+    from mlpx.activations import get_activation
+
+    return get_activation(name)
+
+
+def test_inference_buffers_over_the_limit_are_not_kept(monkeypatch):
+    from mlpx._fast import numpy_forward
+
+    monkeypatch.setattr(numpy_forward, "KEEP_BYTES", 0)
+    model = MLP([4, 6, 6, 3], seed=0)
+    X = np.random.default_rng(0).standard_normal((9, 4)).astype(np.float32)
+    first = model.predict_proba(X, batch_size=4)
+    assert numpy_forward.proba(model, X, 4).tobytes() == first.tobytes()
+    with _fast.disabled():
+        assert model.predict_proba(X, batch_size=4).tobytes() == first.tobytes()
+
+
+def test_inference_buffers_do_not_keep_a_model_alive():
+    import gc
+    import weakref
+
+    model = MLP([4, 5, 3], seed=0)
+    model.predict_proba(np.ones((2, 4), dtype=np.float32))
+    ref = weakref.ref(model)
+    del model
+    gc.collect()
+    assert ref() is None

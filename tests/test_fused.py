@@ -353,3 +353,30 @@ def test_broken_numba_warns_once_and_is_not_used(monkeypatch):
     with pytest.warns(UserWarning, match="could not compile"):
         assert _numba.kernels() is None
     assert _numba.kernels() is None  # not tried again
+
+
+def test_bias_relu_special_values():
+    k = _numba.kernels()
+    for dt in (np.float32, np.float64):
+        y = np.array([[-0.0, 0.0, np.nan, -np.nan], [-1.0, 1.0, np.inf, -np.inf],
+                      [2.0, -3.0, 0.5, 1e30]], dtype=dt)
+        b = np.array([0.0, -0.0, 1.0, -np.inf], dtype=dt)
+        with np.errstate(invalid="ignore"):
+            ref = np.maximum(y + b, np.asarray(0.0, dtype=dt))  # Dense, then the ReLU
+        k.bias_relu(y, b, dt(0))
+        assert_bitwise(y, ref)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fused_inference_is_bitwise(dtype, counting):
+    model = build("relu", dtype, "adam")
+    X = (np.random.default_rng(1).standard_normal((40, 6)) * 3).astype(dtype)
+    fast = [model.predict_proba(X, batch_size=16), model.decision_function(X)]
+    assert counting.calls["bias_relu"] == 2 * 3 + 2
+    with numba_kernels(False):
+        plain = [model.predict_proba(X, batch_size=16), model.decision_function(X)]
+    with _fast.disabled():
+        generic = [model.predict_proba(X, batch_size=16), model.decision_function(X)]
+    for a, b, c in zip(fast, plain, generic):
+        assert_bitwise(a, b)
+        assert_bitwise(a, c)

@@ -547,3 +547,47 @@ def test_forward_with_checks_the_parameter_count():
         model.forward_with(model.params[:3], np.ones((2, 4), np.float32), xp=xp)
     with pytest.raises(RuntimeError, match="not built"):
         Sequential([Dense(2)]).forward_with([], np.ones((2, 4), np.float32), xp=xp)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_to_device_x_finds_every_non_finite_value(bad):
+    # The check sums X first (NaN and inf propagate) and tests element-wise only when the
+    # sum is not finite; finite values whose sum overflows pass.
+    import warnings
+
+    model = MLP([3, 4, 2], seed=0)
+    big = np.full((5, 3), 3e38, dtype=np.float32)
+    with np.errstate(over="ignore"):
+        assert np.isinf(np.sum(big))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warning from the sum either
+        assert model.to_device_X(big) is not None
+    for i in range(big.size):
+        X = big.copy()
+        X.reshape(-1)[i] = bad
+        with pytest.raises(ValueError, match="NaN or infinity"):
+            model.to_device_X(X)
+    X = np.zeros((4, 3), dtype=np.float32)
+    X[1, 2], X[3, 0] = np.inf, -np.inf  # inf - inf: the sum is NaN
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="NaN or infinity"):
+            model.to_device_X(X)
+
+
+def test_count_correct_fast_equals_generic():
+    from mlpx import _fast
+
+    rng = np.random.default_rng(0)
+    for dtype in ("float32", "float64"):
+        model = MLP([3, 4, 6], dtype=dtype, seed=0)
+        z = rng.standard_normal((50, 6)).astype(dtype)
+        labels = rng.integers(0, 6, 50)
+        labels[:20] = np.argmax(z[:20], axis=1)
+        Y = np.eye(6, dtype=dtype)[labels]
+        for lab in (labels, None):
+            fast = model.count_correct(z, Y, lab)
+            with _fast.disabled():
+                slow = model.count_correct(z, Y, lab)
+            assert type(fast) is type(slow) and fast.dtype == slow.dtype == np.dtype(dtype)
+            assert fast == slow >= 20

@@ -349,3 +349,47 @@ def test_the_replay_uses_the_epochs_own_order_from_a_callable_shuffle():
         trainer.run(DeviceData(Xd, Yd, labels, xp=model.backend.xp), 1)
     assert calls == [1]  # the replay did not ask for a new order
     assert info.value.batch == expected_batch
+
+
+def test_numpy_gather_equals_generic_and_reuses_its_buffers():
+    # DeviceData.batch on NumPy gathers into buffers kept from batch to batch; with fast
+    # paths off it takes xp.take: the same rows, and a step's batch never aliases X.
+    if not _fast.enabled():
+        pytest.skip("fast paths are switched off (MLPX_FAST=0)")
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(50, 4)).astype(np.float32)
+    Y = rng.random((50, 3)).astype(np.float32)
+    labels = rng.integers(0, 3, 50)
+    W = rng.random(50).astype(np.float32)
+    xp = _backend.resolve_backend("numpy").xp
+    data = DeviceData(X, Y, labels, W, xp=xp)
+    rows = rng.permutation(50)
+    rows[:3] = [-1, -50, 49]  # negative indices count from the end, as in take
+    seen = []
+    for start, stop in ((0, 16), (16, 32), (32, 50), (48, 50)):
+        fast = data.batch(rows, rows[start:stop], start, stop)
+        with _fast.disabled():
+            slow = data.batch(rows, rows[start:stop], start, stop)
+        for a, b, src in zip(fast, slow, (X, Y, W, labels)):
+            assert a.dtype == b.dtype == src.dtype
+            np.testing.assert_array_equal(a, b)
+            assert not np.shares_memory(a, src)
+        seen.append(fast[0])
+    assert np.shares_memory(seen[0], seen[1])  # one buffer, no allocation per batch
+    assert not np.shares_memory(slow[0], seen[0])
+
+
+def test_numpy_gather_refuses_out_of_range_rows_as_take_does():
+    X = np.arange(12, dtype=np.float32).reshape(6, 2)
+    xp = _backend.resolve_backend("numpy").xp
+    data = DeviceData(X, X.copy(), None, xp=xp)
+    for bad in ([0, 6], [-7, 1], [0, 1, 2, 3, 4, 6]):
+        idx = np.array(bad)
+        assert not data.gathers_in_place(idx)
+        with pytest.raises(IndexError):
+            data.batch(idx, idx[-2:], len(bad) - 2, len(bad))
+    order = np.array([0, 1, 2, 3, 4, 6])  # checked whole: every batch takes xp.take
+    first = data.batch(order, order[:2], 0, 2)
+    np.testing.assert_array_equal(first[0], X[:2])
+    assert not np.shares_memory(first[0], data.batch(order, order[2:4], 2, 4)[0])
+    assert data.gathers_in_place(np.array([5, -6]))

@@ -2,7 +2,8 @@
 
 With the ``numba`` extra installed (``pip install mlpx[numba]``), the NumPy step
 (:mod:`mlpx._fast.numpy_step`) runs its element-wise work through the kernels of this
-module instead of chains of NumPy ufuncs: the Adam/AdamW update in one pass over the
+module instead of chains of NumPy ufuncs (and inference, :mod:`mlpx._fast.numpy_forward`, its
+bias and ReLU): the Adam/AdamW update in one pass over the
 parameter, its gradient and both moments instead of 11; SGD with momentum (and
 Nesterov, weight decay) in one pass instead of up to six; ReLU's forward in place
 without reading a zero block; its backward in one pass without a mask buffer, together
@@ -28,8 +29,9 @@ call of :func:`kernels` (the first fast step of a process) and cached on disk by
 (``cache=True``): the first ever run pays the compilation (seconds), later processes
 the import of numba and the load (about a second).
 
-Threads: the kernels are compiled serial (see ``docs/performance.md``, "Fused
-element-wise kernels").
+Threads: the kernels are compiled serial. ``parallel=True`` variants (bit for bit the
+same) made the whole step 3-5x slower on two cores, numba's pool and OpenBLAS's
+spinning for each other's core (``docs/performance.md``, "The last tenth").
 
 This module is the only one that imports numba, and it does so lazily: importing mlpx
 never imports numba.
@@ -91,6 +93,7 @@ def _warm_up(k):
         k.relu_backward_sum(a.reshape(2, 2), b.reshape(2, 2), one, zero, c[:2])
         k.tanh_backward(a, b, one)
         k.sigmoid_backward(a, b, one)
+        k.bias_relu(a.reshape(2, 2), b[:2], zero)
 
 
 def scalar_as(value, dtype):
@@ -185,6 +188,16 @@ def _build():
                     out[j] = out[j] + x
 
     @njit
+    def bias_relu(y, b, zero):  # pragma: no cover
+        # inference: numpy.maximum(y + b, 0) on 2-D y in place, in one pass: Dense's bias
+        # addition, then relu_forward's rule
+        n, w = y.shape
+        for i in range(n):
+            for j in range(w):
+                v = y[i, j] + b[j]
+                y[i, j] = v if (v > zero or v != v) else zero
+
+    @njit
     def tanh_backward(g, y, one):  # pragma: no cover
         # g *= 1 - y*y, in _act_backward's order: s = y*y; s = 1 - s; g = g*s
         for i in range(g.size):
@@ -207,4 +220,5 @@ def _build():
     k.adam, k.sgd, k.relu_backward = adam, sgd, relu_backward
     k.relu_backward_sum, k.relu_forward = relu_backward_sum, relu_forward
     k.tanh_backward, k.sigmoid_backward = tanh_backward, sigmoid_backward
+    k.bias_relu = bias_relu
     return k
