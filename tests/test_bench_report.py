@@ -21,3 +21,16 @@ def test_honest_run_is_not_flagged():
     assert row["disturbed"] == {}
     assert bench_run.disturbed_note([row]) == ""
     assert "DISTURBED" not in bench_run._row_text(dict(row, samples_per_s={"x": 1.0}))
+
+
+def test_profile_step_prints_the_ab_and_the_profile(capsys):
+    import pytest
+
+    pytest.importorskip("torch")
+    from benchmarks import profile_step
+
+    profile_step.main(["--batch", "8", "--rounds", "2", "--steps", "1", "--top", "3"])
+    out = capsys.readouterr().out
+    assert "mlpx/torch throughput" in out
+    assert "% in torch.mm / torch.addmm" in out
+    assert "tottime" in out
