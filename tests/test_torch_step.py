@@ -21,7 +21,7 @@ from mlpx import MLP, Sequential, _backend, _fast
 from mlpx.layers import ActivationLayer, BatchNorm, Dense, Dropout, Maxout, PReLU
 
 from .helpers import assert_array
-from .test_fast import OPTIMIZERS, interrupt_every_op, snapshot
+from .test_fast import OPTIMIZERS, batches_for, data, interrupt_every_op, mlp_layers, snapshot
 
 torch = pytest.importorskip("torch")
 torch_step = pytest.importorskip("mlpx._fast.torch_step")
@@ -40,36 +40,6 @@ def fused(request):
         yield request.param
     finally:
         torch_step.set_fused_updates(old)
-
-
-def data(n, n_in, k, loss, dtype, seed=0):
-    rng = np.random.default_rng(seed)
-    X = (rng.random((n, n_in)) - 0.3).astype(dtype)
-    if loss == "cross_entropy":
-        Y = np.eye(k, dtype=dtype)[rng.integers(0, k, n)]
-    elif loss == "binary_cross_entropy":
-        Y = rng.integers(0, 2, (n, k)).astype(dtype)
-    else:
-        Y = rng.standard_normal((n, k)).astype(dtype)
-    return X, Y
-
-
-def batches_for(loss, dtype, k=4, sizes=(32, 32, 13, 32, 5)):
-    """A batch size that changes: the last partial batch of an epoch, then back."""
-    return [data(n, 6, k, loss, dtype, seed=i) for i, n in enumerate(sizes)]
-
-
-def mlp_layers(act="relu", dropout=0.0, bias=True, k=4):
-    def build():
-        out = []
-        for w in (9, 9):
-            out.append(Dense(w, init="he_normal", bias=bias))
-            out.append(ActivationLayer(act))
-            if dropout:
-                out.append(Dropout(dropout))
-        out.append(Dense(k, bias=bias))
-        return out
-    return build
 
 
 def make(layers_fn, *, loss="cross_entropy", output=None, alpha=0.0, optimizer="sgd",
