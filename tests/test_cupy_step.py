@@ -302,7 +302,7 @@ def test_strict_backend_has_no_fast_step():
     pytest.importorskip("array_api_strict")
     model = MLP([4, 8, 3], backend="array_api_strict", seed=0).compile("sgd")
     assert model._fast_step is None
-    assert "NumPy and CuPy" in _fast.unsupported_reason(model)
+    assert "NumPy, CuPy and PyTorch" in _fast.unsupported_reason(model)
 
 
 # ---------------------------------------------------------------------------- on a GPU
