@@ -21,7 +21,15 @@ from mlpx import MLP, Sequential, _backend, _fast
 from mlpx.layers import ActivationLayer, BatchNorm, Dense, Dropout, Maxout, PReLU
 
 from .helpers import assert_array
-from .test_fast import OPTIMIZERS, batches_for, data, interrupt_every_op, mlp_layers, snapshot
+from .test_fast import (
+    OPTIMIZERS,
+    batches_for,
+    data,
+    interrupt_every_op,
+    mlp_layers,
+    sample_weights,
+    snapshot,
+)
 
 torch = pytest.importorskip("torch")
 torch_step = pytest.importorskip("mlpx._fast.torch_step")
@@ -93,10 +101,7 @@ def check_equal(layers_fn, *, loss="cross_entropy", output=None, alpha=0.0, opti
     step = fast._fast_step
     assert type(step) is torch_step.TorchTrainStep, _fast.unsupported_reason(fast)
     batches = batches_for(loss, dtype, k=k)
-    w = None
-    if weights:
-        rng = np.random.default_rng(9)
-        w = [rng.random(X.shape[0]).astype(dtype) + 0.1 for X, _ in batches]
+    w = sample_weights(batches, dtype) if weights else None
     calls = []
     orig = type(step).__call__
 
