@@ -13,11 +13,24 @@ them alike.
                calls on batches gathered beforehand (wall and CPU time)
 ``inference``  ``predict_proba`` (the in-place NumPy path) and the generic path
                (``MLPX_FAST`` off) against the bare forward products
+``bounds``     how close to the floor a step *can* get: the bare step on one batch,
+               its time split into the matrix products and everything else (the
+               element-wise passes, the optimizer update, the loss, Python), against
+               the floor of ``benchmarks.fit_table`` (the same products, nothing else;
+               the split comes from a second run of the step with a timer around each
+               operation, the rest is the step's untimed time less its products);
+               and inference's passes outside the products (bias + ReLU, the softmax,
+               the input's NaN/inf check) against its floor. The bounds assume the
+               products at the floor's speed and the rest left as measured (serial) or
+               split perfectly over two cores; and the step on batches gathered
+               beforehand from all of X (rows read from memory, as in a fit) against
+               the step on one cached batch (what ``fit_table``'s bare step runs)
 
 Usage::
 
     python -m benchmarks.fit_overheads                         # all four, 2 threads
     python -m benchmarks.fit_overheads --parts fit --samples 60000 --threads 1
+    python -m benchmarks.fit_overheads --parts bounds --batches 64,256,1024,4096
 
 Prints its lines (nothing is written): the load average, NumPy's version and the
 thread count come first.
@@ -133,6 +146,148 @@ def part_inference(X, args, log):
               args.rounds, max(1, 2048 // bs), f"inference {bs}", log)
 
 
+class _OpTimer:
+    """Exclusive time per category of the NumPy step's operations: each wrapped method
+    of :class:`mlpx._fast.numpy_step.NumpyOps` adds its time minus that of the wrapped
+    calls inside it (a product inside ``dense_forward`` counts as a product)."""
+
+    CATEGORY = {"_gemm": "products", "input_grad": "products",
+                "update": "optimizer update", "act_forward": "activations",
+                "act_backward": "activations", "loss_and_grad": "loss",
+                "dense_forward": "bias copies", "weight_grad": "other",
+                "bias_grad": "other", "sgd_fused_weight": "other", "begin": "other",
+                "grad_buffers": "other"}
+
+    def __init__(self):
+        from mlpx._fast import numpy_step
+
+        self.cls = numpy_step.NumpyOps
+        self.saved = {}
+        self.totals = dict.fromkeys(set(self.CATEGORY.values()), 0.0)
+        self.stack = [0.0]
+
+    def __enter__(self):
+        for name, cat in self.CATEGORY.items():
+            orig = self.saved[name] = self.cls.__dict__[name]
+
+            def wrapped(*a, _orig=orig, _cat=cat, **kw):
+                self.stack.append(0.0)
+                t0 = time.perf_counter()
+                try:
+                    return _orig(*a, **kw)
+                finally:
+                    dt = time.perf_counter() - t0
+                    inner = self.stack.pop()
+                    self.totals[_cat] += dt - inner
+                    self.stack[-1] += dt
+            setattr(self.cls, name, wrapped)
+        return self
+
+    def __exit__(self, *exc):
+        for name, orig in self.saved.items():
+            setattr(self.cls, name, orig)
+
+    def reset(self):
+        self.totals = dict.fromkeys(self.totals, 0.0)
+
+
+def part_bounds(X, labels, args, log):
+    from .fit_table import floor as floor_run
+
+    eye = np.eye(SIZES[-1], dtype=X.dtype)
+    for opt in args.optimizers:
+        for bs in args.batches:
+            number = max(2, 4096 // bs)
+            model = _model(opt, X.dtype.name)
+            xb = np.ascontiguousarray(X[:bs])
+            yb = eye[labels[:bs]]
+            floor = floor_run(X[:bs * number], labels, bs, opt, X.dtype.name)
+            # batches of a permutation of all of X, gathered beforehand: what a fit's
+            # step reads (rows from memory, not the cache), without the gather itself
+            perm = np.random.default_rng(3).permutation(len(X))
+            pre = [(np.ascontiguousarray(X[perm[s:s + bs]]), eye[labels[perm[s:s + bs]]])
+                   for s in range(0, len(X) - bs + 1, bs)]
+            best_floor, best_mem, best_step, best = (float("inf"),) * 3 + (None,)
+            timer = _OpTimer()
+
+            def steps(xs, model=model):
+                t0 = time.perf_counter()
+                for xm, ym in xs:
+                    model.train_step(xm, ym)
+                return (time.perf_counter() - t0) / len(xs)
+            cached = [(xb, yb)] * number
+            steps(cached[:3])
+            for _ in range(args.rounds):
+                best_mem = min(best_mem, steps(pre))
+                t0 = time.perf_counter()
+                floor()
+                best_floor = min(best_floor, (time.perf_counter() - t0) / number)
+                best_step = min(best_step, steps(cached))
+                with timer:  # the split, from a second run with the timers in
+                    timer.reset()
+                    timed = steps(cached)
+                if best is None or timed < best[0]:
+                    best = (timed, {k: v / number for k, v in timer.totals.items()})
+            total, parts = best_step, best[1]
+            rest = total - parts["products"]
+            shares = ", ".join(f"{k} {v * 1e3:.3f}" for k, v in sorted(
+                parts.items(), key=lambda kv: -kv[1]) if k != "products")
+            log(f"{opt} step {bs:>5}: floor {best_floor * 1e3:8.3f} ms, step "
+                f"{total * 1e3:8.3f} ms (floor/step {best_floor / total:.2f}); products "
+                f"in the step {parts['products'] * 1e3:8.3f} ms "
+                f"(x{parts['products'] / best_floor:.2f} of the floor), the rest "
+                f"{rest * 1e3:.3f} ms [{shares}; the remainder is Python]; "
+                f"bound floor/(floor + rest) "
+                f"{best_floor / (best_floor + rest):.2f}, with the rest split over two "
+                f"cores {best_floor / (best_floor + rest / 2):.2f}; the step on batches "
+                f"read from memory {best_mem * 1e3:.3f} ms (one cached batch / batches from "
+                f"memory {total / best_mem:.2f}: the most fit / bare step can be)")
+    part_inference_bounds(X, args, log)
+
+
+def part_inference_bounds(X, args, log):
+    from mlpx._fast import _numba
+
+    kern = _numba.kernels()
+    model = _model("sgd", X.dtype.name)
+    Ws = [p for p in model.params if p.ndim == 2]
+    bs_ = [p for p in model.params if p.ndim == 1]
+    zero = X.dtype.type(0)
+    for bs in args.batches:
+        xb = np.ascontiguousarray(X[:bs])
+        outs = [np.empty((bs, w), dtype=X.dtype) for w in SIZES[1:]]
+        zeros = [np.zeros((bs, w), dtype=X.dtype) for w in SIZES[1:-1]]
+
+        def floor(xb=xb, outs=outs):
+            x = xb
+            for W, out in zip(Ws, outs):
+                np.matmul(x, W, out=out)
+                x = out
+
+        def passes(xb=xb, outs=outs, zeros=zeros):
+            np.sum(xb)  # the input's NaN/inf check
+            for h, b, z in zip(outs[:-1], bs_[:-1], zeros):
+                if kern is not None:
+                    kern.bias_relu(h, b, zero)
+                else:
+                    np.add(h, b, out=h)
+                    np.maximum(h, z, out=h)
+            z = outs[-1]
+            z += bs_[-1]
+            m = np.max(z, axis=1, keepdims=True)
+            np.subtract(z, m, out=z)
+            np.exp(z, out=z)
+            np.divide(z, np.sum(z, axis=1, keepdims=True), out=z)
+
+        best = bench({"floor (products)": floor, "passes outside the products": passes,
+                      "predict_proba": lambda xb=xb: model.predict_proba(xb)},
+                     args.rounds, max(1, 2048 // bs), f"inference {bs}", log)
+        f, r = best["floor (products)"][0], best["passes outside the products"][0]
+        log(f"{'inference':>18} {bs:>5}: bound floor/(floor + passes) {f / (f + r):.2f}, "
+            f"passes split over two cores {f / (f + r / 2):.2f}; measured "
+            f"floor/predict_proba {f / best['predict_proba'][0]:.2f}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--parts", default="finite,gather,fit,inference")
@@ -169,6 +324,8 @@ def main(argv=None):
             part_fit(X, labels, args, log)
         if "inference" in parts:
             part_inference(X, args, log)
+        if "bounds" in parts:
+            part_bounds(X, labels, args, log)
     log(f"load {os.getloadavg()[0]:.2f}")
 
 

@@ -34,3 +34,18 @@ def test_profile_step_prints_the_ab_and_the_profile(capsys):
     assert "mlpx/torch throughput" in out
     assert "% in torch.mm / torch.addmm" in out
     assert "tottime" in out
+
+
+def test_fit_overheads_bounds_splits_the_step_and_restores_the_ops(capsys):
+    from benchmarks import fit_overheads
+    from mlpx._fast import numpy_step
+
+    before = dict(vars(numpy_step.NumpyOps))
+    fit_overheads.main(["--parts", "bounds", "--batches", "8", "--rounds", "1",
+                        "--samples", "32", "--optimizers", "adam", "--threads", "1"])
+    out = capsys.readouterr().out
+    step = next(line for line in out.splitlines() if line.startswith("adam step"))
+    assert "products in the step" in step and "optimizer update" in step
+    assert "bound floor/(floor + rest)" in step and "batches from memory" in step
+    assert "inference" in out and "bound floor/(floor + passes)" in out
+    assert dict(vars(numpy_step.NumpyOps)) == before  # the timers are gone again
