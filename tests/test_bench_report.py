@@ -47,5 +47,5 @@ def test_fit_overheads_bounds_splits_the_step_and_restores_the_ops(capsys):
     step = next(line for line in out.splitlines() if line.startswith("adam step"))
     assert "products in the step" in step and "optimizer update" in step
     assert "bound floor/(floor + rest)" in step and "batches from memory" in step
-    assert "inference" in out and "bound floor/(floor + passes)" in out
+    assert "inference" in out and "bound floor/(floor + passes + check)" in out
     assert dict(vars(numpy_step.NumpyOps)) == before  # the timers are gone again
