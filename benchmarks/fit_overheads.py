@@ -124,20 +124,27 @@ def part_fit(X, labels, args, log):
                   args.rounds, 1, f"{opt} fit {bs}", log)
 
 
+def _forward_floor(model, xb):
+    """Inference's floor: the forward products of ``model`` on ``xb`` into kept
+    outputs, nothing else; returns the callable and the outputs."""
+    Ws = [p for p in model.params if p.ndim == 2]
+    outs = [np.empty((xb.shape[0], W.shape[1]), dtype=xb.dtype) for W in Ws]
+
+    def floor():
+        x = xb
+        for W, out in zip(Ws, outs):
+            np.matmul(x, W, out=out)
+            x = out
+    return floor, outs
+
+
 def part_inference(X, args, log):
     from mlpx import _fast
 
     model = _model("sgd", X.dtype.name)
-    Ws = [p for p in model.params if p.ndim == 2]
     for bs in args.batches:
         xb = np.ascontiguousarray(X[:bs])
-        outs = [np.empty((bs, w), dtype=X.dtype) for w in SIZES[1:]]
-
-        def floor(xb=xb, outs=outs):
-            x = xb
-            for W, out in zip(Ws, outs):
-                np.matmul(x, W, out=out)
-                x = out
+        floor, _ = _forward_floor(model, xb)
 
         def generic(xb=xb):
             with _fast.disabled():
@@ -199,7 +206,7 @@ def part_bounds(X, labels, args, log):
     eye = np.eye(SIZES[-1], dtype=X.dtype)
     for opt in args.optimizers:
         for bs in args.batches:
-            number = max(2, 4096 // bs)
+            number = max(1, min(max(2, 4096 // bs), len(X) // bs))  # steps per timing
             model = _model(opt, X.dtype.name)
             xb = np.ascontiguousarray(X[:bs])
             yb = eye[labels[:bs]]
@@ -252,19 +259,12 @@ def part_inference_bounds(X, args, log):
 
     kern = _numba.kernels()
     model = _model("sgd", X.dtype.name)
-    Ws = [p for p in model.params if p.ndim == 2]
     bs_ = [p for p in model.params if p.ndim == 1]
     zero = X.dtype.type(0)
     for bs in args.batches:
         xb = np.ascontiguousarray(X[:bs])
-        outs = [np.empty((bs, w), dtype=X.dtype) for w in SIZES[1:]]
+        floor, outs = _forward_floor(model, xb)
         zeros = [np.zeros((bs, w), dtype=X.dtype) for w in SIZES[1:-1]]
-
-        def floor(xb=xb, outs=outs):
-            x = xb
-            for W, out in zip(Ws, outs):
-                np.matmul(x, W, out=out)
-                x = out
 
         def passes(outs=outs, zeros=zeros):
             for h, b, z in zip(outs[:-1], bs_[:-1], zeros):
@@ -306,6 +306,9 @@ def main(argv=None):
     args = p.parse_args(argv)
     args.batches = [int(b) for b in args.batches.split(",")]
     args.optimizers = [o for o in args.optimizers.split(",") if o]
+    if max(args.batches) > args.samples:
+        p.error(f"--samples ({args.samples}) must be at least the largest batch "
+                f"({max(args.batches)}).")
     from threadpoolctl import threadpool_limits
 
     try:
