@@ -9,6 +9,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -90,6 +92,11 @@ void pool_blas_callback(int sync, dojob_fn dojob, int numjobs, size_t elsize,
     if (numjobs <= 1) {
         dojob(0, jobdata, dojob_data);
         return;
+    }
+    if (numjobs > 2) {  /* the jobs must run at once, and this pool has two threads */
+        fprintf(stderr, "pool.c: OpenBLAS asked for %d threads; run with "
+                        "OPENBLAS_NUM_THREADS=2 or fewer\n", numjobs);
+        abort();
     }
     start();
     mode = 1;
